@@ -1,0 +1,7 @@
+//! Platform facts: what the boot protocols and hypervisors define, mirrored
+//! exactly from their specifications. Detection and the Xen and KVM
+//! interfaces join this crate with the vmops and Xen issues; the foundation
+//! holds the PVH start-of-day structures that its PVH entry path reads.
+#![no_std]
+
+pub mod pvh;

@@ -1,0 +1,260 @@
+//! The boot matrix: every configuration the rig boots, as plain data.
+//!
+//! Nothing here spawns a process or reads a file; `qemu` turns a `Config`
+//! into a command line, `prepare` makes its inputs exist, and `check` judges
+//! its output against `Expect`. Adding a configuration means adding an entry
+//! to `MATRIX`, nothing else.
+
+use std::time::Duration;
+
+use crate::check::Pattern;
+
+/// Which QEMU accelerator a configuration runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    pub fn qemu_name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// How the kernel reaches the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// `-kernel ELF -append CMDLINE`: QEMU's own PVH loader.
+    Pvh,
+    /// `-cdrom ISO`: GRUB loads the kernel through multiboot2. The command
+    /// line is baked into the ISO's grub.cfg, so the ISO is named per
+    /// command line and rebuilt when it is older than the kernel.
+    Iso { file_name: &'static str },
+}
+
+/// Inputs the rig makes itself before booting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fixture {
+    /// `-initrd`: a file of exactly `size` bytes of `prepare::initrd_pattern`,
+    /// so the kernel can report (and check) what it was handed.
+    Initrd { size: usize },
+}
+
+/// What must hold on the host for a configuration to be meaningful. When it
+/// does not, the configuration is reported as SKIP with the reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// /dev/kvm opens read-write.
+    Kvm,
+}
+
+/// What a good boot looks like.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect {
+    /// QEMU's exit status; 33 is the kernel writing 0x10 to isa-debug-exit.
+    pub status: i32,
+    /// The kernel's test summary must be present and clean (see
+    /// `check::parse_closing_line`).
+    pub closing_line: bool,
+    /// Each pattern must match at least one line of the serial log.
+    pub lines: &'static [Pattern],
+    /// No pattern may match any line of the serial log.
+    pub forbidden: &'static [Pattern],
+}
+
+/// One entry of the boot matrix.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub name: &'static str,
+    pub accel: Accel,
+    /// `-cpu` value; `None` leaves QEMU's default model.
+    pub cpu: Option<&'static str>,
+    pub boot: Boot,
+    /// The kernel command line (for `Boot::Iso`, the one baked into the ISO).
+    pub cmdline: &'static str,
+    pub fixture: Option<Fixture>,
+    pub requires: Option<Requirement>,
+    pub timeout: Duration,
+    pub expect: Expect,
+}
+
+/// Status QEMU exits with when the kernel writes 0x10 (all tests passed).
+pub const STATUS_TESTS_PASSED: i32 = 33;
+
+/// The banner every boot prints once memory is known,
+/// e.g. `sanos 0.1.0: 127 MiB, boot 5321 us`.
+const BANNER: Pattern = Pattern::Glob("sanos * MiB, boot * us*");
+
+/// Lines no healthy boot prints.
+const FORBIDDEN: &[Pattern] = &[
+    Pattern::Contains("panic"),
+    Pattern::Contains("PANIC"),
+    Pattern::Contains("EXCEPTION"),
+];
+
+/// GRUB's own failures (`error: no multiboot header found.`, `error: file
+/// '/boot/sanos.elf' not found.`) come before the kernel runs and would
+/// otherwise only show up as a timeout.
+const FORBIDDEN_UNDER_GRUB: &[Pattern] = &[
+    Pattern::Contains("panic"),
+    Pattern::Contains("PANIC"),
+    Pattern::Contains("EXCEPTION"),
+    Pattern::Glob("error: *"),
+];
+
+/// Under nested KVM on the project's machines plain `-cpu max` aborts QEMU
+/// at vCPU reset ("failed to set MSR 0x10a", IA32_ARCH_CAPABILITIES); the
+/// default model works but warns that the host lacks SSE3. `max` without
+/// that one MSR boots cleanly and still exposes what the host has.
+const KVM_CPU: &str = "max,-arch-capabilities";
+
+/// The boot matrix, in the order `rig test` runs it.
+pub const MATRIX: &[Config] = &[
+    Config {
+        name: "qemu-tcg-pvh",
+        accel: Accel::Tcg,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "test",
+        fixture: None,
+        requires: None,
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status: STATUS_TESTS_PASSED,
+            closing_line: true,
+            lines: &[BANNER],
+            forbidden: FORBIDDEN,
+        },
+    },
+    Config {
+        name: "qemu-kvm-pvh",
+        accel: Accel::Kvm,
+        cpu: Some(KVM_CPU),
+        boot: Boot::Pvh,
+        cmdline: "test",
+        fixture: None,
+        requires: Some(Requirement::Kvm),
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status: STATUS_TESTS_PASSED,
+            closing_line: true,
+            lines: &[BANNER],
+            forbidden: FORBIDDEN,
+        },
+    },
+    Config {
+        name: "grub-iso",
+        accel: Accel::Tcg,
+        cpu: Some("max"),
+        boot: Boot::Iso {
+            file_name: "sanos-test.iso",
+        },
+        cmdline: "test",
+        fixture: None,
+        requires: None,
+        timeout: Duration::from_secs(90),
+        expect: Expect {
+            status: STATUS_TESTS_PASSED,
+            closing_line: true,
+            lines: &[BANNER],
+            forbidden: FORBIDDEN_UNDER_GRUB,
+        },
+    },
+    Config {
+        name: "qemu-tcg-badargs",
+        accel: Accel::Tcg,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "test bogus=1 loglevel=loud",
+        fixture: None,
+        requires: None,
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status: STATUS_TESTS_PASSED,
+            closing_line: true,
+            // The malformed value must be named, on the same line as the
+            // option, whatever order the kernel words it in.
+            lines: &[
+                BANNER,
+                Pattern::Contains("unknown option 'bogus'"),
+                Pattern::AllOf(&["loglevel", "loud"]),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
+    Config {
+        name: "qemu-tcg-initrd",
+        accel: Accel::Tcg,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "test",
+        fixture: Some(Fixture::Initrd { size: 12345 }),
+        requires: None,
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status: STATUS_TESTS_PASSED,
+            closing_line: true,
+            lines: &[BANNER, Pattern::Contains("initrd: 12345 bytes")],
+            forbidden: FORBIDDEN,
+        },
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_file_safe() {
+        let mut seen = HashSet::new();
+        for config in MATRIX {
+            assert!(seen.insert(config.name), "duplicate {}", config.name);
+            // Names become log file names and `--only` targets.
+            assert!(config
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        }
+    }
+
+    #[test]
+    fn matrix_order_is_the_documented_one() {
+        let names: Vec<_> = MATRIX.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "qemu-tcg-pvh",
+                "qemu-kvm-pvh",
+                "grub-iso",
+                "qemu-tcg-badargs",
+                "qemu-tcg-initrd"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_kvm_config_requires_kvm() {
+        for config in MATRIX {
+            assert_eq!(
+                config.accel == Accel::Kvm,
+                config.requires == Some(Requirement::Kvm),
+                "{}",
+                config.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_config_checks_the_test_summary_and_banner() {
+        for config in MATRIX {
+            assert!(config.expect.closing_line, "{}", config.name);
+            assert!(config.expect.lines.contains(&BANNER), "{}", config.name);
+            assert!(config.cmdline.split(' ').any(|w| w == "test"));
+        }
+    }
+}

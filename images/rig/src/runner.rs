@@ -1,0 +1,265 @@
+//! `rig test` and `rig run`: walking the matrix one configuration at a time
+//! and reporting PASS/FAIL/SKIP, or booting one interactive session.
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::check::{self, describe_exit, Exit};
+use crate::cli::{RunArgs, TestArgs};
+use crate::matrix::{Accel, Config, Requirement, MATRIX};
+use crate::prepare;
+use crate::process;
+use crate::qemu::{qemu_program, shell_line, Launch, Media, Serial};
+
+/// How many serial log lines follow a FAIL line: enough for a panic message
+/// and its context, little enough to read five failures in a row.
+const TAIL_LINES: usize = 40;
+
+/// The configurations `--only` selects, in matrix order.
+pub fn select<'a>(matrix: &'a [Config], only: Option<&str>) -> Vec<&'a Config> {
+    matrix
+        .iter()
+        .filter(|c| only.is_none_or(|sub| c.name.contains(sub)))
+        .collect()
+}
+
+/// The result of one configuration.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass { took: Duration },
+    Fail { reason: String },
+    Skip { reason: String },
+}
+
+/// Counts over the whole run; the rig's own closing line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl Summary {
+    pub fn add(&mut self, verdict: &Verdict) {
+        match verdict {
+            Verdict::Pass { .. } => self.passed += 1,
+            Verdict::Fail { .. } => self.failed += 1,
+            Verdict::Skip { .. } => self.skipped += 1,
+        }
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}
+
+/// The part of a FAIL that goes after the name.
+fn fail(reason: impl Into<String>) -> Verdict {
+    Verdict::Fail {
+        reason: reason.into(),
+    }
+}
+
+/// Boots one configuration and judges it. The serial log is left at
+/// `paths.serial_log(name)` for the caller to show.
+fn run_config(config: &Config, args: &TestArgs) -> Verdict {
+    let paths = &args.paths;
+    if let Some(requirement) = config.requires {
+        if let Err(reason) = prepare::check_requirement(requirement) {
+            return Verdict::Skip { reason };
+        }
+    }
+    let log = paths.serial_log(config.name);
+    let stderr_path = paths.qemu_stderr(config.name);
+    // Files left by an earlier run must never be judged or shown as this
+    // one's, even when this one fails before QEMU starts.
+    for stale in [&log, &stderr_path] {
+        if let Err(e) = fs::remove_file(stale) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return fail(format!("cannot remove old {}: {e}", stale.display()));
+            }
+        }
+    }
+    if let Err(reason) = prepare::prepare(config, paths) {
+        return fail(reason);
+    }
+    let stderr = match File::create(&stderr_path) {
+        Ok(file) => file,
+        Err(e) => return fail(format!("cannot create {}: {e}", stderr_path.display())),
+    };
+    let launch = Launch::for_config(config, paths);
+    let program = qemu_program();
+    let qemu_args = launch.args();
+    let (exit, elapsed) =
+        match process::run_with_timeout(&program, &qemu_args, stderr, config.timeout) {
+            Ok(result) => result,
+            Err(reason) => return fail(reason),
+        };
+    // QEMU that never started leaves no log; that is reported through its
+    // status and stderr, not as an unreadable file.
+    let raw = fs::read(&log).unwrap_or_default();
+    let lines = check::log_lines(&raw);
+    let problems = check::judge(&config.expect, exit, &lines);
+    if problems.is_empty() {
+        Verdict::Pass { took: elapsed }
+    } else {
+        let mut reason = problems.join("; ");
+        if matches!(exit, Exit::Code(1)) {
+            // Status 1 is mostly QEMU refusing its arguments: show them.
+            reason.push_str(&format!(
+                "\n  command: {}",
+                shell_line(Path::new(&program), &qemu_args)
+            ));
+        }
+        fail(reason)
+    }
+}
+
+/// The last `n` lines of a file, indented so a quoted `3 passed, 0 failed`
+/// is never taken for a closing line of the rig's own output.
+fn tail(path: &Path, n: usize, label: &str) -> Vec<String> {
+    let raw = fs::read(path).unwrap_or_default();
+    let lines = check::log_lines(&raw);
+    if lines.is_empty() {
+        return Vec::new();
+    }
+    let start = lines.len().saturating_sub(n);
+    let mut out = vec![format!(
+        "  --- {label} {} (last {} of {} lines)",
+        path.display(),
+        lines.len() - start,
+        lines.len()
+    )];
+    out.extend(lines[start..].iter().map(|l| format!("  | {l}")));
+    out
+}
+
+/// `rig test`: every selected configuration in order; `Err` when the
+/// selection is empty, since a run that checks nothing must not look green.
+pub fn test(args: &TestArgs) -> Result<Summary, String> {
+    let selected = select(MATRIX, args.only.as_deref());
+    if selected.is_empty() {
+        let names: Vec<_> = MATRIX.iter().map(|c| c.name).collect();
+        return Err(format!(
+            "--only {:?} matches no configuration (have: {})",
+            args.only.as_deref().unwrap_or_default(),
+            names.join(", ")
+        ));
+    }
+    let mut summary = Summary::default();
+    for config in selected {
+        let verdict = run_config(config, args);
+        summary.add(&verdict);
+        match &verdict {
+            Verdict::Pass { took } => {
+                println!("PASS {} ({:.1} s)", config.name, took.as_secs_f64())
+            }
+            Verdict::Skip { reason } => println!("SKIP {}: {reason}", config.name),
+            Verdict::Fail { reason } => {
+                println!("FAIL {}: {reason}", config.name);
+                let log = args.paths.serial_log(config.name);
+                let serial = tail(&log, TAIL_LINES, "serial");
+                // No log at all means QEMU never started, which the reason
+                // already says; an empty one is worth saying.
+                if serial.is_empty() && log.exists() {
+                    println!("  --- serial {}: empty", log.display());
+                }
+                let stderr = tail(&args.paths.qemu_stderr(config.name), 10, "qemu stderr");
+                for line in serial.iter().chain(&stderr) {
+                    println!("{line}");
+                }
+            }
+        }
+    }
+    println!("{}", summary.line());
+    Ok(summary)
+}
+
+/// `rig run`: one boot on the terminal. Returns QEMU's exit.
+pub fn run(args: &RunArgs) -> Result<Exit, String> {
+    let paths = &args.paths;
+    prepare::check_kernel(&paths.kernel)?;
+    let accel = if args.kvm {
+        prepare::check_requirement(Requirement::Kvm)?;
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    };
+    // The same CPU models the matrix uses, so an interactive boot behaves
+    // like the test that failed.
+    let cpu = MATRIX
+        .iter()
+        .find(|c| c.accel == accel)
+        .and_then(|c| c.cpu)
+        .map(str::to_string);
+    let cmdline = args.append.clone().unwrap_or_default();
+    let media = if args.iso {
+        let iso = paths.run_iso();
+        let rig_dir = paths.rig_dir();
+        fs::create_dir_all(&rig_dir)
+            .map_err(|e| format!("cannot create {}: {e}", rig_dir.display()))?;
+        prepare::build_iso(&paths.kernel, &iso, &cmdline)?;
+        Media::Cdrom(iso)
+    } else {
+        Media::Kernel {
+            kernel: paths.kernel.clone(),
+            cmdline,
+            initrd: None,
+        }
+    };
+    let launch = Launch {
+        accel,
+        cpu,
+        media,
+        serial: Serial::Terminal,
+    };
+    let program = qemu_program();
+    let qemu_args = launch.args();
+    println!("rig: quit with Ctrl-A X (Ctrl-A C switches to the QEMU monitor)");
+    println!("rig: {}", shell_line(Path::new(&program), &qemu_args));
+    let exit = process::run_interactive(&program, &qemu_args)?;
+    eprintln!("rig: {}", describe_exit(exit));
+    Ok(exit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_selects_by_substring_in_matrix_order() {
+        let names = |only| {
+            select(MATRIX, only)
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(None).len(), MATRIX.len());
+        assert_eq!(
+            names(Some("tcg")),
+            ["qemu-tcg-pvh", "qemu-tcg-badargs", "qemu-tcg-initrd"]
+        );
+        assert_eq!(names(Some("grub-iso")), ["grub-iso"]);
+        assert!(names(Some("nothing")).is_empty());
+    }
+
+    #[test]
+    fn summary_line_is_the_plain_closing_form() {
+        let mut summary = Summary::default();
+        summary.add(&Verdict::Pass {
+            took: Duration::from_secs(1),
+        });
+        summary.add(&Verdict::Pass {
+            took: Duration::from_secs(2),
+        });
+        summary.add(&fail("x"));
+        summary.add(&Verdict::Skip {
+            reason: "y".to_string(),
+        });
+        assert_eq!(summary.line(), "2 passed, 1 failed, 1 skipped");
+    }
+}

@@ -1,0 +1,163 @@
+//! The local APIC (x2APIC where the CPU has it, xAPIC MMIO otherwise) and
+//! its timer, and the legacy 8259 PICs, which are remapped and masked.
+//!
+//! Intel SDM Vol. 3A chapter 11 (11.4 xAPIC, 11.5.4 APIC timer, 11.12
+//! x2APIC: register `r` of the xAPIC page is MSR `0x800 + r / 16`).
+//! The timer runs periodically at [`TIMER_HZ`] for now; the threads issue
+//! makes it one-shot and tickless.
+
+use crate::arch::cpu::{self, outb, read_msr, write_msr};
+use crate::arch::traps::{self, TrapFrame, VECTOR_APIC_SPURIOUS, VECTOR_APIC_TIMER};
+use crate::time;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_BASE_ENABLE: u64 = 1 << 11;
+const APIC_BASE_X2APIC: u64 = 1 << 10;
+const APIC_BASE_ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Register offsets in the xAPIC page.
+const REG_ID: u32 = 0x20;
+const REG_TPR: u32 = 0x80;
+const REG_EOI: u32 = 0xb0;
+const REG_SVR: u32 = 0xf0;
+const REG_LVT_TIMER: u32 = 0x320;
+const REG_TIMER_INITIAL: u32 = 0x380;
+const REG_TIMER_CURRENT: u32 = 0x390;
+const REG_TIMER_DIVIDE: u32 = 0x3e0;
+
+const SVR_ENABLE: u32 = 1 << 8;
+const LVT_MASKED: u32 = 1 << 16;
+const LVT_TIMER_PERIODIC: u32 = 1 << 17;
+/// Divide configuration 0b0011: divide by 16.
+const TIMER_DIVIDE_BY_16: u32 = 0x3;
+
+/// Timer interrupts per second.
+pub const TIMER_HZ: u64 = 100;
+
+const MODE_NONE: u8 = 0;
+const MODE_XAPIC: u8 = 1;
+const MODE_X2APIC: u8 = 2;
+
+static MODE: AtomicU8 = AtomicU8::new(MODE_NONE);
+/// Virtual address of the xAPIC register page (xAPIC mode only).
+static XAPIC_BASE: AtomicU64 = AtomicU64::new(0);
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+fn read(reg: u32) -> u32 {
+    match MODE.load(Ordering::Relaxed) {
+        // SAFETY: in x2APIC mode every register in 0x800..0x8ff we name
+        // exists; reads have no side effects.
+        MODE_X2APIC => unsafe { read_msr(0x800 + (reg >> 4)) as u32 },
+        MODE_XAPIC => {
+            let address = XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg);
+            // SAFETY: XAPIC_BASE maps the APIC page uncached (set in
+            // `init`), and `reg` is a 16-byte-aligned register offset in it.
+            unsafe { core::ptr::read_volatile(address as *const u32) }
+        }
+        _ => 0,
+    }
+}
+
+fn write(reg: u32, value: u32) {
+    match MODE.load(Ordering::Relaxed) {
+        // SAFETY: as in `read`; the registers written are the ones this
+        // module owns (TPR, EOI, SVR, timer).
+        MODE_X2APIC => unsafe { write_msr(0x800 + (reg >> 4), u64::from(value)) },
+        MODE_XAPIC => {
+            let address = XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg);
+            // SAFETY: as in `read`.
+            unsafe { core::ptr::write_volatile(address as *mut u32, value) }
+        }
+        _ => {}
+    }
+}
+
+/// Signals end of interrupt to the local APIC.
+pub fn eoi() {
+    write(REG_EOI, 0);
+}
+
+/// Timer interrupts since the timer started.
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
+}
+
+/// Remaps the 8259 PICs to vectors 0x20..0x2f (so a spurious IRQ cannot
+/// look like an exception) and masks every line.
+pub fn disable_legacy_pic() {
+    // SAFETY: ports 0x20/0x21 and 0xa0/0xa1 are the PICs' command and data
+    // ports; the ICW sequence is the documented initialisation (8259A data
+    // sheet) and ends with all lines masked.
+    unsafe {
+        outb(0x20, 0x11);
+        outb(0xa0, 0x11);
+        outb(0x21, 0x20);
+        outb(0xa1, 0x28);
+        outb(0x21, 0x04);
+        outb(0xa1, 0x02);
+        outb(0x21, 0x01);
+        outb(0xa1, 0x01);
+        outb(0x21, 0xff);
+        outb(0xa1, 0xff);
+    }
+}
+
+/// Why the local APIC could not be brought up.
+#[derive(Debug)]
+pub enum ApicError {
+    /// CPUID.1:EDX[9] is clear.
+    Absent,
+}
+
+/// Enables the local APIC (x2APIC mode when CPUID.1:ECX[21] says so) and
+/// starts its timer. Call with interrupts disabled, after memory is up
+/// (xAPIC mode maps the register page).
+pub fn init() -> Result<(), ApicError> {
+    let features = cpu::cpuid(1);
+    if features.edx & (1 << 9) == 0 {
+        return Err(ApicError::Absent);
+    }
+    let x2apic = features.ecx & (1 << 21) != 0;
+    // SAFETY: IA32_APIC_BASE exists when CPUID reports an APIC.
+    let base = unsafe { read_msr(IA32_APIC_BASE) };
+    if x2apic {
+        // SAFETY: enabling x2APIC mode (EN then EXTD) is the documented
+        // transition from xAPIC mode; the CPU supports it (CPUID above).
+        unsafe { write_msr(IA32_APIC_BASE, base | APIC_BASE_ENABLE | APIC_BASE_X2APIC) };
+        MODE.store(MODE_X2APIC, Ordering::Relaxed);
+    } else {
+        // SAFETY: setting EN keeps the APIC at its current base.
+        unsafe { write_msr(IA32_APIC_BASE, base | APIC_BASE_ENABLE) };
+        let page = crate::mm::map_mmio(base & APIC_BASE_ADDRESS_MASK, 4096);
+        XAPIC_BASE.store(page, Ordering::Relaxed);
+        MODE.store(MODE_XAPIC, Ordering::Relaxed);
+    }
+    write(REG_TPR, 0);
+    write(REG_SVR, SVR_ENABLE | u32::from(VECTOR_APIC_SPURIOUS));
+    let id = if x2apic { read(REG_ID) } else { read(REG_ID) >> 24 };
+
+    // Measure the timer's count rate against the TSC over 10 ms.
+    write(REG_TIMER_DIVIDE, TIMER_DIVIDE_BY_16);
+    write(REG_LVT_TIMER, LVT_MASKED | u32::from(VECTOR_APIC_TIMER));
+    write(REG_TIMER_INITIAL, u32::MAX);
+    time::spin_delay_ns(10_000_000);
+    let elapsed = u32::MAX - read(REG_TIMER_CURRENT);
+    let counts_per_second = u64::from(elapsed) * 100;
+    let initial = (counts_per_second / TIMER_HZ).clamp(1, u64::from(u32::MAX)) as u32;
+
+    traps::set_handler(VECTOR_APIC_TIMER, timer_interrupt);
+    write(REG_LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(VECTOR_APIC_TIMER));
+    write(REG_TIMER_INITIAL, initial);
+    log::info!(
+        "apic: {} id {id}, timer {} kHz (divide 16), {TIMER_HZ} Hz tick",
+        if x2apic { "x2APIC" } else { "xAPIC" },
+        counts_per_second / 1000
+    );
+    Ok(())
+}
+
+fn timer_interrupt(_frame: &mut TrapFrame) {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    eoi();
+}

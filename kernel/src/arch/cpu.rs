@@ -1,0 +1,152 @@
+//! Thin wrappers over privileged CPU instructions: interrupt flag, halt,
+//! time-stamp counter, model-specific registers, port I/O, and CPUID.
+//!
+//! The interrupt and halt operations are the ones the vmops table takes
+//! over (DESIGN.md, "vmops"): until that table exists they are the native
+//! instructions, reached only through these functions so that the vmops
+//! issue has one place to change.
+
+use x86_64::instructions::{interrupts, port::Port};
+use x86_64::registers::model_specific::Msr;
+
+/// Disables maskable interrupts and returns whether they were enabled.
+#[inline]
+pub fn irq_save() -> bool {
+    let was_enabled = interrupts::are_enabled();
+    interrupts::disable();
+    was_enabled
+}
+
+/// Restores the interrupt flag saved by [`irq_save`].
+#[inline]
+pub fn irq_restore(was_enabled: bool) {
+    if was_enabled {
+        interrupts::enable();
+    }
+}
+
+/// Enables maskable interrupts.
+#[inline]
+pub fn irq_enable() {
+    interrupts::enable();
+}
+
+/// Runs `f` with maskable interrupts disabled, restoring the flag after.
+#[inline]
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    let saved = irq_save();
+    let result = f();
+    irq_restore(saved);
+    result
+}
+
+/// Enables interrupts and halts until the next one, atomically (the `sti`
+/// shadow covers the `hlt`), so a wake-up cannot slip in between.
+#[inline]
+pub fn safe_halt() {
+    interrupts::enable_and_hlt();
+}
+
+/// Stops this CPU for good: interrupts off, halt forever.
+pub fn halt_forever() -> ! {
+    interrupts::disable();
+    loop {
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Reads the time-stamp counter.
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC reads a counter; it has no side effects and is available
+    // on every x86_64 CPU (CR4.TSD is clear: the kernel never sets it).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Reads a model-specific register.
+///
+/// # Safety
+/// `msr` must exist on this CPU (reading an absent MSR raises #GP).
+#[inline]
+pub unsafe fn read_msr(msr: u32) -> u64 {
+    // SAFETY: the caller guarantees the MSR exists.
+    unsafe { Msr::new(msr).read() }
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// `msr` must exist and `value` must be valid for it; the write must not
+/// break memory safety (e.g. EFER, PAT).
+#[inline]
+pub unsafe fn write_msr(msr: u32, value: u64) {
+    // SAFETY: the caller guarantees the write is valid and sound.
+    unsafe { Msr::new(msr).write(value) }
+}
+
+/// Reads a byte from an I/O port.
+///
+/// # Safety
+/// Reading `port` must have no effect that breaks memory safety.
+#[inline]
+pub unsafe fn inb(port: u16) -> u8 {
+    // SAFETY: the caller vouches for the port.
+    unsafe { Port::<u8>::new(port).read() }
+}
+
+/// Writes a byte to an I/O port.
+///
+/// # Safety
+/// Writing `value` to `port` must not break memory safety.
+#[inline]
+pub unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: the caller vouches for the port and value.
+    unsafe { Port::<u8>::new(port).write(value) }
+}
+
+/// The I/O port of QEMU's `isa-debug-exit` device (`iobase=0xf4`): a byte
+/// `v` written there ends QEMU with status `(v << 1) | 1`.
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// Leaves through QEMU's `isa-debug-exit` device with `code`; where there is
+/// no such device (real hardware, or QEMU without it), says so and halts.
+/// The vmops issue replaces this with the platform's shutdown op.
+pub fn debug_exit(code: u8) -> ! {
+    // SAFETY: port 0xf4 is unassigned on PCs; QEMU's isa-debug-exit device
+    // there stops the machine, and elsewhere the write is ignored.
+    unsafe { outb(DEBUG_EXIT_PORT, code) };
+    crate::console::emergency_write("sanos: no isa-debug-exit device answered; halting\n");
+    halt_forever()
+}
+
+/// Reads CPUID leaf `leaf`, subleaf 0.
+#[inline]
+pub fn cpuid(leaf: u32) -> core::arch::x86_64::CpuidResult {
+    // CPUID is safe to execute in any mode and for any leaf.
+    core::arch::x86_64::__cpuid_count(leaf, 0)
+}
+
+/// EFER and its no-execute enable bit (Intel SDM Vol. 3A 2.2.1).
+const IA32_EFER: u32 = 0xC000_0080;
+const EFER_NXE: u64 = 1 << 11;
+
+/// Turns on no-execute page protection if the CPU has it
+/// (CPUID.80000001h:EDX[20]) and says whether it did.
+pub fn enable_nx() -> bool {
+    if cpuid(0x8000_0000).eax < 0x8000_0001 || cpuid(0x8000_0001).edx & (1 << 20) == 0 {
+        return false;
+    }
+    // SAFETY: EFER exists on every long-mode CPU, and setting NXE only makes
+    // the NX bit in page-table entries meaningful instead of reserved.
+    unsafe { write_msr(IA32_EFER, read_msr(IA32_EFER) | EFER_NXE) };
+    true
+}
+
+/// Turns on global pages (CR4.PGE) so kernel mappings survive CR3 loads.
+pub fn enable_global_pages() {
+    use x86_64::registers::control::{Cr4, Cr4Flags};
+    // SAFETY: PGE only changes which TLB entries survive a CR3 write; the
+    // kernel marks as global only mappings that are the same in every
+    // address space.
+    unsafe { Cr4::update(|flags| flags.insert(Cr4Flags::PAGE_GLOBAL)) };
+}

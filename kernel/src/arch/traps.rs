@@ -1,0 +1,223 @@
+//! Trap entry and dispatch: one assembly stub per vector saves the
+//! general-purpose registers into a [`TrapFrame`] and calls
+//! [`trap_dispatch`], which reports exceptions and routes interrupts to the
+//! handlers registered with [`set_handler`].
+//!
+//! Intel SDM Vol. 3A 6.3.1 (exception classes and error codes) and 6.14
+//! (64-bit interrupt stack frame). Vectors 8, 10-14, 17, 21, 29 and 30 push
+//! an error code; the stubs of the others push 0 so every frame has one
+//! shape.
+
+use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Vectors that the kernel uses.
+pub const VECTOR_DOUBLE_FAULT: u8 = 8;
+pub const VECTOR_PAGE_FAULT: u8 = 14;
+pub const VECTOR_BREAKPOINT: u8 = 3;
+pub const VECTOR_NMI: u8 = 2;
+/// The legacy PICs are remapped to 0x20..0x2f and fully masked; a spurious
+/// IRQ 7 or 15 can still arrive.
+pub const VECTOR_PIC_SPURIOUS_MASTER: u8 = 0x27;
+pub const VECTOR_PIC_SPURIOUS_SLAVE: u8 = 0x2f;
+/// Local APIC timer and spurious-interrupt vectors.
+pub const VECTOR_APIC_TIMER: u8 = 0x30;
+pub const VECTOR_APIC_SPURIOUS: u8 = 0xff;
+
+/// Each stub is padded to this many bytes so stub `n` sits at
+/// `trap_stubs + n * TRAP_STUB_SIZE`.
+const TRAP_STUB_SIZE: u64 = 16;
+
+/// What the stubs leave on the stack: general-purpose registers (pushed by
+/// the common stub), vector and error code, then the CPU's frame.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+core::arch::global_asm!(
+    ".section .text.traps, \"ax\"",
+    ".balign 16",
+    ".global trap_stubs",
+    "trap_stubs:",
+    ".set trap_vec, 0",
+    ".rept 256",
+    ".balign 16",
+    ".if (trap_vec == 8) || ((trap_vec >= 10) && (trap_vec <= 14)) || (trap_vec == 17) || (trap_vec == 21) || (trap_vec == 29) || (trap_vec == 30)",
+    ".else",
+    "push 0",
+    ".endif",
+    "push trap_vec",
+    "jmp trap_common",
+    ".set trap_vec, trap_vec + 1",
+    ".endr",
+    "trap_common:",
+    "push rax",
+    "push rbx",
+    "push rcx",
+    "push rdx",
+    "push rsi",
+    "push rdi",
+    "push rbp",
+    "push r8",
+    "push r9",
+    "push r10",
+    "push r11",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    // The CPU aligned RSP to 16 before pushing its 5-word frame; with the
+    // 2 words of vector/error and 15 registers the frame is 22 words, so
+    // RSP is 16-byte aligned here as the ABI wants at a call.
+    "mov rdi, rsp",
+    "cld",
+    "call {dispatch}",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop r11",
+    "pop r10",
+    "pop r9",
+    "pop r8",
+    "pop rbp",
+    "pop rdi",
+    "pop rsi",
+    "pop rdx",
+    "pop rcx",
+    "pop rbx",
+    "pop rax",
+    "add rsp, 16",
+    "iretq",
+    dispatch = sym trap_dispatch,
+);
+
+unsafe extern "C" {
+    static trap_stubs: u8;
+}
+
+/// Address of the entry stub for `vector`.
+pub fn trap_stub_address(vector: u8) -> u64 {
+    (&raw const trap_stubs) as u64 + u64::from(vector) * TRAP_STUB_SIZE
+}
+
+/// An interrupt handler. Runs with interrupts disabled; must not allocate
+/// or take locks that code with interrupts enabled may hold.
+pub type Handler = fn(&mut TrapFrame);
+
+/// Registered handlers, as function addresses (0 = none), so interrupt
+/// context reads them without a lock.
+static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+
+/// Routes interrupt `vector` (32..=255) to `handler`. The caller acknowledges
+/// the interrupt (EOI) itself.
+pub fn set_handler(vector: u8, handler: Handler) {
+    assert!(vector >= 32, "vectors below 32 are exceptions");
+    HANDLERS[vector as usize].store(handler as usize, Ordering::Release);
+}
+
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    let vector = frame.vector as u8;
+    match vector {
+        VECTOR_BREAKPOINT => log::warn!("breakpoint (#BP) at rip={:#x}", frame.rip),
+        VECTOR_NMI => log::warn!("non-maskable interrupt at rip={:#x}", frame.rip),
+        0..=31 => crate::panic::fatal_exception(frame),
+        VECTOR_PIC_SPURIOUS_MASTER | VECTOR_PIC_SPURIOUS_SLAVE | VECTOR_APIC_SPURIOUS => {}
+        _ => {
+            let handler = HANDLERS[vector as usize].load(Ordering::Acquire);
+            if handler == 0 {
+                log::warn!("unexpected interrupt, vector {vector:#x}; ignored");
+                crate::arch::apic::eoi();
+            } else {
+                // SAFETY: only `set_handler` stores non-zero values, and it
+                // stores the address of a `Handler`.
+                let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
+                handler(frame);
+            }
+        }
+    }
+}
+
+/// Names of the architectural exceptions (SDM Vol. 3A, Table 6-1).
+pub fn exception_name(vector: u8) -> &'static str {
+    match vector {
+        0 => "divide error (#DE)",
+        1 => "debug (#DB)",
+        2 => "non-maskable interrupt",
+        3 => "breakpoint (#BP)",
+        4 => "overflow (#OF)",
+        5 => "BOUND range exceeded (#BR)",
+        6 => "invalid opcode (#UD)",
+        7 => "device not available (#NM)",
+        8 => "double fault (#DF)",
+        9 => "coprocessor segment overrun",
+        10 => "invalid TSS (#TS)",
+        11 => "segment not present (#NP)",
+        12 => "stack-segment fault (#SS)",
+        13 => "general protection (#GP)",
+        14 => "page fault (#PF)",
+        16 => "x87 floating-point error (#MF)",
+        17 => "alignment check (#AC)",
+        18 => "machine check (#MC)",
+        19 => "SIMD floating-point (#XM)",
+        20 => "virtualization (#VE)",
+        21 => "control protection (#CP)",
+        28 => "hypervisor injection (#HV)",
+        29 => "VMM communication (#VC)",
+        30 => "security (#SX)",
+        _ => "reserved exception",
+    }
+}
+
+impl fmt::Display for TrapFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  rip={:#018x} cs={:#06x} rflags={:#010x} rsp={:#018x} ss={:#06x}",
+            self.rip, self.cs, self.rflags, self.rsp, self.ss
+        )?;
+        writeln!(
+            f,
+            "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
+            self.rax, self.rbx, self.rcx, self.rdx
+        )?;
+        writeln!(
+            f,
+            "  rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}",
+            self.rsi, self.rdi, self.rbp, self.r8
+        )?;
+        writeln!(
+            f,
+            "  r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}",
+            self.r9, self.r10, self.r11, self.r12
+        )?;
+        write!(
+            f,
+            "  r13={:#018x} r14={:#018x} r15={:#018x}",
+            self.r13, self.r14, self.r15
+        )
+    }
+}

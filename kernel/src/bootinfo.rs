@@ -1,0 +1,205 @@
+//! `BootInfo`: what every entry path (PVH, Multiboot2, and later Xen PV)
+//! hands `kernel_main` once it has read its protocol's structures: the
+//! memory map, the command line, boot modules and the ACPI RSDP.
+//!
+//! The entry paths read memory; this module only holds the result and the
+//! protocol-independent rules (E820 type numbers, module bookkeeping, C
+//! strings), so those rules are tested on the host.
+
+use crate::memmap::{MemoryMap, RegionKind};
+use core::fmt;
+
+/// How many boot modules are kept; more are reported and dropped.
+pub const MAX_MODULES: usize = 8;
+
+/// Longest command line read from boot memory, bytes.
+pub const MAX_CMDLINE: usize = 4096;
+
+/// The protocol that started the kernel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BootProtocol {
+    /// PVH: QEMU `-kernel`, Xen `type="pvh"`.
+    Pvh,
+    /// Multiboot2: GRUB.
+    Multiboot2,
+}
+
+impl fmt::Display for BootProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BootProtocol::Pvh => "PVH",
+            BootProtocol::Multiboot2 => "multiboot2",
+        })
+    }
+}
+
+/// A boot module: physical range and the loader's command line for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootModule<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub cmdline: &'a str,
+}
+
+impl BootModule<'_> {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// Everything the entry path learned, in one protocol-neutral shape.
+pub struct BootInfo<'a> {
+    pub protocol: BootProtocol,
+    pub memory: MemoryMap,
+    pub cmdline: &'a str,
+    pub rsdp: Option<u64>,
+    pub loader_name: &'a str,
+    modules: [BootModule<'a>; MAX_MODULES],
+    module_count: usize,
+}
+
+/// Why a boot module was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleError {
+    /// The module's end lies before its start.
+    Inverted { start: u64, end: u64 },
+    /// More than [`MAX_MODULES`] modules.
+    TooMany,
+}
+
+impl fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleError::Inverted { start, end } => {
+                write!(f, "boot module [{start:#x}, {end:#x}) ends before it starts")
+            }
+            ModuleError::TooMany => write!(f, "more than {MAX_MODULES} boot modules"),
+        }
+    }
+}
+
+impl<'a> BootInfo<'a> {
+    pub const fn new(protocol: BootProtocol) -> Self {
+        BootInfo {
+            protocol,
+            memory: MemoryMap::new(),
+            cmdline: "",
+            rsdp: None,
+            loader_name: "",
+            modules: [BootModule { start: 0, end: 0, cmdline: "" }; MAX_MODULES],
+            module_count: 0,
+        }
+    }
+
+    /// Records a module. Empty modules are kept (the loader was asked for
+    /// them) but occupy no memory.
+    pub fn add_module(&mut self, start: u64, end: u64, cmdline: &'a str) -> Result<(), ModuleError> {
+        if end < start {
+            return Err(ModuleError::Inverted { start, end });
+        }
+        let slot = self.modules.get_mut(self.module_count).ok_or(ModuleError::TooMany)?;
+        *slot = BootModule { start, end, cmdline };
+        self.module_count += 1;
+        Ok(())
+    }
+
+    pub fn modules(&self) -> &[BootModule<'a>] {
+        &self.modules[..self.module_count]
+    }
+
+    /// The initial ramdisk: by convention, the first module.
+    pub fn initrd(&self) -> Option<&BootModule<'a>> {
+        self.modules().first()
+    }
+}
+
+/// Maps an E820 address-range type (as relayed by Multiboot2 and PVH) to a
+/// region kind. Unknown types, and Xen's "disabled" (6) and persistent
+/// memory (7), are left alone as reserved.
+pub fn e820_kind(e820_type: u32) -> RegionKind {
+    match e820_type {
+        1 => RegionKind::Usable,
+        3 => RegionKind::AcpiReclaimable,
+        4 => RegionKind::AcpiNvs,
+        5 => RegionKind::Defective,
+        _ => RegionKind::Reserved,
+    }
+}
+
+/// Why a C string from boot memory was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CStrError {
+    /// No NUL within the bytes given (the string is longer than the limit).
+    Unterminated,
+    /// The bytes before the NUL are not UTF-8.
+    NotUtf8 { valid_up_to: usize },
+}
+
+impl fmt::Display for CStrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CStrError::Unterminated => write!(f, "no terminating NUL within {MAX_CMDLINE} bytes"),
+            CStrError::NotUtf8 { valid_up_to } => {
+                write!(f, "not UTF-8 after byte {valid_up_to}")
+            }
+        }
+    }
+}
+
+/// The string before the first NUL in `bytes`.
+pub fn c_str(bytes: &[u8]) -> Result<&str, CStrError> {
+    let len = bytes.iter().position(|&b| b == 0).ok_or(CStrError::Unterminated)?;
+    core::str::from_utf8(&bytes[..len]).map_err(|e| CStrError::NotUtf8 { valid_up_to: e.valid_up_to() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e820_types_map_to_kinds() {
+        assert_eq!(e820_kind(1), RegionKind::Usable);
+        assert_eq!(e820_kind(2), RegionKind::Reserved);
+        assert_eq!(e820_kind(3), RegionKind::AcpiReclaimable);
+        assert_eq!(e820_kind(4), RegionKind::AcpiNvs);
+        assert_eq!(e820_kind(5), RegionKind::Defective);
+        assert_eq!(e820_kind(7), RegionKind::Reserved);
+        assert_eq!(e820_kind(0xdead), RegionKind::Reserved);
+    }
+
+    #[test]
+    fn modules_are_kept_in_order_up_to_the_limit() {
+        let mut info = BootInfo::new(BootProtocol::Pvh);
+        assert!(info.initrd().is_none());
+        for i in 0..MAX_MODULES as u64 {
+            info.add_module(i * 0x1000, i * 0x1000 + 10, "m").unwrap();
+        }
+        assert_eq!(info.add_module(0, 1, "extra"), Err(ModuleError::TooMany));
+        assert_eq!(info.modules().len(), MAX_MODULES);
+        assert_eq!(info.initrd().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn inverted_module_is_refused() {
+        let mut info = BootInfo::new(BootProtocol::Multiboot2);
+        assert_eq!(
+            info.add_module(0x2000, 0x1000, ""),
+            Err(ModuleError::Inverted { start: 0x2000, end: 0x1000 })
+        );
+        assert!(info.modules().is_empty());
+        info.add_module(0x3000, 0x3000, "empty").unwrap();
+        assert!(info.modules()[0].is_empty());
+    }
+
+    #[test]
+    fn c_strings_are_bounded_and_checked() {
+        assert_eq!(c_str(b"test loglevel=debug\0junk"), Ok("test loglevel=debug"));
+        assert_eq!(c_str(b"\0"), Ok(""));
+        assert_eq!(c_str(b"no nul"), Err(CStrError::Unterminated));
+        assert_eq!(c_str(b"ab\xff\0"), Err(CStrError::NotUtf8 { valid_up_to: 2 }));
+    }
+}

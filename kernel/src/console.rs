@@ -1,0 +1,142 @@
+//! The kernel console: the 16550 UART on COM1 (I/O port 0x3f8, 115200 8N1)
+//! and the `log` facade on top of it.
+//!
+//! Output works from the first line of `kernel_entry`: the UART needs no
+//! memory set-up. Writers take the console lock with interrupts disabled so
+//! an interrupt handler that logs cannot deadlock against the code it
+//! interrupted. A panic or fatal exception writes through
+//! [`emergency_write`], which does not wait for the lock.
+
+use crate::arch::cpu;
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
+use spin::Mutex;
+use uart_16550::backend::PioBackend;
+use uart_16550::{Config, Uart16550};
+
+const COM1: u16 = 0x3f8;
+
+struct Console {
+    uart: Option<Uart16550<PioBackend>>,
+}
+
+impl Console {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        let Some(uart) = self.uart.as_mut() else {
+            return;
+        };
+        // Terminals want CR LF; the kernel writes LF.
+        for chunk in bytes.split_inclusive(|&b| b == b'\n') {
+            if let Some(line) = chunk.strip_suffix(b"\n") {
+                uart.send_bytes_exact(line);
+                uart.send_bytes_exact(b"\r\n");
+            } else {
+                uart.send_bytes_exact(chunk);
+            }
+        }
+    }
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None });
+static LOGGER: Logger = Logger;
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// Brings up COM1 and installs the logger (level Info until the command
+/// line says otherwise). Without a UART the kernel runs silently.
+pub fn init() {
+    // SAFETY: 0x3f8..0x3ff is COM1's fixed port range on PCs, owned by this
+    // module for the kernel's whole life.
+    let uart = unsafe { Uart16550::new_port(COM1) }
+        .ok()
+        .and_then(|mut uart| uart.init(Config::default()).ok().map(|()| uart));
+    CONSOLE.lock().uart = uart;
+    READY.store(true, Ordering::Release);
+    // A second set_logger call is the only error; there is none.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+}
+
+/// Writes formatted text to the console.
+pub fn write_fmt(args: fmt::Arguments<'_>) {
+    cpu::without_interrupts(|| {
+        // The writer itself never fails.
+        let _ = CONSOLE.lock().write_fmt(args);
+    });
+}
+
+/// Writes to the console without waiting for its lock: for the panic and
+/// fatal-exception paths, where the lock holder may be the code that died.
+pub fn emergency_write(s: &str) {
+    emergency_write_fmt(format_args!("{s}"));
+}
+
+/// Formatted [`emergency_write`].
+pub fn emergency_write_fmt(args: fmt::Arguments<'_>) {
+    if !READY.load(Ordering::Acquire) {
+        return;
+    }
+    cpu::without_interrupts(|| {
+        let mut guard = match CONSOLE.try_lock() {
+            Some(guard) => guard,
+            None => {
+                // SAFETY: only called on paths that never return to the
+                // interrupted code (panic, fatal trap), on the only CPU: the
+                // holder will not touch the console again, so taking the
+                // lock over cannot race.
+                unsafe { CONSOLE.force_unlock() };
+                CONSOLE.lock()
+            }
+        };
+        let _ = guard.write_fmt(args);
+    });
+}
+
+/// `print!` for the kernel console.
+#[macro_export]
+macro_rules! kprint {
+    ($($arg:tt)*) => { $crate::console::write_fmt(format_args!($($arg)*)) };
+}
+
+/// `println!` for the kernel console.
+#[macro_export]
+macro_rules! kprintln {
+    () => { $crate::kprint!("\n") };
+    ($($arg:tt)*) => { $crate::console::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let us = crate::time::since_boot_ns() / 1000;
+        let level = match record.level() {
+            log::Level::Error => "error: ",
+            log::Level::Warn => "warning: ",
+            log::Level::Info => "",
+            log::Level::Debug => "debug: ",
+            log::Level::Trace => "trace: ",
+        };
+        write_fmt(format_args!(
+            "[{:5}.{:06}] {level}{}\n",
+            us / 1_000_000,
+            us % 1_000_000,
+            record.args()
+        ));
+    }
+
+    fn flush(&self) {}
+}

@@ -1,0 +1,99 @@
+//! The kernel's physical frame allocator: one [`FrameBitmap`] (host-tested
+//! in `sanos_kernel::frames`) behind a lock, with its bitmap placed in
+//! usable RAM found in the memory map.
+//!
+//! Lock order: the page-table lock and the heap lock may be held while
+//! taking this one; code holding this lock takes no other.
+
+use super::MmError;
+use crate::arch::layout::{BOOT_PHYS_MAP_LIMIT, PHYS_MAP_BASE};
+use sanos_kernel::frames::{storage_words, FrameBitmap};
+use sanos_kernel::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
+use spin::Mutex;
+use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
+use x86_64::PhysAddr;
+
+static FRAMES: Mutex<Option<FrameBitmap<'static>>> = Mutex::new(None);
+
+/// Physical page 0 is never handed out: a frame at address 0 would look
+/// like a null pointer to every consumer.
+const FIRST_FRAME: u64 = PAGE_SIZE;
+
+pub(super) fn init(map: &mut MemoryMap) -> Result<(), MmError> {
+    let highest = map.highest_usable_end();
+    if highest == 0 {
+        return Err(MmError::NoUsableMemory);
+    }
+    let words = storage_words(highest);
+    let bytes = ((words * 8) as u64).next_multiple_of(PAGE_SIZE);
+    let place = map
+        .find_free(bytes, PAGE_SIZE, BOOT_PHYS_MAP_LIMIT)
+        .ok_or(MmError::NoRoomForFrameBitmap { bytes })?;
+    crate::boot::reserve(map, place, place + bytes, RegionKind::FrameBitmap, "frame bitmap");
+    // SAFETY: [place, place + bytes) is usable RAM below 4 GiB (find_free),
+    // now reserved for the bitmap alone; the boot page tables and the
+    // kernel's own both map it at PHYS_MAP_BASE, 8-byte aligned.
+    let storage = unsafe { core::slice::from_raw_parts_mut((PHYS_MAP_BASE + place) as *mut u64, words) };
+    let mut bitmap = FrameBitmap::new(storage, highest).map_err(MmError::FrameBitmap)?;
+    for (start, end) in map.usable_frames() {
+        bitmap.add_free_range(start.max(FIRST_FRAME), end.max(FIRST_FRAME));
+    }
+    log::info!(
+        "mm: {} MiB usable in {} free frames; bitmap {} KiB at {place:#x}",
+        map.total_usable_bytes() >> 20,
+        bitmap.free_frames(),
+        bytes >> 10
+    );
+    *FRAMES.lock() = Some(bitmap);
+    Ok(())
+}
+
+fn with<R>(f: impl FnOnce(&mut FrameBitmap<'static>) -> R) -> Option<R> {
+    FRAMES.lock().as_mut().map(f)
+}
+
+/// One free frame, anywhere.
+pub fn alloc() -> Option<PhysFrame> {
+    with(|frames| frames.alloc())
+        .flatten()
+        .map(|addr| PhysFrame::containing_address(PhysAddr::new(addr)))
+}
+
+/// One free frame that ends at or below `limit`.
+pub fn alloc_below(limit: u64) -> Option<PhysFrame> {
+    with(|frames| frames.alloc_below(limit))
+        .flatten()
+        .map(|addr| PhysFrame::containing_address(PhysAddr::new(addr)))
+}
+
+/// `count` physically contiguous free frames; returns the first address.
+pub fn alloc_contiguous(count: usize) -> Option<u64> {
+    with(|frames| frames.alloc_contiguous(count, 1)).flatten()
+}
+
+/// Returns a frame. Freeing a frame twice is logged and ignored.
+pub fn free(frame: PhysFrame) {
+    let addr = frame.start_address().as_u64();
+    if let Some(Err(error)) = with(|frames| frames.free(addr)) {
+        log::error!("mm: free of frame {addr:#x} refused: {error}");
+    }
+}
+
+/// (free, total) frame counts.
+pub fn counts() -> (usize, usize) {
+    with(|frames| (frames.free_frames(), frames.total_frames())).unwrap_or((0, 0))
+}
+
+/// Hands the `x86_64` crate's page-table code frames for new tables, from
+/// below `limit` (the boot page tables reach only the first 4 GiB).
+pub struct TableFrames {
+    pub limit: u64,
+}
+
+// SAFETY: every frame returned is free in the bitmap and is marked
+// allocated before it is returned, so no frame is handed out twice.
+unsafe impl FrameAllocator<Size4KiB> for TableFrames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        alloc_below(self.limit)
+    }
+}

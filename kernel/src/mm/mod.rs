@@ -1,0 +1,31 @@
+//! Memory: physical frames, the kernel's page tables, kernel stacks and MMIO
+//! mappings, and the heap.
+//!
+//! [`init`] runs once on the boot page tables: it builds the frame
+//! allocator from the memory map, builds the kernel's own page tables
+//! (direct map of RAM, W^X kernel image, guard pages left unmapped) and
+//! switches to them. The heap grows on demand from the frame allocator.
+
+pub mod frames;
+pub mod heap;
+pub mod paging;
+
+pub use paging::{is_kernel_stack, is_stack_guard, map_mmio, KernelStack};
+
+use sanos_kernel::bootinfo::BootInfo;
+
+/// Why memory could not be brought up (the kernel cannot go on).
+#[derive(Debug)]
+pub enum MmError {
+    NoUsableMemory,
+    NoRoomForFrameBitmap { bytes: u64 },
+    FrameBitmap(sanos_kernel::frames::FrameError),
+    OutOfFrames,
+}
+
+/// Brings up frames and paging. Call once, with interrupts off.
+pub fn init(boot: &mut BootInfo<'_>) -> Result<(), MmError> {
+    frames::init(&mut boot.memory)?;
+    paging::init(&boot.memory)?;
+    Ok(())
+}

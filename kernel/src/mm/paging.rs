@@ -1,0 +1,259 @@
+//! The kernel's page tables (Intel SDM Vol. 3A 4.5), built once at boot to
+//! replace the entry code's temporary ones:
+//!
+//! - the direct map: every RAM region of the memory map at
+//!   `PHYS_MAP_BASE + phys`, 2 MiB pages, read-write, no-execute;
+//! - the kernel image with W^X: text read-execute, rodata read-only, data
+//!   and bss read-write no-execute; the boot and double-fault stacks' guard
+//!   pages stay unmapped;
+//! - on demand: MMIO windows (uncached) and kernel stacks, each above an
+//!   unmapped guard page, so an overflow faults instead of corrupting.
+//!
+//! Mappings outside the direct map go through [`KERNEL_PAGE_TABLE`]. Every
+//! kernel mapping is global (CR4.PGE): it is the same in every address
+//! space. CR3 writes are native here; the vmops issue routes them through
+//! the platform's op.
+
+use super::frames::{self, TableFrames};
+use super::MmError;
+use crate::arch::boot::{BOOT_STACK_SIZE, DF_STACK_SIZE};
+use crate::arch::cpu;
+use crate::arch::layout::*;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use sanos_kernel::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
+use spin::Mutex;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::{
+    Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as Flags, PhysFrame, Size2MiB, Size4KiB, Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+static KERNEL_PAGE_TABLE: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
+static NX_ENABLED: AtomicBool = AtomicBool::new(false);
+static NEXT_MMIO: AtomicU64 = AtomicU64::new(MMIO_BASE);
+static NEXT_STACK: AtomicU64 = AtomicU64::new(KSTACK_BASE);
+
+unsafe extern "C" {
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+    static __data_end: u8;
+    static boot_stack_guard: u8;
+    static boot_stack_bottom: u8;
+    static df_stack_guard: u8;
+    static df_stack_bottom: u8;
+}
+
+fn addr(symbol: *const u8) -> u64 {
+    symbol as u64
+}
+
+/// Adds NO_EXECUTE when the CPU supports it (it is a reserved bit
+/// otherwise).
+fn no_exec(flags: Flags) -> Flags {
+    if NX_ENABLED.load(Ordering::Relaxed) {
+        flags | Flags::NO_EXECUTE
+    } else {
+        flags
+    }
+}
+
+/// Intermediate tables grant everything; the leaf entries decide.
+const TABLE_FLAGS: Flags = Flags::PRESENT.union(Flags::WRITABLE);
+
+/// Whether a region holds RAM that the direct map must cover.
+fn is_ram(kind: RegionKind) -> bool {
+    !matches!(kind, RegionKind::Reserved | RegionKind::Defective)
+}
+
+pub(super) fn init(map: &MemoryMap) -> Result<(), MmError> {
+    NX_ENABLED.store(cpu::enable_nx(), Ordering::Relaxed);
+    cpu::enable_global_pages();
+    let mut table_frames = TableFrames { limit: BOOT_PHYS_MAP_LIMIT };
+    let pml4_frame = frames::alloc_below(BOOT_PHYS_MAP_LIMIT).ok_or(MmError::OutOfFrames)?;
+    let pml4_ptr = (PHYS_MAP_BASE + pml4_frame.start_address().as_u64()) as *mut PageTable;
+    // SAFETY: the frame was just allocated (nobody else refers to it) and
+    // lies in the boot direct map; zeroing makes it an empty PML4.
+    let pml4 = unsafe {
+        pml4_ptr.write(PageTable::new());
+        &mut *pml4_ptr
+    };
+    // SAFETY: every page-table frame this mapper will touch is reachable at
+    // PHYS_MAP_BASE + phys: the boot tables map the first 4 GiB there, and
+    // `TableFrames` hands out frames below 4 GiB only.
+    let mut mapper = unsafe { OffsetPageTable::new(pml4, VirtAddr::new(PHYS_MAP_BASE)) };
+
+    // The direct map.
+    let direct_flags = no_exec(Flags::PRESENT | Flags::WRITABLE | Flags::GLOBAL);
+    let mut direct_bytes = 0u64;
+    for region in map.regions().iter().filter(|r| is_ram(r.kind)) {
+        let mut phys = region.start & !(Size2MiB::SIZE - 1);
+        while phys < region.end {
+            let page = Page::<Size2MiB>::containing_address(VirtAddr::new(PHYS_MAP_BASE + phys));
+            let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(phys));
+            // SAFETY: maps RAM at its direct-map address; nothing else uses
+            // that virtual range. Two regions may share a 2 MiB page, hence
+            // the already-mapped case.
+            match unsafe { mapper.map_to_with_table_flags(page, frame, direct_flags, TABLE_FLAGS, &mut table_frames) }
+            {
+                Ok(flush) => {
+                    flush.ignore();
+                    direct_bytes += Size2MiB::SIZE;
+                }
+                Err(x86_64::structures::paging::mapper::MapToError::PageAlreadyMapped(_)) => {}
+                Err(_) => return Err(MmError::OutOfFrames),
+            }
+            phys += Size2MiB::SIZE;
+        }
+    }
+
+    // The kernel image, section by section.
+    let guards = [addr(&raw const boot_stack_guard), addr(&raw const df_stack_guard)];
+    let sections = [
+        (addr(&raw const __text_start), addr(&raw const __text_end), Flags::PRESENT | Flags::GLOBAL),
+        (
+            addr(&raw const __rodata_start),
+            addr(&raw const __rodata_end),
+            no_exec(Flags::PRESENT | Flags::GLOBAL),
+        ),
+        (
+            addr(&raw const __data_start),
+            addr(&raw const __data_end),
+            no_exec(Flags::PRESENT | Flags::WRITABLE | Flags::GLOBAL),
+        ),
+    ];
+    for (start, end, flags) in sections {
+        for virt in (start..end).step_by(PAGE_SIZE as usize) {
+            if guards.contains(&virt) {
+                continue;
+            }
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
+            let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(virt - KERNEL_VMA));
+            // SAFETY: maps the kernel image at its link address, as the
+            // boot tables did, with tighter permissions.
+            unsafe { mapper.map_to_with_table_flags(page, frame, flags, TABLE_FLAGS, &mut table_frames) }
+                .map_err(|_| MmError::OutOfFrames)?
+                .ignore();
+        }
+    }
+
+    // SAFETY: the new tables map everything the kernel touches from here
+    // on: its image (code, data, the boot stack we run on), the direct map
+    // (heap, frame bitmap, boot structures). The identity map goes away,
+    // and nothing refers to low addresses any more.
+    unsafe { Cr3::write(pml4_frame, Cr3Flags::empty()) };
+    *KERNEL_PAGE_TABLE.lock() = Some(mapper);
+    log::info!(
+        "mm: page tables at {:#x}: direct map {} MiB, kernel W^X{}",
+        pml4_frame.start_address().as_u64(),
+        direct_bytes >> 20,
+        if NX_ENABLED.load(Ordering::Relaxed) { "" } else { " (no NX on this CPU: data is executable)" }
+    );
+    Ok(())
+}
+
+/// Maps `size` bytes of device memory at physical `phys` uncached, and
+/// returns the virtual address of `phys`. MMIO windows are never unmapped.
+///
+/// Panics if memory is not up or the MMIO window is exhausted: both are
+/// kernel bugs, not conditions a driver can handle.
+pub fn map_mmio(phys: u64, size: u64) -> u64 {
+    let first = phys & !(PAGE_SIZE - 1);
+    let bytes = (phys + size - first).next_multiple_of(PAGE_SIZE);
+    let base = NEXT_MMIO.fetch_add(bytes, Ordering::Relaxed);
+    assert!(base + bytes <= MMIO_BASE + MMIO_SIZE, "MMIO window exhausted");
+    let flags = no_exec(Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | Flags::GLOBAL);
+    let mut guard = KERNEL_PAGE_TABLE.lock();
+    let mapper = guard.as_mut().expect("map_mmio before mm::init");
+    for offset in (0..bytes).step_by(PAGE_SIZE as usize) {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(base + offset));
+        let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(first + offset));
+        // SAFETY: `base` comes from a bump allocator over a window used for
+        // nothing else, so the page is unused; the frame is device memory
+        // the caller owns.
+        unsafe { mapper.map_to_with_table_flags(page, frame, flags, TABLE_FLAGS, &mut TableFrames { limit: u64::MAX }) }
+            .expect("MMIO mapping")
+            .flush();
+    }
+    base + (phys - first)
+}
+
+/// A kernel stack in the stack area, above an unmapped guard page.
+pub struct KernelStack {
+    bottom: u64,
+    top: u64,
+}
+
+impl KernelStack {
+    /// Allocates a stack of `pages` pages (plus the guard page below).
+    /// `None` when frames run out. Stacks are not freed yet: threads (the
+    /// next issue) bring their life cycle.
+    pub fn new(pages: u64) -> Option<KernelStack> {
+        let span = (pages + 1) * PAGE_SIZE;
+        let guard = NEXT_STACK.fetch_add(span, Ordering::Relaxed);
+        if guard + span > KSTACK_BASE + KSTACK_AREA_SIZE {
+            return None;
+        }
+        let bottom = guard + PAGE_SIZE;
+        let flags = no_exec(Flags::PRESENT | Flags::WRITABLE | Flags::GLOBAL);
+        let mut table = KERNEL_PAGE_TABLE.lock();
+        let mapper = table.as_mut()?;
+        for virt in (bottom..guard + span).step_by(PAGE_SIZE as usize) {
+            let frame = frames::alloc()?;
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
+            // SAFETY: the page is fresh from the stack area's bump allocator
+            // and the frame fresh from the frame allocator.
+            unsafe { mapper.map_to_with_table_flags(page, frame, flags, TABLE_FLAGS, &mut TableFrames { limit: u64::MAX }) }
+                .ok()?
+                .flush();
+        }
+        Some(KernelStack { bottom, top: guard + span })
+    }
+
+    /// The initial stack pointer (one past the highest byte).
+    pub fn top(&self) -> u64 {
+        self.top
+    }
+
+    /// The lowest usable byte; the guard page lies just below.
+    pub fn bottom(&self) -> u64 {
+        self.bottom
+    }
+}
+
+/// Whether `address` lies in a stack guard page.
+pub fn is_stack_guard(address: u64) -> bool {
+    let in_page = |page: u64| (page..page + PAGE_SIZE).contains(&address);
+    if in_page(addr(&raw const boot_stack_guard)) || in_page(addr(&raw const df_stack_guard)) {
+        return true;
+    }
+    // In the stack area, everything below the bump pointer that is not
+    // mapped is a guard page.
+    (KSTACK_BASE..NEXT_STACK.load(Ordering::Relaxed)).contains(&address) && is_mapped(address) == Some(false)
+}
+
+/// Whether `[address, address + len)` lies in a kernel stack that is mapped;
+/// `false` when that cannot be known without waiting for a lock.
+pub fn is_kernel_stack(address: u64, len: u64) -> bool {
+    let Some(end) = address.checked_add(len) else {
+        return false;
+    };
+    let within = |bottom: u64, size: usize| address >= bottom && end <= bottom + size as u64;
+    if within(addr(&raw const boot_stack_bottom), BOOT_STACK_SIZE)
+        || within(addr(&raw const df_stack_bottom), DF_STACK_SIZE)
+    {
+        return true;
+    }
+    (KSTACK_BASE..NEXT_STACK.load(Ordering::Relaxed)).contains(&address)
+        && is_mapped(address) == Some(true)
+        && is_mapped(end - 1) == Some(true)
+}
+
+/// Whether `address` is mapped in the kernel's tables; `None` if the table
+/// lock is held (the caller may be a fault path that interrupted its holder).
+fn is_mapped(address: u64) -> Option<bool> {
+    let guard = KERNEL_PAGE_TABLE.try_lock()?;
+    Some(guard.as_ref()?.translate_addr(VirtAddr::new(address)).is_some())
+}

@@ -1,0 +1,99 @@
+//! `kernel_entry`: where every entry path arrives in 64-bit mode, and the
+//! start-up sequence that turns the machine into a running kernel.
+
+use crate::arch::{apic, cpu, gdt, idt};
+use crate::{boot, console, ktest, mm, time};
+use sanos_kernel::bootinfo::BootInfo;
+use sanos_kernel::cmdline::{self, Options, TestSelection};
+
+/// Called by the boot assembly with the protocol, the physical address of
+/// the protocol's boot information, and the TSC at the first instruction.
+pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> ! {
+    time::set_boot_tsc(tsc_at_entry);
+    console::init();
+    gdt::init();
+    idt::init();
+    time::calibrate();
+
+    let mut boot = match boot::collect(protocol, u64::from(info)) {
+        Ok(boot) => boot,
+        Err(error) => panic!("cannot read the boot information ({error:?}, protocol {protocol}, at {info:#x})"),
+    };
+    let options = cmdline::parse(boot.cmdline, |diag| log::warn!("{diag}"));
+    log::set_max_level(options.loglevel);
+    log::info!("boot: {} via {}, command line \"{}\"", boot.protocol, boot.loader_name, boot.cmdline);
+    log_memory_map(&boot);
+
+    if let Err(error) = mm::init(&mut boot) {
+        panic!("memory: {error:?}");
+    }
+    apic::disable_legacy_pic();
+    if let Err(error) = apic::init() {
+        log::error!("apic: {error:?}; no timer interrupts");
+    }
+    cpu::irq_enable();
+
+    match boot.initrd() {
+        Some(initrd) => log::info!(
+            "initrd: {} bytes at {:#x}{}{}",
+            initrd.len(),
+            initrd.start,
+            if initrd.cmdline.is_empty() { "" } else { ", " },
+            initrd.cmdline
+        ),
+        None => log::info!("initrd: none given"),
+    }
+
+    crate::kprintln!(
+        "sanos {} on {} ({}), {} MiB, boot {} us",
+        env!("CARGO_PKG_VERSION"),
+        platform_name(),
+        "native",
+        boot.memory.total_usable_bytes() >> 20,
+        time::ticks_to_ns(cpu::rdtsc().wrapping_sub(tsc_at_entry)) / 1000
+    );
+    kernel_main(&boot, &options)
+}
+
+fn kernel_main(_boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
+    if let Some(selection) = options.test {
+        ktest::set_test_mode();
+        let filter = match selection {
+            TestSelection::All => "",
+            TestSelection::Matching(filter) => filter,
+        };
+        let (_passed, failed) = ktest::run(filter);
+        cpu::debug_exit(if failed == 0 { ktest::EXIT_PASSED } else { ktest::EXIT_FAILED });
+    }
+    log::info!("sanos: no application to run yet; idling (Ctrl-A X quits QEMU)");
+    loop {
+        cpu::safe_halt();
+    }
+}
+
+fn log_memory_map(boot: &BootInfo<'_>) {
+    for region in boot.memory.regions() {
+        log::debug!("  [{:#014x}, {:#014x}) {}", region.start, region.end, region.kind);
+    }
+}
+
+/// The platform as CPUID leaf 0x40000000 names it. The vmops issue replaces
+/// this with full detection in `hv`.
+fn platform_name() -> &'static str {
+    if cpu::cpuid(1).ecx & (1 << 31) == 0 {
+        return "hardware";
+    }
+    let leaf = cpu::cpuid(0x4000_0000);
+    let mut signature = [0u8; 12];
+    signature[0..4].copy_from_slice(&leaf.ebx.to_le_bytes());
+    signature[4..8].copy_from_slice(&leaf.ecx.to_le_bytes());
+    signature[8..12].copy_from_slice(&leaf.edx.to_le_bytes());
+    match &signature {
+        b"KVMKVMKVM\0\0\0" => "kvm",
+        b"TCGTCGTCGTCG" => "qemu-tcg",
+        b"XenVMMXenVMM" => "xen-hvm",
+        b"VMwareVMware" => "vmware",
+        b"Microsoft Hv" => "hyper-v",
+        _ => "unknown-hypervisor",
+    }
+}

@@ -1,0 +1,2 @@
+//! Executable loading (ELF). Filled by the loader issue.
+#![no_std]
