@@ -35,6 +35,27 @@ pub enum BootError {
     Unreachable(u64),
 }
 
+impl core::fmt::Display for BootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootError::UnknownProtocol => {
+                write!(
+                    f,
+                    "entered neither by PVH nor by a multiboot2 loader (bad magic in %eax)"
+                )
+            }
+            BootError::BadPvhMagic(magic) => write!(f, "PVH start info has magic {magic:#x}"),
+            BootError::Multiboot2(error) => write!(f, "multiboot2 information: {error:?}"),
+            BootError::Unreachable(address) => {
+                write!(
+                    f,
+                    "boot structure at {address:#x} lies beyond the first 4 GiB or is misaligned"
+                )
+            }
+        }
+    }
+}
+
 /// Reads the boot information of `protocol` found at physical `info`.
 pub fn collect(protocol: u32, info: u64) -> Result<BootInfo<'static>, BootError> {
     let mut boot = match protocol {
@@ -44,12 +65,24 @@ pub fn collect(protocol: u32, info: u64) -> Result<BootInfo<'static>, BootError>
     };
     boot.memory.normalise();
     let (kernel_start, kernel_end) = kernel_image();
-    reserve(&mut boot.memory, kernel_start, kernel_end, RegionKind::Kernel, "kernel image");
+    reserve(
+        &mut boot.memory,
+        kernel_start,
+        kernel_end,
+        RegionKind::Kernel,
+        "kernel image",
+    );
     let modules: [(u64, u64); sanos_kernel::bootinfo::MAX_MODULES] =
         core::array::from_fn(|i| boot.modules().get(i).map_or((0, 0), |m| (m.start, m.end)));
     for &(start, end) in modules.iter().take(boot.modules().len()) {
         if start != end {
-            reserve(&mut boot.memory, start, end, RegionKind::Module, "boot module");
+            reserve(
+                &mut boot.memory,
+                start,
+                end,
+                RegionKind::Module,
+                "boot module",
+            );
         }
     }
     Ok(boot)
@@ -76,27 +109,28 @@ pub fn reserve(map: &mut MemoryMap, start: u64, end: u64, kind: RegionKind, what
 /// # Safety
 /// A `T` must be stored at `phys`, and stay there while the reference lives.
 unsafe fn phys_ref<T>(phys: u64) -> Result<&'static T, BootError> {
-    let end = phys.checked_add(size_of::<T>() as u64).ok_or(BootError::Unreachable(phys))?;
-    if end > BOOT_PHYS_MAP_LIMIT || phys % core::mem::align_of::<T>() as u64 != 0 {
+    // SAFETY: the caller's promise, for a one-element slice.
+    Ok(&unsafe { phys_slice::<T>(phys, 1) }?[0])
+}
+
+/// A slice of `count` `T`s at physical `phys`, if the boot direct map
+/// reaches all of it and the address is aligned for `T`.
+///
+/// # Safety
+/// `count` `T`s must be stored at `phys`.
+unsafe fn phys_slice<T>(phys: u64, count: usize) -> Result<&'static [T], BootError> {
+    let bytes = (count as u64)
+        .checked_mul(size_of::<T>() as u64)
+        .ok_or(BootError::Unreachable(phys))?;
+    let end = phys
+        .checked_add(bytes)
+        .ok_or(BootError::Unreachable(phys))?;
+    if end > BOOT_PHYS_MAP_LIMIT || !phys.is_multiple_of(core::mem::align_of::<T>() as u64) {
         return Err(BootError::Unreachable(phys));
     }
     // SAFETY: the boot page tables map [0, BOOT_PHYS_MAP_LIMIT) at
     // PHYS_MAP_BASE, the range was checked to lie inside, the address is
     // aligned, and the caller vouches for the contents.
-    Ok(unsafe { &*((PHYS_MAP_BASE + phys) as *const T) })
-}
-
-/// A slice of `count` `T`s at physical `phys` (same contract as `phys_ref`).
-///
-/// # Safety
-/// `count` `T`s must be stored at `phys`.
-unsafe fn phys_slice<T>(phys: u64, count: usize) -> Result<&'static [T], BootError> {
-    let bytes = (count as u64).checked_mul(size_of::<T>() as u64).ok_or(BootError::Unreachable(phys))?;
-    let end = phys.checked_add(bytes).ok_or(BootError::Unreachable(phys))?;
-    if end > BOOT_PHYS_MAP_LIMIT || phys % core::mem::align_of::<T>() as u64 != 0 {
-        return Err(BootError::Unreachable(phys));
-    }
-    // SAFETY: as in `phys_ref`.
     Ok(unsafe { core::slice::from_raw_parts((PHYS_MAP_BASE + phys) as *const T, count) })
 }
 
@@ -106,7 +140,9 @@ fn phys_c_str(phys: u64, what: &str) -> &'static str {
     if phys == 0 {
         return "";
     }
-    let available = BOOT_PHYS_MAP_LIMIT.saturating_sub(phys).min(MAX_CMDLINE as u64) as usize;
+    let available = BOOT_PHYS_MAP_LIMIT
+        .saturating_sub(phys)
+        .min(MAX_CMDLINE as u64) as usize;
     // SAFETY: boot loaders place strings in RAM below 4 GiB; the slice stays
     // inside the boot direct map and is only scanned up to the first NUL.
     let bytes = match unsafe { phys_slice::<u8>(phys, available) } {
@@ -140,24 +176,38 @@ fn collect_pvh(info: u64) -> Result<BootInfo<'static>, BootError> {
     if start_info.version >= 1 && start_info.memmap_entries > 0 {
         // SAFETY: version 1 start info points at `memmap_entries` entries.
         match unsafe {
-            phys_slice::<HvmMemmapTableEntry>(start_info.memmap_paddr, start_info.memmap_entries as usize)
+            phys_slice::<HvmMemmapTableEntry>(
+                start_info.memmap_paddr,
+                start_info.memmap_entries as usize,
+            )
         } {
             Ok(entries) => {
                 for entry in entries {
-                    if let Err(error) = boot.memory.add_firmware(entry.addr, entry.size, e820_kind(entry.type_)) {
+                    if let Err(error) =
+                        boot.memory
+                            .add_firmware(entry.addr, entry.size, e820_kind(entry.type_))
+                    {
                         log::error!("boot: PVH memory map: {error}; entry dropped");
                     }
                 }
             }
-            Err(_) => log::error!("boot: PVH memory map at {:#x} is out of reach", start_info.memmap_paddr),
+            Err(_) => log::error!(
+                "boot: PVH memory map at {:#x} is out of reach",
+                start_info.memmap_paddr
+            ),
         }
     } else {
-        log::error!("boot: PVH start info (version {}) has no memory map", start_info.version);
+        log::error!(
+            "boot: PVH start info (version {}) has no memory map",
+            start_info.version
+        );
     }
 
     if start_info.nr_modules > 0 {
         // SAFETY: the start info points at `nr_modules` module entries.
-        match unsafe { phys_slice::<HvmModlistEntry>(start_info.modlist_paddr, start_info.nr_modules as usize) } {
+        match unsafe {
+            phys_slice::<HvmModlistEntry>(start_info.modlist_paddr, start_info.nr_modules as usize)
+        } {
             Ok(modules) => {
                 for module in modules {
                     let cmdline = phys_c_str(module.cmdline_paddr, "module command line");
@@ -167,13 +217,17 @@ fn collect_pvh(info: u64) -> Result<BootInfo<'static>, BootError> {
                     }
                 }
             }
-            Err(_) => log::error!("boot: PVH module list at {:#x} is out of reach", start_info.modlist_paddr),
+            Err(_) => log::error!(
+                "boot: PVH module list at {:#x} is out of reach",
+                start_info.modlist_paddr
+            ),
         }
     }
 
     // The structures themselves must survive until they have been read.
     boot.memory.normalise();
-    let memmap_bytes = u64::from(start_info.memmap_entries) * size_of::<HvmMemmapTableEntry>() as u64;
+    let memmap_bytes =
+        u64::from(start_info.memmap_entries) * size_of::<HvmMemmapTableEntry>() as u64;
     let modlist_bytes = u64::from(start_info.nr_modules) * size_of::<HvmModlistEntry>() as u64;
     let cmdline_bytes = boot.cmdline.len() as u64 + 1;
     for (start, len) in [
@@ -183,7 +237,13 @@ fn collect_pvh(info: u64) -> Result<BootInfo<'static>, BootError> {
         (start_info.cmdline_paddr, cmdline_bytes),
     ] {
         if start != 0 && len != 0 {
-            reserve(&mut boot.memory, start, start + len, RegionKind::BootData, "PVH boot data");
+            reserve(
+                &mut boot.memory,
+                start,
+                start + len,
+                RegionKind::BootData,
+                "PVH boot data",
+            );
         }
     }
     Ok(boot)
@@ -198,7 +258,9 @@ fn collect_multiboot2(info: u64) -> Result<BootInfo<'static>, BootError> {
     // SAFETY: GRUB leaves the multiboot2 information at %ebx (the entry code
     // checked the loader's magic); `load` validates its size and alignment.
     let loaded = unsafe {
-        multiboot2::BootInformation::load((PHYS_MAP_BASE + info) as *const multiboot2::BootInformationHeader)
+        multiboot2::BootInformation::load(
+            (PHYS_MAP_BASE + info) as *const multiboot2::BootInformationHeader,
+        )
     }
     .map_err(BootError::Multiboot2)?;
     // The strings handed on borrow from the structure, which stays in
@@ -213,7 +275,10 @@ fn collect_multiboot2(info: u64) -> Result<BootInfo<'static>, BootError> {
         }
         None => "",
     };
-    boot.loader_name = mbi.boot_loader_name_tag().and_then(|tag| tag.name().ok()).unwrap_or("multiboot2");
+    boot.loader_name = mbi
+        .boot_loader_name_tag()
+        .and_then(|tag| tag.name().ok())
+        .unwrap_or("multiboot2");
     boot.rsdp = mbi
         .rsdp_v2_tag()
         .map(|tag| tag as *const _ as u64)
@@ -224,7 +289,10 @@ fn collect_multiboot2(info: u64) -> Result<BootInfo<'static>, BootError> {
         Some(tag) => {
             for area in tag.memory_areas() {
                 let kind = e820_kind(u32::from(area.typ()));
-                if let Err(error) = boot.memory.add_firmware(area.start_address(), area.size(), kind) {
+                if let Err(error) =
+                    boot.memory
+                        .add_firmware(area.start_address(), area.size(), kind)
+                {
                     log::error!("boot: multiboot2 memory map: {error}; entry dropped");
                 }
             }
@@ -233,8 +301,11 @@ fn collect_multiboot2(info: u64) -> Result<BootInfo<'static>, BootError> {
     }
     for module in mbi.module_tags() {
         let cmdline = module.cmdline().unwrap_or("");
-        if let Err(error) = boot.add_module(u64::from(module.start_address()), u64::from(module.end_address()), cmdline)
-        {
+        if let Err(error) = boot.add_module(
+            u64::from(module.start_address()),
+            u64::from(module.end_address()),
+            cmdline,
+        ) {
             log::error!("boot: {error}; dropped");
         }
     }
@@ -242,6 +313,63 @@ fn collect_multiboot2(info: u64) -> Result<BootInfo<'static>, BootError> {
     // The strings above borrow from the information structure; the map
     // entry keeps it from being handed out as free memory.
     boot.memory.normalise();
-    reserve(&mut boot.memory, info, info + total, RegionKind::BootData, "multiboot2 information");
+    reserve(
+        &mut boot.memory,
+        info,
+        info + total,
+        RegionKind::BootData,
+        "multiboot2 information",
+    );
     Ok(boot)
+}
+
+mod tests {
+    use super::*;
+    use crate::ktest::{ktest, TestResult};
+    use crate::{kassert, kassert_eq};
+
+    #[ktest]
+    fn kernel_image_is_reserved() -> TestResult {
+        let boot = crate::start::boot_info();
+        let (start, end) = kernel_image();
+        let covering = boot
+            .memory
+            .regions()
+            .iter()
+            .find(|r| r.start <= start && end <= r.end)
+            .map(|r| r.kind);
+        kassert_eq!(covering, Some(RegionKind::Kernel));
+        kassert!(boot
+            .memory
+            .usable_frames()
+            .all(|(s, e)| e <= start || s >= end));
+        Ok(())
+    }
+
+    #[ktest]
+    fn initrd_contents_match_the_rig_pattern() -> TestResult {
+        // The boot rig hands some configurations an initrd whose byte i is
+        // i % 251; check what arrived, not only its size.
+        let boot = crate::start::boot_info();
+        let Some(initrd) = boot.initrd() else {
+            return Ok(());
+        };
+        // SAFETY: the module is reserved in the memory map and covered by
+        // the direct map (RAM), and nothing writes to it.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(
+                (PHYS_MAP_BASE + initrd.start) as *const u8,
+                initrd.len() as usize,
+            )
+        };
+        let first_bad = bytes
+            .iter()
+            .enumerate()
+            .position(|(i, &b)| b != (i % 251) as u8);
+        kassert!(
+            first_bad.is_none(),
+            "initrd differs from the pattern at byte {first_bad:?}"
+        );
+        Ok(())
+    }
 }

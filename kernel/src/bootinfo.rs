@@ -75,7 +75,10 @@ impl fmt::Display for ModuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ModuleError::Inverted { start, end } => {
-                write!(f, "boot module [{start:#x}, {end:#x}) ends before it starts")
+                write!(
+                    f,
+                    "boot module [{start:#x}, {end:#x}) ends before it starts"
+                )
             }
             ModuleError::TooMany => write!(f, "more than {MAX_MODULES} boot modules"),
         }
@@ -90,19 +93,35 @@ impl<'a> BootInfo<'a> {
             cmdline: "",
             rsdp: None,
             loader_name: "",
-            modules: [BootModule { start: 0, end: 0, cmdline: "" }; MAX_MODULES],
+            modules: [BootModule {
+                start: 0,
+                end: 0,
+                cmdline: "",
+            }; MAX_MODULES],
             module_count: 0,
         }
     }
 
     /// Records a module. Empty modules are kept (the loader was asked for
     /// them) but occupy no memory.
-    pub fn add_module(&mut self, start: u64, end: u64, cmdline: &'a str) -> Result<(), ModuleError> {
+    pub fn add_module(
+        &mut self,
+        start: u64,
+        end: u64,
+        cmdline: &'a str,
+    ) -> Result<(), ModuleError> {
         if end < start {
             return Err(ModuleError::Inverted { start, end });
         }
-        let slot = self.modules.get_mut(self.module_count).ok_or(ModuleError::TooMany)?;
-        *slot = BootModule { start, end, cmdline };
+        let slot = self
+            .modules
+            .get_mut(self.module_count)
+            .ok_or(ModuleError::TooMany)?;
+        *slot = BootModule {
+            start,
+            end,
+            cmdline,
+        };
         self.module_count += 1;
         Ok(())
     }
@@ -152,8 +171,13 @@ impl fmt::Display for CStrError {
 
 /// The string before the first NUL in `bytes`.
 pub fn c_str(bytes: &[u8]) -> Result<&str, CStrError> {
-    let len = bytes.iter().position(|&b| b == 0).ok_or(CStrError::Unterminated)?;
-    core::str::from_utf8(&bytes[..len]).map_err(|e| CStrError::NotUtf8 { valid_up_to: e.valid_up_to() })
+    let len = bytes
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(CStrError::Unterminated)?;
+    core::str::from_utf8(&bytes[..len]).map_err(|e| CStrError::NotUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })
 }
 
 #[cfg(test)]
@@ -188,7 +212,10 @@ mod tests {
         let mut info = BootInfo::new(BootProtocol::Multiboot2);
         assert_eq!(
             info.add_module(0x2000, 0x1000, ""),
-            Err(ModuleError::Inverted { start: 0x2000, end: 0x1000 })
+            Err(ModuleError::Inverted {
+                start: 0x2000,
+                end: 0x1000
+            })
         );
         assert!(info.modules().is_empty());
         info.add_module(0x3000, 0x3000, "empty").unwrap();
@@ -197,9 +224,15 @@ mod tests {
 
     #[test]
     fn c_strings_are_bounded_and_checked() {
-        assert_eq!(c_str(b"test loglevel=debug\0junk"), Ok("test loglevel=debug"));
+        assert_eq!(
+            c_str(b"test loglevel=debug\0junk"),
+            Ok("test loglevel=debug")
+        );
         assert_eq!(c_str(b"\0"), Ok(""));
         assert_eq!(c_str(b"no nul"), Err(CStrError::Unterminated));
-        assert_eq!(c_str(b"ab\xff\0"), Err(CStrError::NotUtf8 { valid_up_to: 2 }));
+        assert_eq!(
+            c_str(b"ab\xff\0"),
+            Err(CStrError::NotUtf8 { valid_up_to: 2 })
+        );
     }
 }

@@ -39,6 +39,9 @@ impl TestSelection<'_> {
 pub struct Options<'a> {
     pub loglevel: LevelFilter,
     pub test: Option<TestSelection<'a>>,
+    /// `crash=<kind>`: fail on purpose once booted, to exercise the
+    /// kernel's failure reports (like Linux's lkdtm).
+    pub crash: Option<CrashKind>,
     /// Everything after a lone `--`, trimmed; empty if there is none.
     pub app_args: &'a str,
 }
@@ -47,6 +50,7 @@ impl Options<'_> {
     pub const DEFAULT: Options<'static> = Options {
         loglevel: LevelFilter::Info,
         test: None,
+        crash: None,
         app_args: "",
     };
 }
@@ -56,6 +60,23 @@ impl Default for Options<'_> {
         Options::DEFAULT
     }
 }
+
+/// A deliberate failure, chosen by `crash=`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CrashKind {
+    /// `crash=panic`: a Rust panic.
+    Panic,
+    /// `crash=stack-overflow`: unbounded recursion into the guard page.
+    StackOverflow,
+    /// `crash=page-fault`: a write to an unmapped kernel address.
+    PageFault,
+}
+
+const CRASH_KINDS: [(&str, CrashKind); 3] = [
+    ("panic", CrashKind::Panic),
+    ("stack-overflow", CrashKind::StackOverflow),
+    ("page-fault", CrashKind::PageFault),
+];
 
 /// What a setting fell back to after a bad value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -177,6 +198,10 @@ const OPTIONS: &[OptionSpec] = &[
         name: "test",
         apply: apply_test,
     },
+    OptionSpec {
+        name: "crash",
+        apply: apply_crash,
+    },
 ];
 
 // Which options have been seen is tracked in a u64, one bit per entry.
@@ -219,6 +244,19 @@ fn apply_test<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(
         None => TestSelection::All,
         Some(part) => TestSelection::Matching(required(Some(part))?),
     });
+    Ok(())
+}
+
+fn apply_crash<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(), ValueError> {
+    let value = required(value)?;
+    let kind = CRASH_KINDS
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|&(_, kind)| kind)
+        .ok_or(ValueError::Invalid {
+            expected: "panic|stack-overflow|page-fault",
+        })?;
+    options.crash = Some(kind);
     Ok(())
 }
 
@@ -413,6 +451,28 @@ mod tests {
             let line = std::format!("loglevel={value}");
             assert_eq!(clean(&line).loglevel, level, "{line}");
         }
+    }
+
+    #[test]
+    fn crash_kinds() {
+        assert_eq!(clean("crash=panic").crash, Some(CrashKind::Panic));
+        assert_eq!(
+            clean("crash=stack-overflow").crash,
+            Some(CrashKind::StackOverflow)
+        );
+        assert_eq!(clean("crash=page-fault").crash, Some(CrashKind::PageFault));
+        let (options, diags) = parse_all("crash=reboot");
+        assert_eq!(options.crash, None);
+        assert_eq!(
+            diags,
+            [CmdlineDiag::InvalidValue {
+                option: "crash",
+                value: "reboot",
+                expected: "panic|stack-overflow|page-fault",
+                kept: Kept::Default,
+            }]
+        );
+        assert_eq!(parse_all("crash").0.crash, None);
     }
 
     #[test]

@@ -48,14 +48,14 @@ pub fn set_test_mode() {
 }
 
 unsafe extern "C" {
-    static __ktests_start: KTest;
-    static __ktests_end: KTest;
+    static __ktests_start: u8;
+    static __ktests_end: u8;
 }
 
 /// Every registered test, in link order.
 pub fn registered() -> &'static [KTest] {
-    let start = &raw const __ktests_start;
-    let end = &raw const __ktests_end;
+    let start = (&raw const __ktests_start).cast::<KTest>();
+    let end = (&raw const __ktests_end).cast::<KTest>();
     let count = (end as usize - start as usize) / core::mem::size_of::<KTest>();
     // SAFETY: the linker script brackets the .ktests section with these
     // symbols; the section holds only `KTest` statics emitted by #[ktest]
@@ -73,7 +73,11 @@ pub fn run(filter: &str) -> (usize, usize) {
         "ktest: running {} of {} kernel tests{}",
         selected.clone().count(),
         tests.len(),
-        if filter.is_empty() { String::new() } else { alloc::format!(" matching '{filter}'") }
+        if filter.is_empty() {
+            String::new()
+        } else {
+            alloc::format!(" matching '{filter}'")
+        }
     );
     let (mut passed, mut failed) = (0, 0);
     for test in selected {

@@ -9,7 +9,7 @@ extern crate std;
 
 extern crate alloc;
 
+pub mod bootinfo;
 pub mod cmdline;
 pub mod frames;
 pub mod memmap;
-pub mod bootinfo;

@@ -72,9 +72,21 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
             emergency_write_fmt(format_args!(
                 "  cr2={cr2:#x}: {} {}{}{}\n",
                 if code & 2 != 0 { "write" } else { "read" },
-                if code & 1 != 0 { "protection violation" } else { "not-present page" },
-                if code & 16 != 0 { ", instruction fetch" } else { "" },
-                if code & 8 != 0 { ", reserved bit set" } else { "" },
+                if code & 1 != 0 {
+                    "protection violation"
+                } else {
+                    "not-present page"
+                },
+                if code & 16 != 0 {
+                    ", instruction fetch"
+                } else {
+                    ""
+                },
+                if code & 8 != 0 {
+                    ", reserved bit set"
+                } else {
+                    ""
+                },
             ));
         }
     }
@@ -108,10 +120,25 @@ fn backtrace(rbp: u64) {
 /// Walks the chain of saved frame pointers: at `[rbp]` the caller's RBP, at
 /// `[rbp + 8]` the return address. Stops at a null or misaligned link or
 /// one outside the kernel's stacks, so a corrupt chain cannot fault here.
+/// Runs of one return address (deep recursion) print once with a count.
 fn backtrace_from(mut rbp: u64, first_index: usize) {
-    for index in first_index..MAX_FRAMES {
-        if rbp == 0 || rbp % 8 != 0 || !crate::mm::is_kernel_stack(rbp, 16) {
-            return;
+    let mut repeated: (u64, usize) = (0, 0);
+    let flush = |repeated: (u64, usize)| {
+        if repeated.1 > 0 {
+            emergency_write_fmt(format_args!(
+                "      ... {:#018x} {} more times\n",
+                repeated.0, repeated.1
+            ));
+        }
+    };
+    let mut index = first_index;
+    for _ in 0..MAX_FRAMES * 64 {
+        if index >= MAX_FRAMES
+            || rbp == 0
+            || !rbp.is_multiple_of(8)
+            || !crate::mm::is_kernel_stack(rbp, 16)
+        {
+            break;
         }
         // SAFETY: `is_kernel_stack` checked that both words are mapped
         // stack memory.
@@ -120,13 +147,21 @@ fn backtrace_from(mut rbp: u64, first_index: usize) {
             (slot.read(), slot.add(1).read())
         };
         if return_address == 0 {
-            return;
+            break;
         }
-        emergency_write_fmt(format_args!("  #{index:<2} {return_address:#018x}\n"));
+        if return_address == repeated.0 {
+            repeated.1 += 1;
+        } else {
+            flush(repeated);
+            emergency_write_fmt(format_args!("  #{index:<2} {return_address:#018x}\n"));
+            repeated = (return_address, 0);
+            index += 1;
+        }
         if next <= rbp {
             // Frames grow downwards: the caller's frame lies above.
-            return;
+            break;
         }
         rbp = next;
     }
+    flush(repeated);
 }

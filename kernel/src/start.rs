@@ -4,7 +4,15 @@
 use crate::arch::{apic, cpu, gdt, idt};
 use crate::{boot, console, ktest, mm, time};
 use sanos_kernel::bootinfo::BootInfo;
-use sanos_kernel::cmdline::{self, Options, TestSelection};
+use sanos_kernel::cmdline::{self, CrashKind, Options, TestSelection};
+use spin::Once;
+
+static BOOT_INFO: Once<BootInfo<'static>> = Once::new();
+
+/// What the entry path found (valid once the banner is printed).
+pub fn boot_info() -> &'static BootInfo<'static> {
+    BOOT_INFO.get().expect("boot_info before start-up finished")
+}
 
 /// Called by the boot assembly with the protocol, the physical address of
 /// the protocol's boot information, and the TSC at the first instruction.
@@ -17,15 +25,22 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
 
     let mut boot = match boot::collect(protocol, u64::from(info)) {
         Ok(boot) => boot,
-        Err(error) => panic!("cannot read the boot information ({error:?}, protocol {protocol}, at {info:#x})"),
+        Err(error) => {
+            panic!("cannot read the boot information: {error} (protocol {protocol}, at {info:#x})")
+        }
     };
     let options = cmdline::parse(boot.cmdline, |diag| log::warn!("{diag}"));
     log::set_max_level(options.loglevel);
-    log::info!("boot: {} via {}, command line \"{}\"", boot.protocol, boot.loader_name, boot.cmdline);
+    log::info!(
+        "boot: {} via {}, command line \"{}\"",
+        boot.protocol,
+        boot.loader_name,
+        boot.cmdline
+    );
     log_memory_map(&boot);
 
     if let Err(error) = mm::init(&mut boot) {
-        panic!("memory: {error:?}");
+        panic!("memory: {error}");
     }
     apic::disable_legacy_pic();
     if let Err(error) = apic::init() {
@@ -52,18 +67,27 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
         boot.memory.total_usable_bytes() >> 20,
         time::ticks_to_ns(cpu::rdtsc().wrapping_sub(tsc_at_entry)) / 1000
     );
-    kernel_main(&boot, &options)
+    kernel_main(BOOT_INFO.call_once(|| boot), &options)
 }
 
 fn kernel_main(_boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
-    if let Some(selection) = options.test {
+    if options.test.is_some() {
         ktest::set_test_mode();
+    }
+    if let Some(kind) = options.crash {
+        crash(kind);
+    }
+    if let Some(selection) = options.test {
         let filter = match selection {
             TestSelection::All => "",
             TestSelection::Matching(filter) => filter,
         };
         let (_passed, failed) = ktest::run(filter);
-        cpu::debug_exit(if failed == 0 { ktest::EXIT_PASSED } else { ktest::EXIT_FAILED });
+        cpu::debug_exit(if failed == 0 {
+            ktest::EXIT_PASSED
+        } else {
+            ktest::EXIT_FAILED
+        });
     }
     log::info!("sanos: no application to run yet; idling (Ctrl-A X quits QEMU)");
     loop {
@@ -73,7 +97,12 @@ fn kernel_main(_boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
 
 fn log_memory_map(boot: &BootInfo<'_>) {
     for region in boot.memory.regions() {
-        log::debug!("  [{:#014x}, {:#014x}) {}", region.start, region.end, region.kind);
+        log::debug!(
+            "  [{:#014x}, {:#014x}) {}",
+            region.start,
+            region.end,
+            region.kind
+        );
     }
 }
 
@@ -96,4 +125,34 @@ fn platform_name() -> &'static str {
         b"Microsoft Hv" => "hyper-v",
         _ => "unknown-hypervisor",
     }
+}
+
+/// Fails on purpose (`crash=`), so tests can check the failure reports.
+fn crash(kind: CrashKind) -> ! {
+    log::warn!("crash: failing on purpose ({kind:?}), as the command line asks");
+    match kind {
+        CrashKind::Panic => panic!("crash=panic on the command line"),
+        CrashKind::StackOverflow => {
+            let depth = recurse(core::hint::black_box(1));
+            panic!("recursion returned ({depth}) instead of overflowing the stack");
+        }
+        CrashKind::PageFault => {
+            // The top of the MMIO window is never mapped.
+            let address = crate::arch::layout::MMIO_BASE + crate::arch::layout::MMIO_SIZE - 4096;
+            // SAFETY: not safe by design: the write faults, and the fault
+            // handler stops the kernel before anything else runs.
+            unsafe { (address as *mut u64).write_volatile(0xdead) };
+            panic!("write to unmapped {address:#x} did not fault");
+        }
+    }
+}
+
+/// Recurses with a 1 KiB frame until the stack runs into its guard page.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth as u8; 1024]);
+    if core::hint::black_box(depth) == 0 {
+        return 0;
+    }
+    recurse(depth + 1) + u64::from(frame[depth as usize % 1024])
 }

@@ -84,3 +84,29 @@ pub fn spin_delay_ns(ns: u64) {
         core::hint::spin_loop();
     }
 }
+
+mod tests {
+    use super::*;
+    use crate::kassert;
+    use crate::ktest::{ktest, TestResult};
+
+    #[ktest]
+    fn clock_is_monotonic_and_delays_last() -> TestResult {
+        kassert!(
+            tsc_hz() >= 100_000_000,
+            "implausible TSC frequency {} Hz",
+            tsc_hz()
+        );
+        let mut last = since_boot_ns();
+        for _ in 0..10_000 {
+            let now = since_boot_ns();
+            kassert!(now >= last, "clock went back from {last} to {now}");
+            last = now;
+        }
+        let start = since_boot_ns();
+        spin_delay_ns(2_000_000);
+        let elapsed = since_boot_ns() - start;
+        kassert!(elapsed >= 2_000_000, "2 ms delay took {elapsed} ns");
+        Ok(())
+    }
+}

@@ -85,6 +85,10 @@ pub struct Config {
 /// Status QEMU exits with when the kernel writes 0x10 (all tests passed).
 pub const STATUS_TESTS_PASSED: i32 = 33;
 
+/// Status QEMU exits with when the kernel writes 0x12 (panic or fatal
+/// exception in test mode).
+pub const STATUS_PANIC: i32 = 37;
+
 /// The banner every boot prints once memory is known,
 /// e.g. `sanos 0.1.0: 127 MiB, boot 5321 us`.
 const BANNER: Pattern = Pattern::Glob("sanos * MiB, boot * us*");
@@ -202,6 +206,72 @@ pub const MATRIX: &[Config] = &[
             forbidden: FORBIDDEN,
         },
     },
+    // The failure paths: a deliberate crash must be reported (where, why,
+    // backtrace) and must end the run with the panic status, not a hang or
+    // a triple fault.
+    Config {
+        name: "qemu-tcg-crash-panic",
+        accel: Accel::Tcg,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "test crash=panic",
+        fixture: None,
+        requires: None,
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status: STATUS_PANIC,
+            closing_line: false,
+            lines: &[
+                BANNER,
+                Pattern::Glob("panic at kernel/src/*.rs:*: crash=panic*"),
+                Pattern::Contains("backtrace:"),
+                Pattern::Glob("  #1 *0xffffffff8*"),
+            ],
+            forbidden: &[Pattern::Glob("* passed, * failed*")],
+        },
+    },
+    Config {
+        name: "qemu-tcg-crash-stack",
+        accel: Accel::Tcg,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "test crash=stack-overflow",
+        fixture: None,
+        requires: None,
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status: STATUS_PANIC,
+            closing_line: false,
+            lines: &[
+                BANNER,
+                Pattern::Contains("EXCEPTION: kernel stack overflow: access to guard page"),
+                Pattern::Contains("rip="),
+                Pattern::Contains("backtrace:"),
+            ],
+            forbidden: &[Pattern::Glob("* passed, * failed*")],
+        },
+    },
+    Config {
+        name: "qemu-tcg-crash-pagefault",
+        accel: Accel::Tcg,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "test crash=page-fault",
+        fixture: None,
+        requires: None,
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status: STATUS_PANIC,
+            closing_line: false,
+            lines: &[
+                BANNER,
+                Pattern::Contains("EXCEPTION: page fault (#PF) (vector 14) error=0x2"),
+                Pattern::Glob("  cr2=0x* write not-present page*"),
+                Pattern::Contains("backtrace:"),
+            ],
+            forbidden: &[Pattern::Contains("kernel stack overflow")],
+        },
+    },
 ];
 
 #[cfg(test)]
@@ -232,7 +302,10 @@ mod tests {
                 "qemu-kvm-pvh",
                 "grub-iso",
                 "qemu-tcg-badargs",
-                "qemu-tcg-initrd"
+                "qemu-tcg-initrd",
+                "qemu-tcg-crash-panic",
+                "qemu-tcg-crash-stack",
+                "qemu-tcg-crash-pagefault"
             ]
         );
     }
@@ -250,9 +323,20 @@ mod tests {
     }
 
     #[test]
-    fn every_config_checks_the_test_summary_and_banner() {
+    fn every_config_checks_the_test_summary_or_the_failure_and_banner() {
         for config in MATRIX {
-            assert!(config.expect.closing_line, "{}", config.name);
+            let crashes = config.cmdline.contains("crash=");
+            assert_eq!(config.expect.closing_line, !crashes, "{}", config.name);
+            assert_eq!(
+                config.expect.status,
+                if crashes {
+                    STATUS_PANIC
+                } else {
+                    STATUS_TESTS_PASSED
+                },
+                "{}",
+                config.name
+            );
             assert!(config.expect.lines.contains(&BANNER), "{}", config.name);
             assert!(config.cmdline.split(' ').any(|w| w == "test"));
         }

@@ -240,8 +240,12 @@ mod tests {
         };
         assert_eq!(names(None).len(), MATRIX.len());
         assert_eq!(
-            names(Some("tcg")),
-            ["qemu-tcg-pvh", "qemu-tcg-badargs", "qemu-tcg-initrd"]
+            names(Some("tcg-crash")),
+            [
+                "qemu-tcg-crash-panic",
+                "qemu-tcg-crash-stack",
+                "qemu-tcg-crash-pagefault"
+            ]
         );
         assert_eq!(names(Some("grub-iso")), ["grub-iso"]);
         assert!(names(Some("nothing")).is_empty());

@@ -135,7 +135,11 @@ pub fn init() -> Result<(), ApicError> {
     }
     write(REG_TPR, 0);
     write(REG_SVR, SVR_ENABLE | u32::from(VECTOR_APIC_SPURIOUS));
-    let id = if x2apic { read(REG_ID) } else { read(REG_ID) >> 24 };
+    let id = if x2apic {
+        read(REG_ID)
+    } else {
+        read(REG_ID) >> 24
+    };
 
     // Measure the timer's count rate against the TSC over 10 ms.
     write(REG_TIMER_DIVIDE, TIMER_DIVIDE_BY_16);
@@ -147,7 +151,10 @@ pub fn init() -> Result<(), ApicError> {
     let initial = (counts_per_second / TIMER_HZ).clamp(1, u64::from(u32::MAX)) as u32;
 
     traps::set_handler(VECTOR_APIC_TIMER, timer_interrupt);
-    write(REG_LVT_TIMER, LVT_TIMER_PERIODIC | u32::from(VECTOR_APIC_TIMER));
+    write(
+        REG_LVT_TIMER,
+        LVT_TIMER_PERIODIC | u32::from(VECTOR_APIC_TIMER),
+    );
     write(REG_TIMER_INITIAL, initial);
     log::info!(
         "apic: {} id {id}, timer {} kHz (divide 16), {TIMER_HZ} Hz tick",
@@ -160,4 +167,30 @@ pub fn init() -> Result<(), ApicError> {
 fn timer_interrupt(_frame: &mut TrapFrame) {
     TICKS.fetch_add(1, Ordering::Relaxed);
     eoi();
+}
+
+mod tests {
+    use super::*;
+    use crate::kassert;
+    use crate::ktest::{ktest, TestResult};
+
+    #[ktest]
+    fn timer_interrupts_arrive() -> TestResult {
+        kassert!(
+            MODE.load(Ordering::Relaxed) != MODE_NONE,
+            "local APIC not enabled"
+        );
+        let start = ticks();
+        let deadline = time::since_boot_ns() + 1_000_000_000;
+        // Halting with interrupts enabled: only an interrupt wakes us.
+        while ticks() < start + 3 && time::since_boot_ns() < deadline {
+            cpu::safe_halt();
+        }
+        kassert!(
+            ticks() >= start + 3,
+            "only {} ticks in 1 s",
+            ticks() - start
+        );
+        Ok(())
+    }
 }

@@ -73,6 +73,33 @@ pub unsafe fn read_msr(msr: u32) -> u64 {
     unsafe { Msr::new(msr).read() }
 }
 
+/// Reads a model-specific register that may not exist: `Err(vector)` (13,
+/// #GP) when the CPU or hypervisor refuses it, instead of a fatal fault.
+pub fn read_msr_safe(msr: u32) -> Result<u64, u8> {
+    let (rax, rdx): (u64, u64);
+    // SAFETY: RDMSR only reads; if it faults, the exception-table entry
+    // resumes at label 3 with FIXUP_FAULTED set in RAX.
+    unsafe {
+        core::arch::asm!(
+            "2: rdmsr",
+            "3:",
+            ".pushsection .extable, \"a\"",
+            ".balign 8",
+            ".quad 2b, 3b",
+            ".popsection",
+            in("ecx") msr,
+            inout("rax") 0u64 => rax,
+            inout("rdx") 0u64 => rdx,
+            options(nostack),
+        );
+    }
+    if rax & crate::arch::traps::FIXUP_FAULTED != 0 {
+        Err(rax as u8)
+    } else {
+        Ok((rdx << 32) | (rax & 0xffff_ffff))
+    }
+}
+
 /// Writes a model-specific register.
 ///
 /// # Safety

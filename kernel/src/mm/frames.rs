@@ -29,11 +29,18 @@ pub(super) fn init(map: &mut MemoryMap) -> Result<(), MmError> {
     let place = map
         .find_free(bytes, PAGE_SIZE, BOOT_PHYS_MAP_LIMIT)
         .ok_or(MmError::NoRoomForFrameBitmap { bytes })?;
-    crate::boot::reserve(map, place, place + bytes, RegionKind::FrameBitmap, "frame bitmap");
+    crate::boot::reserve(
+        map,
+        place,
+        place + bytes,
+        RegionKind::FrameBitmap,
+        "frame bitmap",
+    );
     // SAFETY: [place, place + bytes) is usable RAM below 4 GiB (find_free),
     // now reserved for the bitmap alone; the boot page tables and the
     // kernel's own both map it at PHYS_MAP_BASE, 8-byte aligned.
-    let storage = unsafe { core::slice::from_raw_parts_mut((PHYS_MAP_BASE + place) as *mut u64, words) };
+    let storage =
+        unsafe { core::slice::from_raw_parts_mut((PHYS_MAP_BASE + place) as *mut u64, words) };
     let mut bitmap = FrameBitmap::new(storage, highest).map_err(MmError::FrameBitmap)?;
     for (start, end) in map.usable_frames() {
         bitmap.add_free_range(start.max(FIRST_FRAME), end.max(FIRST_FRAME));
@@ -95,5 +102,59 @@ pub struct TableFrames {
 unsafe impl FrameAllocator<Size4KiB> for TableFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         alloc_below(self.limit)
+    }
+}
+
+mod tests {
+    use super::*;
+    use crate::ktest::{ktest, TestResult};
+    use crate::{kassert, kassert_eq};
+
+    #[ktest]
+    fn frames_round_trip() -> TestResult {
+        let (free_before, total) = counts();
+        kassert!(free_before > 0 && free_before <= total);
+        let frame = alloc();
+        kassert!(frame.is_some(), "no free frame");
+        let Some(frame) = frame else { return Ok(()) };
+        kassert!(
+            frame.start_address().as_u64() >= FIRST_FRAME,
+            "frame 0 handed out"
+        );
+        kassert_eq!(counts().0, free_before - 1);
+        let second = alloc();
+        kassert!(second != Some(frame), "frame handed out twice");
+        free(frame);
+        if let Some(second) = second {
+            free(second);
+        }
+        kassert_eq!(counts().0, free_before);
+        // A second free is refused by the bitmap and changes nothing.
+        let refused = with(|frames| frames.free(frame.start_address().as_u64()).is_err());
+        kassert_eq!(refused, Some(true));
+        kassert_eq!(counts().0, free_before);
+        Ok(())
+    }
+
+    #[ktest]
+    fn frames_below_a_limit_and_contiguous() -> TestResult {
+        let low = alloc_below(16 << 20);
+        kassert!(low.is_some_and(|f| f.start_address().as_u64() + PAGE_SIZE <= 16 << 20));
+        if let Some(low) = low {
+            free(low);
+        }
+        let run = alloc_contiguous(16);
+        kassert!(run.is_some(), "no 16-frame run");
+        if let Some(run) = run {
+            for i in 0..16 {
+                let addr = run + i * PAGE_SIZE;
+                kassert!(
+                    !with(|f| f.is_free(addr)).unwrap_or(true),
+                    "frame {addr:#x} still free"
+                );
+                free(PhysFrame::containing_address(PhysAddr::new(addr)));
+            }
+        }
+        Ok(())
     }
 }

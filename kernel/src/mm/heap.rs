@@ -45,4 +45,46 @@ unsafe impl Source for FrameSource {
 }
 
 #[global_allocator]
-static HEAP: talc::TalcLock<spin::mutex::SpinMutex<()>, FrameSource> = talc::TalcLock::new(FrameSource);
+static HEAP: talc::TalcLock<spin::mutex::SpinMutex<()>, FrameSource> =
+    talc::TalcLock::new(FrameSource);
+
+mod tests {
+    use crate::ktest::{ktest, TestResult};
+    use crate::{kassert, kassert_eq};
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+
+    #[ktest]
+    fn heap_small_and_large_allocations() -> TestResult {
+        let boxed = Box::new(0x1234_5678_u64);
+        kassert_eq!(*boxed, 0x1234_5678);
+        // Larger than one growth step: the heap must grow to serve it.
+        let big: Vec<u32> = (0..(3 << 20) / 4).collect();
+        kassert_eq!(big.len(), (3 << 20) / 4);
+        kassert!(
+            big.iter().enumerate().all(|(i, &v)| v as usize == i),
+            "large vector corrupted"
+        );
+        let mut small: Vec<Box<[u8; 24]>> = Vec::new();
+        for i in 0..1000u32 {
+            small.push(Box::new([i as u8; 24]));
+        }
+        kassert!(small
+            .iter()
+            .enumerate()
+            .all(|(i, b)| b.iter().all(|&x| x == i as u8)));
+        Ok(())
+    }
+
+    #[ktest]
+    fn heap_respects_alignment() -> TestResult {
+        #[repr(align(4096))]
+        struct Page([u8; 4096]);
+        let pages: Vec<Box<Page>> = (0..4).map(|_| Box::new(Page([7; 4096]))).collect();
+        for page in &pages {
+            kassert_eq!(page.as_ref() as *const Page as usize % 4096, 0);
+            kassert_eq!(page.0[4095], 7);
+        }
+        Ok(())
+    }
+}

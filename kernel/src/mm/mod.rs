@@ -10,7 +10,7 @@ pub mod frames;
 pub mod heap;
 pub mod paging;
 
-pub use paging::{is_kernel_stack, is_stack_guard, map_mmio, KernelStack};
+pub use paging::{is_kernel_stack, is_stack_guard, map_mmio};
 
 use sanos_kernel::bootinfo::BootInfo;
 
@@ -21,6 +21,22 @@ pub enum MmError {
     NoRoomForFrameBitmap { bytes: u64 },
     FrameBitmap(sanos_kernel::frames::FrameError),
     OutOfFrames,
+}
+
+impl core::fmt::Display for MmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MmError::NoUsableMemory => write!(f, "the memory map lists no usable RAM"),
+            MmError::NoRoomForFrameBitmap { bytes } => {
+                write!(
+                    f,
+                    "no {bytes} bytes of usable RAM below 4 GiB for the frame bitmap"
+                )
+            }
+            MmError::FrameBitmap(error) => write!(f, "frame bitmap: {error}"),
+            MmError::OutOfFrames => write!(f, "out of frames while building the page tables"),
+        }
+    }
 }
 
 /// Brings up frames and paging. Call once, with interrupts off.

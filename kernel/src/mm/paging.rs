@@ -24,7 +24,8 @@ use sanos_kernel::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
 use spin::Mutex;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::{
-    Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as Flags, PhysFrame, Size2MiB, Size4KiB, Translate,
+    Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as Flags, PhysFrame,
+    Size2MiB, Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -71,7 +72,9 @@ fn is_ram(kind: RegionKind) -> bool {
 pub(super) fn init(map: &MemoryMap) -> Result<(), MmError> {
     NX_ENABLED.store(cpu::enable_nx(), Ordering::Relaxed);
     cpu::enable_global_pages();
-    let mut table_frames = TableFrames { limit: BOOT_PHYS_MAP_LIMIT };
+    let mut table_frames = TableFrames {
+        limit: BOOT_PHYS_MAP_LIMIT,
+    };
     let pml4_frame = frames::alloc_below(BOOT_PHYS_MAP_LIMIT).ok_or(MmError::OutOfFrames)?;
     let pml4_ptr = (PHYS_MAP_BASE + pml4_frame.start_address().as_u64()) as *mut PageTable;
     // SAFETY: the frame was just allocated (nobody else refers to it) and
@@ -96,8 +99,15 @@ pub(super) fn init(map: &MemoryMap) -> Result<(), MmError> {
             // SAFETY: maps RAM at its direct-map address; nothing else uses
             // that virtual range. Two regions may share a 2 MiB page, hence
             // the already-mapped case.
-            match unsafe { mapper.map_to_with_table_flags(page, frame, direct_flags, TABLE_FLAGS, &mut table_frames) }
-            {
+            match unsafe {
+                mapper.map_to_with_table_flags(
+                    page,
+                    frame,
+                    direct_flags,
+                    TABLE_FLAGS,
+                    &mut table_frames,
+                )
+            } {
                 Ok(flush) => {
                     flush.ignore();
                     direct_bytes += Size2MiB::SIZE;
@@ -110,9 +120,16 @@ pub(super) fn init(map: &MemoryMap) -> Result<(), MmError> {
     }
 
     // The kernel image, section by section.
-    let guards = [addr(&raw const boot_stack_guard), addr(&raw const df_stack_guard)];
+    let guards = [
+        addr(&raw const boot_stack_guard),
+        addr(&raw const df_stack_guard),
+    ];
     let sections = [
-        (addr(&raw const __text_start), addr(&raw const __text_end), Flags::PRESENT | Flags::GLOBAL),
+        (
+            addr(&raw const __text_start),
+            addr(&raw const __text_end),
+            Flags::PRESENT | Flags::GLOBAL,
+        ),
         (
             addr(&raw const __rodata_start),
             addr(&raw const __rodata_end),
@@ -133,9 +150,11 @@ pub(super) fn init(map: &MemoryMap) -> Result<(), MmError> {
             let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(virt - KERNEL_VMA));
             // SAFETY: maps the kernel image at its link address, as the
             // boot tables did, with tighter permissions.
-            unsafe { mapper.map_to_with_table_flags(page, frame, flags, TABLE_FLAGS, &mut table_frames) }
-                .map_err(|_| MmError::OutOfFrames)?
-                .ignore();
+            unsafe {
+                mapper.map_to_with_table_flags(page, frame, flags, TABLE_FLAGS, &mut table_frames)
+            }
+            .map_err(|_| MmError::OutOfFrames)?
+            .ignore();
         }
     }
 
@@ -149,7 +168,11 @@ pub(super) fn init(map: &MemoryMap) -> Result<(), MmError> {
         "mm: page tables at {:#x}: direct map {} MiB, kernel W^X{}",
         pml4_frame.start_address().as_u64(),
         direct_bytes >> 20,
-        if NX_ENABLED.load(Ordering::Relaxed) { "" } else { " (no NX on this CPU: data is executable)" }
+        if NX_ENABLED.load(Ordering::Relaxed) {
+            ""
+        } else {
+            " (no NX on this CPU: data is executable)"
+        }
     );
     Ok(())
 }
@@ -163,8 +186,13 @@ pub fn map_mmio(phys: u64, size: u64) -> u64 {
     let first = phys & !(PAGE_SIZE - 1);
     let bytes = (phys + size - first).next_multiple_of(PAGE_SIZE);
     let base = NEXT_MMIO.fetch_add(bytes, Ordering::Relaxed);
-    assert!(base + bytes <= MMIO_BASE + MMIO_SIZE, "MMIO window exhausted");
-    let flags = no_exec(Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | Flags::GLOBAL);
+    assert!(
+        base + bytes <= MMIO_BASE + MMIO_SIZE,
+        "MMIO window exhausted"
+    );
+    let flags = no_exec(
+        Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | Flags::GLOBAL,
+    );
     let mut guard = KERNEL_PAGE_TABLE.lock();
     let mapper = guard.as_mut().expect("map_mmio before mm::init");
     for offset in (0..bytes).step_by(PAGE_SIZE as usize) {
@@ -173,9 +201,17 @@ pub fn map_mmio(phys: u64, size: u64) -> u64 {
         // SAFETY: `base` comes from a bump allocator over a window used for
         // nothing else, so the page is unused; the frame is device memory
         // the caller owns.
-        unsafe { mapper.map_to_with_table_flags(page, frame, flags, TABLE_FLAGS, &mut TableFrames { limit: u64::MAX }) }
-            .expect("MMIO mapping")
-            .flush();
+        unsafe {
+            mapper.map_to_with_table_flags(
+                page,
+                frame,
+                flags,
+                TABLE_FLAGS,
+                &mut TableFrames { limit: u64::MAX },
+            )
+        }
+        .expect("MMIO mapping")
+        .flush();
     }
     base + (phys - first)
 }
@@ -205,11 +241,22 @@ impl KernelStack {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
             // SAFETY: the page is fresh from the stack area's bump allocator
             // and the frame fresh from the frame allocator.
-            unsafe { mapper.map_to_with_table_flags(page, frame, flags, TABLE_FLAGS, &mut TableFrames { limit: u64::MAX }) }
-                .ok()?
-                .flush();
+            unsafe {
+                mapper.map_to_with_table_flags(
+                    page,
+                    frame,
+                    flags,
+                    TABLE_FLAGS,
+                    &mut TableFrames { limit: u64::MAX },
+                )
+            }
+            .ok()?
+            .flush();
         }
-        Some(KernelStack { bottom, top: guard + span })
+        Some(KernelStack {
+            bottom,
+            top: guard + span,
+        })
     }
 
     /// The initial stack pointer (one past the highest byte).
@@ -231,7 +278,8 @@ pub fn is_stack_guard(address: u64) -> bool {
     }
     // In the stack area, everything below the bump pointer that is not
     // mapped is a guard page.
-    (KSTACK_BASE..NEXT_STACK.load(Ordering::Relaxed)).contains(&address) && is_mapped(address) == Some(false)
+    (KSTACK_BASE..NEXT_STACK.load(Ordering::Relaxed)).contains(&address)
+        && is_mapped(address) == Some(false)
 }
 
 /// Whether `[address, address + len)` lies in a kernel stack that is mapped;
@@ -251,9 +299,141 @@ pub fn is_kernel_stack(address: u64, len: u64) -> bool {
         && is_mapped(end - 1) == Some(true)
 }
 
+/// The flags of the page that maps `address`, or `None` when it is not
+/// mapped.
+pub fn flags_of(address: u64) -> Option<Flags> {
+    use x86_64::structures::paging::mapper::TranslateResult;
+    let guard = KERNEL_PAGE_TABLE.lock();
+    match guard.as_ref()?.translate(VirtAddr::new(address)) {
+        TranslateResult::Mapped { flags, .. } => Some(flags),
+        _ => None,
+    }
+}
+
 /// Whether `address` is mapped in the kernel's tables; `None` if the table
 /// lock is held (the caller may be a fault path that interrupted its holder).
 fn is_mapped(address: u64) -> Option<bool> {
     let guard = KERNEL_PAGE_TABLE.try_lock()?;
-    Some(guard.as_ref()?.translate_addr(VirtAddr::new(address)).is_some())
+    Some(
+        guard
+            .as_ref()?
+            .translate_addr(VirtAddr::new(address))
+            .is_some(),
+    )
+}
+
+mod tests {
+    use super::*;
+    use crate::ktest::{ktest, TestResult};
+    use crate::{kassert, kassert_eq};
+
+    static WRITABLE_STATIC: AtomicU64 = AtomicU64::new(1);
+    static READ_ONLY_STATIC: [u8; 16] = *b"sanos read-only!";
+
+    #[ktest]
+    fn kernel_image_is_w_xor_x() -> TestResult {
+        let nx = NX_ENABLED.load(Ordering::Relaxed);
+        let text = flags_of(kernel_image_is_w_xor_x as fn() -> TestResult as usize as u64);
+        kassert!(text.is_some(), "text not mapped");
+        let text = text.unwrap_or(Flags::empty());
+        kassert!(
+            !text.contains(Flags::WRITABLE),
+            "text is writable: {text:?}"
+        );
+        kassert!(
+            !text.contains(Flags::NO_EXECUTE),
+            "text is not executable: {text:?}"
+        );
+
+        let rodata = flags_of(READ_ONLY_STATIC.as_ptr() as u64).unwrap_or(Flags::WRITABLE);
+        kassert!(
+            !rodata.contains(Flags::WRITABLE),
+            "rodata is writable: {rodata:?}"
+        );
+        kassert_eq!(rodata.contains(Flags::NO_EXECUTE), nx);
+
+        let data = flags_of(WRITABLE_STATIC.as_ptr() as u64).unwrap_or(Flags::empty());
+        kassert!(
+            data.contains(Flags::WRITABLE),
+            "data is read-only: {data:?}"
+        );
+        kassert_eq!(data.contains(Flags::NO_EXECUTE), nx);
+        WRITABLE_STATIC.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[ktest]
+    fn boot_stack_guards_are_unmapped() -> TestResult {
+        for guard in [
+            addr(&raw const boot_stack_guard),
+            addr(&raw const df_stack_guard),
+        ] {
+            kassert!(flags_of(guard).is_none(), "guard page {guard:#x} is mapped");
+            kassert!(is_stack_guard(guard + 8));
+            kassert!(
+                flags_of(guard + PAGE_SIZE).is_some(),
+                "stack above {guard:#x} not mapped"
+            );
+        }
+        let here = 0u64;
+        kassert!(
+            is_kernel_stack(&raw const here as u64, 8),
+            "test runs off the kernel stacks"
+        );
+        Ok(())
+    }
+
+    #[ktest]
+    fn kernel_stack_sits_above_a_guard_page() -> TestResult {
+        let stack = KernelStack::new(4);
+        kassert!(stack.is_some(), "no kernel stack");
+        let Some(stack) = stack else { return Ok(()) };
+        kassert_eq!(stack.top() - stack.bottom(), 4 * PAGE_SIZE);
+        kassert!(flags_of(stack.bottom() - 1).is_none(), "guard page mapped");
+        kassert!(is_stack_guard(stack.bottom() - 1));
+        kassert!(!is_stack_guard(stack.bottom()));
+        kassert!(is_kernel_stack(stack.bottom(), 4 * PAGE_SIZE));
+        let flags = flags_of(stack.top() - 8).unwrap_or(Flags::empty());
+        kassert!(flags.contains(Flags::WRITABLE | Flags::PRESENT));
+        // The memory is really there: write and read back both ends.
+        // SAFETY: both addresses lie in the stack just mapped, which nothing
+        // else uses.
+        unsafe {
+            ((stack.top() - 8) as *mut u64).write_volatile(0x5a5a);
+            (stack.bottom() as *mut u64).write_volatile(0xa5a5);
+            kassert_eq!(((stack.top() - 8) as *const u64).read_volatile(), 0x5a5a);
+            kassert_eq!((stack.bottom() as *const u64).read_volatile(), 0xa5a5);
+        }
+        Ok(())
+    }
+
+    #[ktest]
+    fn mmio_mappings_are_uncached() -> TestResult {
+        // The local APIC page (the architectural default base) is device
+        // memory on every PC.
+        let virt = map_mmio(0xfee0_0030, 4);
+        kassert_eq!(virt & 0xfff, 0x30);
+        let flags = flags_of(virt).unwrap_or(Flags::empty());
+        kassert!(
+            flags.contains(Flags::NO_CACHE),
+            "MMIO mapped cacheable: {flags:?}"
+        );
+        kassert!(!flags.contains(Flags::USER_ACCESSIBLE));
+        Ok(())
+    }
+
+    #[ktest]
+    fn direct_map_reaches_all_usable_ram() -> TestResult {
+        let boot = crate::start::boot_info();
+        for (start, end) in boot.memory.usable_frames() {
+            for phys in [start, end - PAGE_SIZE] {
+                let flags = flags_of(PHYS_MAP_BASE + phys);
+                kassert!(
+                    flags.is_some(),
+                    "RAM at {phys:#x} missing from the direct map"
+                );
+            }
+        }
+        Ok(())
+    }
 }

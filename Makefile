@@ -1,0 +1,51 @@
+# sanos: `make` builds the kernel, `make run` boots it under QEMU, `make test`
+# runs every test. The steps live in cargo and in images/; this file names
+# them.
+
+TARGET     := x86_64-unknown-none
+BUILD      := build
+KERNEL_BIN := target/$(TARGET)/release/sanos
+CARGO      := cargo
+RIG        := $(CARGO) run --quiet --release -p sanos-rig --
+
+# make run KVM=1 APPEND="loglevel=debug" ISO=1
+RUN_FLAGS := $(if $(KVM),--kvm) $(if $(ISO),--iso) $(if $(APPEND),--append "$(APPEND)")
+
+.PHONY: all kernel iso run test test-host test-boot lint setup toolchain clean
+
+all: kernel
+
+toolchain:
+	@bash images/setup.sh
+
+# The linked image keeps its symbols in build/sanos.debug; build/sanos.elf is
+# stripped and points at it (.gnu_debuglink) for gdb.
+kernel: toolchain
+	$(CARGO) build --release -p sanos-kernel --bin sanos --target $(TARGET)
+	@mkdir -p $(BUILD)
+	objcopy --only-keep-debug $(KERNEL_BIN) $(BUILD)/sanos.debug
+	objcopy --strip-all --add-gnu-debuglink=$(BUILD)/sanos.debug $(KERNEL_BIN) $(BUILD)/sanos.elf
+	@echo "kernel: $(BUILD)/sanos.elf ($$(stat -c %s $(BUILD)/sanos.elf) bytes, stripped)"
+
+iso: kernel
+	bash images/mkiso.sh $(BUILD)/sanos.elf $(BUILD)/sanos.iso
+
+run: kernel
+	$(RIG) run $(RUN_FLAGS)
+
+test: kernel lint test-host test-boot
+
+test-host:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --tests -- -D warnings
+	$(CARGO) clippy --release -p sanos-kernel --bin sanos --target $(TARGET) -- -D warnings
+
+test-boot: kernel
+	$(RIG) test
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)
