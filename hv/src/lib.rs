@@ -4,4 +4,8 @@
 //! holds the PVH start-of-day structures that its PVH entry path reads.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
+pub mod platform;
 pub mod pvh;

@@ -59,10 +59,15 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
         None => log::info!("initrd: none given"),
     }
 
+    let platform = hv::platform::detect(|leaf| {
+        let r = cpu::cpuid(leaf);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    });
+    log::info!("platform: {platform}");
     crate::kprintln!(
         "sanos {} on {} ({}), {} MiB, boot {} us",
         env!("CARGO_PKG_VERSION"),
-        platform_name(),
+        platform.name(),
         "native",
         boot.memory.total_usable_bytes() >> 20,
         time::ticks_to_ns(cpu::rdtsc().wrapping_sub(tsc_at_entry)) / 1000
@@ -103,27 +108,6 @@ fn log_memory_map(boot: &BootInfo<'_>) {
             region.end,
             region.kind
         );
-    }
-}
-
-/// The platform as CPUID leaf 0x40000000 names it. The vmops issue replaces
-/// this with full detection in `hv`.
-fn platform_name() -> &'static str {
-    if cpu::cpuid(1).ecx & (1 << 31) == 0 {
-        return "hardware";
-    }
-    let leaf = cpu::cpuid(0x4000_0000);
-    let mut signature = [0u8; 12];
-    signature[0..4].copy_from_slice(&leaf.ebx.to_le_bytes());
-    signature[4..8].copy_from_slice(&leaf.ecx.to_le_bytes());
-    signature[8..12].copy_from_slice(&leaf.edx.to_le_bytes());
-    match &signature {
-        b"KVMKVMKVM\0\0\0" => "kvm",
-        b"TCGTCGTCGTCG" => "qemu-tcg",
-        b"XenVMMXenVMM" => "xen-hvm",
-        b"VMwareVMware" => "vmware",
-        b"Microsoft Hv" => "hyper-v",
-        _ => "unknown-hypervisor",
     }
 }
 

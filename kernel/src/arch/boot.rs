@@ -86,6 +86,7 @@ core::arch::global_asm!(
     "je 2f",
     "mov edi, {proto_unknown}",
     "2:",
+    // Raw `cli`: entry code, before vmops exists (see the module doc).
     "cli",
     "mov dword ptr [boot_tsc - {kvma}], eax",
     "mov dword ptr [boot_tsc - {kvma} + 4], edx",
@@ -181,6 +182,7 @@ core::arch::global_asm!(
     "out dx, al",
     "jmp 91b",
     "92:",
+    // Raw `hlt`: entry code, before vmops exists (see the module doc).
     "hlt",
     "jmp 92b",
     // ---- 64-bit, still at the physical address.
