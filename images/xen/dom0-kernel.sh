@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# dom0-kernel.sh KERNEL_ELF [CMDLINE...] — the fast Xen rig.
+#
+# Boots Xen 4.17 under QEMU TCG with KERNEL_ELF as its PV dom0 kernel, no
+# initrd: the kernel under test is dom0 itself (as in Xen's XTF). Xen and
+# dom0's HYPERVISOR_console_io output go to com1 = this script's stdout.
+# Exits with QEMU's status (0 when dom0 shuts down Xen / Xen halts),
+# 124 when the timeout expires (QEMU is killed).
+#
+# Environment:
+#   TIMEOUT=120       seconds before QEMU is killed
+#   XEN_APPEND=...    extra Xen command-line words (appended, so they win
+#                     over the defaults, e.g. XEN_APPEND="dom0_mem=512M")
+#   QEMU_EXTRA=...    extra QEMU arguments (word-split)
+#   XEN_BUILD=...     cache directory (default build/xen)
+set -euo pipefail
+
+me=${0##*/}
+die() { echo "$me: $*" >&2; exit 2; }
+[ $# -ge 1 ] || die "usage: $me KERNEL_ELF [CMDLINE...]"
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${XEN_BUILD:-$root/build/xen}
+
+kernel=$(realpath "$1"); shift
+[ -f "$kernel" ] || die "kernel $kernel not found"
+cmdline="$*"
+# QEMU splits -initrd on commas, and the first word of a module is its file.
+case "$kernel$cmdline" in *,*) die "no commas allowed in the kernel path or command line" ;; esac
+case "$kernel" in *[[:space:]]*) die "no spaces allowed in the kernel path" ;; esac
+
+[ -f "$out/xen" ] || bash "$here/fetch.sh"
+
+# Xen under TCG: -smap,-smep or a PV dom0 crashes; -rdtscp or PVH guests fail.
+# No Xen "noreboot": a dom0 shutdown then resets the machine, which
+# -no-reboot turns into QEMU exiting.
+exec timeout --foreground --kill-after=5 "${TIMEOUT:-120}" \
+    qemu-system-x86_64 -accel tcg -cpu max,-smap,-smep,-rdtscp -smp 1 -m 1024 \
+    -nic none -no-reboot -display none -serial stdio -monitor none \
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    -kernel "$out/xen" \
+    -append "console=com1 com1=115200 dom0_mem=288M ${XEN_APPEND:-}" \
+    -initrd "$kernel${cmdline:+ $cmdline}" \
+    ${QEMU_EXTRA:-}
