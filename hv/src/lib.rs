@@ -7,5 +7,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod kvm;
+pub mod native;
 pub mod platform;
 pub mod pvh;

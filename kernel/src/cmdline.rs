@@ -15,6 +15,7 @@
 
 use core::fmt;
 use log::LevelFilter;
+pub use vmops::Mode as VmopsMode;
 
 /// Which kernel self-tests to run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,6 +43,11 @@ pub struct Options<'a> {
     /// `crash=<kind>`: fail on purpose once booted, to exercise the
     /// kernel's failure reports (like Linux's lkdtm).
     pub crash: Option<CrashKind>,
+    /// `vmops=eager|lazy|off`: how call sites are patched.
+    pub vmops_mode: VmopsMode,
+    /// `vmops.backend=<name>`: force a backend (for testing); the kernel
+    /// refuses one the platform cannot support.
+    pub vmops_backend: Option<BackendName>,
     /// Everything after a lone `--`, trimmed; empty if there is none.
     pub app_args: &'a str,
 }
@@ -51,6 +57,8 @@ impl Options<'_> {
         loglevel: LevelFilter::Info,
         test: None,
         crash: None,
+        vmops_mode: VmopsMode::Eager,
+        vmops_backend: None,
         app_args: "",
     };
 }
@@ -71,6 +79,25 @@ pub enum CrashKind {
     /// `crash=page-fault`: a write to an unmapped kernel address.
     PageFault,
 }
+
+/// A vmops backend named on the command line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BackendName {
+    Native,
+    Kvm,
+}
+
+impl BackendName {
+    pub const fn name(self) -> &'static str {
+        match self {
+            BackendName::Native => "native",
+            BackendName::Kvm => "kvm",
+        }
+    }
+}
+
+const BACKEND_NAMES: [BackendName; 2] = [BackendName::Native, BackendName::Kvm];
+const VMOPS_MODES: [VmopsMode; 3] = [VmopsMode::Eager, VmopsMode::Lazy, VmopsMode::Off];
 
 const CRASH_KINDS: [(&str, CrashKind); 3] = [
     ("panic", CrashKind::Panic),
@@ -202,6 +229,14 @@ const OPTIONS: &[OptionSpec] = &[
         name: "crash",
         apply: apply_crash,
     },
+    OptionSpec {
+        name: "vmops",
+        apply: apply_vmops,
+    },
+    OptionSpec {
+        name: "vmops.backend",
+        apply: apply_vmops_backend,
+    },
 ];
 
 // Which options have been seen is tracked in a u64, one bit per entry.
@@ -244,6 +279,33 @@ fn apply_test<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(
         None => TestSelection::All,
         Some(part) => TestSelection::Matching(required(Some(part))?),
     });
+    Ok(())
+}
+
+fn apply_vmops<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(), ValueError> {
+    let value = required(value)?;
+    options.vmops_mode = VMOPS_MODES
+        .into_iter()
+        .find(|mode| mode.name() == value)
+        .ok_or(ValueError::Invalid {
+            expected: "eager|lazy|off",
+        })?;
+    Ok(())
+}
+
+fn apply_vmops_backend<'a>(
+    options: &mut Options<'a>,
+    value: Option<&'a str>,
+) -> Result<(), ValueError> {
+    let value = required(value)?;
+    options.vmops_backend = Some(
+        BACKEND_NAMES
+            .into_iter()
+            .find(|backend| backend.name() == value)
+            .ok_or(ValueError::Invalid {
+                expected: "native|kvm",
+            })?,
+    );
     Ok(())
 }
 
@@ -454,6 +516,30 @@ mod tests {
     }
 
     #[test]
+    fn vmops_mode_and_backend() {
+        assert_eq!(clean("").vmops_mode, VmopsMode::Eager);
+        assert_eq!(clean("vmops=lazy").vmops_mode, VmopsMode::Lazy);
+        assert_eq!(clean("vmops=off").vmops_mode, VmopsMode::Off);
+        assert_eq!(clean("vmops=eager").vmops_mode, VmopsMode::Eager);
+        assert_eq!(
+            clean("vmops.backend=kvm").vmops_backend,
+            Some(BackendName::Kvm)
+        );
+        assert_eq!(
+            clean("vmops.backend=native").vmops_backend,
+            Some(BackendName::Native)
+        );
+        let (options, diags) = parse_all("vmops=fast vmops.backend=vmware");
+        assert_eq!(options.vmops_mode, VmopsMode::Eager);
+        assert_eq!(options.vmops_backend, None);
+        assert_eq!(
+            messages("vmops=fast"),
+            ["cmdline: bad value 'fast' for option 'vmops' (expected eager|lazy|off); the default is kept"]
+        );
+        assert_eq!(diags.len(), 2);
+    }
+
+    #[test]
     fn crash_kinds() {
         assert_eq!(clean("crash=panic").crash, Some(CrashKind::Panic));
         assert_eq!(
@@ -547,13 +633,13 @@ mod tests {
 
     #[test]
     fn unknown_and_nameless_words_are_reported() {
-        let (options, diags) = parse_all("bogus loglevel=debug vmops=eager =x");
+        let (options, diags) = parse_all("bogus loglevel=debug xen.evtchn=fifo =x");
         assert_eq!(options.loglevel, LevelFilter::Debug);
         assert_eq!(
             diags,
             [
                 CmdlineDiag::UnknownOption { name: "bogus" },
-                CmdlineDiag::UnknownOption { name: "vmops" },
+                CmdlineDiag::UnknownOption { name: "xen.evtchn" },
                 CmdlineDiag::MissingName { word: "=x" },
             ]
         );

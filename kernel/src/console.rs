@@ -8,6 +8,7 @@
 //! [`emergency_write`], which does not wait for the lock.
 
 use crate::arch::cpu;
+use crate::platform::ops;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
@@ -16,51 +17,53 @@ use uart_16550::{Config, Uart16550};
 
 const COM1: u16 = 0x3f8;
 
-struct Console {
-    uart: Option<Uart16550<PioBackend>>,
-}
+/// The UART: the native backend's console device.
+static UART: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
+/// Held while one message is written, so messages do not interleave.
+static CONSOLE: Mutex<Writer> = Mutex::new(Writer);
+static LOGGER: Logger = Logger;
+static READY: AtomicBool = AtomicBool::new(false);
 
-impl Console {
-    fn write_bytes(&mut self, bytes: &[u8]) {
-        let Some(uart) = self.uart.as_mut() else {
-            return;
-        };
-        // Terminals want CR LF; the kernel writes LF.
-        for chunk in bytes.split_inclusive(|&b| b == b'\n') {
-            if let Some(line) = chunk.strip_suffix(b"\n") {
-                uart.send_bytes_exact(line);
-                uart.send_bytes_exact(b"\r\n");
-            } else {
-                uart.send_bytes_exact(chunk);
+/// Formats to the platform console (the vmops `console_write` op), turning
+/// LF into CR LF as terminals want.
+struct Writer;
+
+impl Write for Writer {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for chunk in s.as_bytes().split_inclusive(|&b| b == b'\n') {
+            match chunk.strip_suffix(b"\n") {
+                Some(line) => {
+                    ops::console_write(line);
+                    ops::console_write(b"\r\n");
+                }
+                None => ops::console_write(chunk),
             }
         }
-    }
-}
-
-impl Write for Console {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.write_bytes(s.as_bytes());
         Ok(())
     }
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None });
-static LOGGER: Logger = Logger;
-static READY: AtomicBool = AtomicBool::new(false);
-
 /// Brings up COM1 and installs the logger (level Info until the command
-/// line says otherwise). Without a UART the kernel runs silently.
+/// line says otherwise). Without a UART the native console is silent.
 pub fn init() {
     // SAFETY: 0x3f8..0x3ff is COM1's fixed port range on PCs, owned by this
     // module for the kernel's whole life.
     let uart = unsafe { Uart16550::new_port(COM1) }
         .ok()
         .and_then(|mut uart| uart.init(Config::default()).ok().map(|()| uart));
-    CONSOLE.lock().uart = uart;
+    *UART.lock() = uart;
     READY.store(true, Ordering::Release);
     // A second set_logger call is the only error; there is none.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
+}
+
+/// Writes raw bytes to the UART: the native `console_write` op. Callers
+/// hold the console lock (or are dying, see [`emergency_write_fmt`]).
+pub fn uart_write(bytes: &[u8]) {
+    if let Some(uart) = UART.lock().as_mut() {
+        uart.send_bytes_exact(bytes);
+    }
 }
 
 /// Writes formatted text to the console.
@@ -83,18 +86,17 @@ pub fn emergency_write_fmt(args: fmt::Arguments<'_>) {
         return;
     }
     cpu::without_interrupts(|| {
-        let mut guard = match CONSOLE.try_lock() {
-            Some(guard) => guard,
-            None => {
-                // SAFETY: only called on paths that never return to the
-                // interrupted code (panic, fatal trap), on the only CPU: the
-                // holder will not touch the console again, so taking the
-                // lock over cannot race.
-                unsafe { CONSOLE.force_unlock() };
-                CONSOLE.lock()
+        if CONSOLE.is_locked() || UART.is_locked() {
+            // SAFETY: only called on paths that never return to the
+            // interrupted code (panic, fatal trap), on the only CPU: the
+            // holder will not touch the console again, so taking the locks
+            // over cannot race.
+            unsafe {
+                CONSOLE.force_unlock();
+                UART.force_unlock();
             }
-        };
-        let _ = guard.write_fmt(args);
+        }
+        let _ = CONSOLE.lock().write_fmt(args);
     });
 }
 

@@ -31,6 +31,8 @@ mod mm;
 #[cfg(target_os = "none")]
 mod panic;
 #[cfg(target_os = "none")]
+mod platform;
+#[cfg(target_os = "none")]
 mod start;
 #[cfg(target_os = "none")]
 mod time;

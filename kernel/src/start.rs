@@ -2,7 +2,7 @@
 //! start-up sequence that turns the machine into a running kernel.
 
 use crate::arch::{apic, cpu, gdt, idt};
-use crate::{boot, console, ktest, mm, time};
+use crate::{boot, console, ktest, mm, platform, time};
 use sanos_kernel::bootinfo::BootInfo;
 use sanos_kernel::cmdline::{self, CrashKind, Options, TestSelection};
 use spin::Once;
@@ -21,7 +21,6 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
     console::init();
     gdt::init();
     idt::init();
-    time::calibrate();
 
     let mut boot = match boot::collect(protocol, u64::from(info)) {
         Ok(boot) => boot,
@@ -31,6 +30,8 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
     };
     let options = cmdline::parse(boot.cmdline, |diag| log::warn!("{diag}"));
     log::set_max_level(options.loglevel);
+    let chosen = platform::init(&options);
+    time::calibrate();
     log::info!(
         "boot: {} via {}, command line \"{}\"",
         boot.protocol,
@@ -59,16 +60,11 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
         None => log::info!("initrd: none given"),
     }
 
-    let platform = hv::platform::detect(|leaf| {
-        let r = cpu::cpuid(leaf);
-        [r.eax, r.ebx, r.ecx, r.edx]
-    });
-    log::info!("platform: {platform}");
     crate::kprintln!(
         "sanos {} on {} ({}), {} MiB, boot {} us",
         env!("CARGO_PKG_VERSION"),
-        platform.name(),
-        "native",
+        chosen.platform.name(),
+        chosen.backend.name,
         boot.memory.total_usable_bytes() >> 20,
         time::ticks_to_ns(cpu::rdtsc().wrapping_sub(tsc_at_entry)) / 1000
     );

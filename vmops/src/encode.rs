@@ -163,7 +163,7 @@ fn plan_sized(
         nop_fill(&mut site[inline.len()..]);
         Planned::Inline
     } else if let Some(function) = imp.function {
-        let target = function as u64;
+        let target = function.addr();
         site[0] = 0xe8;
         site[1..5].copy_from_slice(&rel32(address + CALL_DIRECT_LEN as u64, target)?);
         nop_fill(&mut site[CALL_DIRECT_LEN..]);
@@ -179,8 +179,12 @@ fn plan_sized(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::op::Backend;
+    use crate::op::{Backend, FnAddr};
     use crate::OP_COUNT;
+
+    fn at(address: u64) -> FnAddr {
+        FnAddr(core::ptr::without_provenance(address as usize))
+    }
 
     const SITE: u64 = 0xffff_ffff_8020_1000;
     const SLOT: u64 = 0xffff_ffff_8023_0040;
@@ -205,7 +209,7 @@ mod tests {
 
     #[test]
     fn off_mode_is_the_indirect_call_through_the_table() {
-        let imp = OpImpl::inline(&[0xfa], 0x1234);
+        let imp = OpImpl::inline(&[0xfa], at(0x1234));
         let (bytes, planned) = plan(SITE, Op::IrqDisable, &imp, Mode::Off, SLOT).unwrap();
         assert_eq!(planned, Planned::Indirect);
         let disp = (SLOT - (SITE + 6)) as i32;
@@ -216,7 +220,7 @@ mod tests {
 
     #[test]
     fn inline_forms_are_copied_and_padded() {
-        let imp = OpImpl::inline(&[0x9c, 0x58], 0x1234);
+        let imp = OpImpl::inline(&[0x9c, 0x58], at(0x1234));
         let (bytes, planned) = plan(SITE, Op::SaveFlags, &imp, Mode::Eager, SLOT).unwrap();
         assert_eq!(planned, Planned::Inline);
         assert_eq!(&bytes[..2], &[0x9c, 0x58]);
@@ -231,14 +235,14 @@ mod tests {
     #[test]
     fn functions_become_direct_calls() {
         let target = SITE + 0x10_0000;
-        let imp = OpImpl::function(target as usize);
+        let imp = OpImpl::function(at(target));
         let (bytes, planned) = plan(SITE, Op::ClockNs, &imp, Mode::Eager, SLOT).unwrap();
         assert_eq!(planned, Planned::Call { target });
         assert_eq!(bytes[0], 0xe8);
         assert_eq!(&bytes[1..5], &((target - (SITE + 5)) as i32).to_le_bytes());
         assert_eq!(&bytes[5..12], NOPS[6]);
         // Backwards too.
-        let back = OpImpl::function((SITE - 0x2000) as usize);
+        let back = OpImpl::function(at(SITE - 0x2000));
         let (bytes, _) = plan(SITE, Op::ClockNs, &back, Mode::Eager, SLOT).unwrap();
         assert_eq!(&bytes[1..5], &(-0x2005i32).to_le_bytes());
     }
@@ -262,7 +266,7 @@ mod tests {
     #[test]
     fn too_long_inline_form_is_refused() {
         static LONG: [u8; 13] = [0x90; 13];
-        let imp = OpImpl::inline(&LONG, 0x1234);
+        let imp = OpImpl::inline(&LONG, at(0x1234));
         assert_eq!(
             plan(SITE, Op::IrqEnable, &imp, Mode::Eager, SLOT),
             Err(PatchError::TooLong {
@@ -276,7 +280,7 @@ mod tests {
         assert!(plan(
             SITE,
             Op::IrqEnable,
-            &OpImpl::inline(&EXACT, 0),
+            &OpImpl::inline(&EXACT, at(0)),
             Mode::Eager,
             SLOT
         )
@@ -287,7 +291,7 @@ mod tests {
     fn out_of_reach_targets_and_bad_sites_are_refused() {
         // (The low 2 GiB are in reach of the top 2 GiB: the address sum
         // wraps. The middle of the address space is not.)
-        let far = OpImpl::function(0x4000_0000_0000);
+        let far = OpImpl::function(at(0x4000_0000_0000));
         assert!(matches!(
             plan(SITE, Op::Eoi, &far, Mode::Eager, SLOT),
             Err(PatchError::OutOfReach { .. })
@@ -311,8 +315,8 @@ mod tests {
         // A backend shaped like the native one: inline irq ops, functions
         // for the rest, one op missing.
         static CLI: [u8; 1] = [0xfa];
-        let mut ops = [OpImpl::function((SITE + 0x4000) as usize); OP_COUNT];
-        ops[Op::IrqDisable as usize] = OpImpl::inline(&CLI, (SITE + 0x5000) as usize);
+        let mut ops = [OpImpl::function(at(SITE + 0x4000)); OP_COUNT];
+        ops[Op::IrqDisable as usize] = OpImpl::inline(&CLI, at(SITE + 0x5000));
         ops[Op::Shutdown as usize] = OpImpl::MISSING;
         let backend = Backend { name: "test", ops };
         for op in Op::ALL {

@@ -22,8 +22,10 @@ extern crate std;
 
 mod encode;
 mod op;
+#[cfg(target_os = "none")]
+pub mod write;
 
 pub use encode::{nop_fill, plan, InlineForm, PatchError, Planned, MAX_SITE_LEN};
 pub use op::{
-    check_site, Backend, Convention, Mode, Op, OpImpl, Site, SiteError, OP_COUNT, SITE_LEN,
+    check_site, Backend, Convention, FnAddr, Mode, Op, OpImpl, Site, SiteError, OP_COUNT, SITE_LEN,
 };

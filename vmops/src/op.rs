@@ -100,6 +100,24 @@ impl fmt::Display for Op {
     }
 }
 
+/// The address of a backend function, in a form a `const` table can hold
+/// (a function pointer cast to a raw pointer; its real signature is the
+/// op's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FnAddr(pub *const ());
+
+// SAFETY: a function's address is immutable data; sharing it between CPUs
+// is as safe as sharing the code it points at.
+unsafe impl Sync for FnAddr {}
+// SAFETY: as above.
+unsafe impl Send for FnAddr {}
+
+impl FnAddr {
+    pub fn addr(self) -> u64 {
+        self.0 as u64
+    }
+}
+
 /// How one backend implements one op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpImpl {
@@ -110,7 +128,7 @@ pub struct OpImpl {
     /// when the site is not patched, and by a direct call when the op has
     /// no inline form. For `CalleeSaves` ops it must preserve every
     /// register but RAX.
-    pub function: Option<usize>,
+    pub function: Option<FnAddr>,
     /// The op does nothing on this platform: the site becomes NOPs.
     pub nop: bool,
 }
@@ -123,7 +141,7 @@ impl OpImpl {
         nop: false,
     };
 
-    pub const fn inline(bytes: &'static [u8], function: usize) -> OpImpl {
+    pub const fn inline(bytes: &'static [u8], function: FnAddr) -> OpImpl {
         OpImpl {
             inline: Some(bytes),
             function: Some(function),
@@ -131,7 +149,7 @@ impl OpImpl {
         }
     }
 
-    pub const fn function(function: usize) -> OpImpl {
+    pub const fn function(function: FnAddr) -> OpImpl {
         OpImpl {
             inline: None,
             function: Some(function),

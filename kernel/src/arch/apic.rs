@@ -3,11 +3,13 @@
 //!
 //! Intel SDM Vol. 3A chapter 11 (11.4 xAPIC, 11.5.4 APIC timer, 11.12
 //! x2APIC: register `r` of the xAPIC page is MSR `0x800 + r / 16`).
-//! The timer runs periodically at [`TIMER_HZ`] for now; the threads issue
-//! makes it one-shot and tickless.
+//! The timer runs in one-shot mode behind the vmops `set_timer` op; the
+//! kernel re-arms it every [`TICK_NS`] for now (the threads issue makes it
+//! tickless: armed for the next deadline only).
 
 use crate::arch::cpu::{self, outb, read_msr, write_msr};
 use crate::arch::traps::{self, TrapFrame, VECTOR_APIC_SPURIOUS, VECTOR_APIC_TIMER};
+use crate::platform::ops;
 use crate::time;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -28,12 +30,11 @@ const REG_TIMER_DIVIDE: u32 = 0x3e0;
 
 const SVR_ENABLE: u32 = 1 << 8;
 const LVT_MASKED: u32 = 1 << 16;
-const LVT_TIMER_PERIODIC: u32 = 1 << 17;
 /// Divide configuration 0b0011: divide by 16.
 const TIMER_DIVIDE_BY_16: u32 = 0x3;
 
-/// Timer interrupts per second.
-pub const TIMER_HZ: u64 = 100;
+/// Interval of the kernel's tick.
+pub const TICK_NS: u64 = 10_000_000;
 
 const MODE_NONE: u8 = 0;
 const MODE_XAPIC: u8 = 1;
@@ -43,6 +44,8 @@ static MODE: AtomicU8 = AtomicU8::new(MODE_NONE);
 /// Virtual address of the xAPIC register page (xAPIC mode only).
 static XAPIC_BASE: AtomicU64 = AtomicU64::new(0);
 static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Timer counts per second at the divide-by-16 setting.
+static COUNTS_PER_SECOND: AtomicU64 = AtomicU64::new(0);
 
 fn read(reg: u32) -> u32 {
     match MODE.load(Ordering::Relaxed) {
@@ -148,25 +151,39 @@ pub fn init() -> Result<(), ApicError> {
     time::spin_delay_ns(10_000_000);
     let elapsed = u32::MAX - read(REG_TIMER_CURRENT);
     let counts_per_second = u64::from(elapsed) * 100;
-    let initial = (counts_per_second / TIMER_HZ).clamp(1, u64::from(u32::MAX)) as u32;
+    COUNTS_PER_SECOND.store(counts_per_second, Ordering::Relaxed);
 
     traps::set_handler(VECTOR_APIC_TIMER, timer_interrupt);
-    write(
-        REG_LVT_TIMER,
-        LVT_TIMER_PERIODIC | u32::from(VECTOR_APIC_TIMER),
-    );
-    write(REG_TIMER_INITIAL, initial);
+    // One-shot mode (LVT timer mode 00), unmasked; `arm_oneshot` loads the
+    // count.
+    write(REG_LVT_TIMER, u32::from(VECTOR_APIC_TIMER));
+    ops::set_timer(ops::clock_ns() + TICK_NS);
     log::info!(
-        "apic: {} id {id}, timer {} kHz (divide 16), {TIMER_HZ} Hz tick",
+        "apic: {} id {id}, timer {} kHz (divide 16), one-shot, {} ms tick",
         if x2apic { "x2APIC" } else { "xAPIC" },
-        counts_per_second / 1000
+        counts_per_second / 1000,
+        TICK_NS / 1_000_000
     );
     Ok(())
 }
 
+/// Arms the one-shot timer to fire at clock time `deadline_ns`, given the
+/// clock's `now_ns` (the backends' `set_timer` op). A deadline in the past
+/// fires at once.
+pub fn arm_oneshot(deadline_ns: u64, now_ns: u64) {
+    let delta = deadline_ns.saturating_sub(now_ns);
+    let counts =
+        u128::from(delta) * u128::from(COUNTS_PER_SECOND.load(Ordering::Relaxed)) / 1_000_000_000;
+    write(
+        REG_TIMER_INITIAL,
+        counts.clamp(1, u128::from(u32::MAX)) as u32,
+    );
+}
+
 fn timer_interrupt(_frame: &mut TrapFrame) {
     TICKS.fetch_add(1, Ordering::Relaxed);
-    eoi();
+    ops::eoi();
+    ops::set_timer(ops::clock_ns() + TICK_NS);
 }
 
 mod tests {

@@ -1,38 +1,44 @@
-//! Thin wrappers over privileged CPU instructions: interrupt flag, halt,
-//! time-stamp counter, model-specific registers, port I/O, and CPUID.
-//!
-//! The interrupt and halt operations are the ones the vmops table takes
-//! over (DESIGN.md, "vmops"): until that table exists they are the native
-//! instructions, reached only through these functions so that the vmops
-//! issue has one place to change.
+//! Thin wrappers over CPU instructions: interrupt flag and halt (through
+//! the vmops table, `crate::platform::ops`), time-stamp counter,
+//! model-specific registers, port I/O, CPUID, and the native shutdown.
 
-use x86_64::instructions::{interrupts, port::Port};
+use crate::platform::{ops, ShutdownReason};
+use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;
 
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
+
 /// Disables maskable interrupts and returns whether they were enabled.
-#[inline]
+#[inline(always)]
 pub fn irq_save() -> bool {
-    let was_enabled = interrupts::are_enabled();
-    interrupts::disable();
-    was_enabled
+    let flags = ops::save_flags();
+    ops::irq_disable();
+    flags & RFLAGS_IF != 0
 }
 
-/// Restores the interrupt flag saved by [`irq_save`].
-#[inline]
+/// Restores the interrupt state saved by [`irq_save`].
+#[inline(always)]
 pub fn irq_restore(was_enabled: bool) {
     if was_enabled {
-        interrupts::enable();
+        ops::irq_enable();
     }
 }
 
 /// Enables maskable interrupts.
-#[inline]
+#[inline(always)]
 pub fn irq_enable() {
-    interrupts::enable();
+    ops::irq_enable();
 }
 
-/// Runs `f` with maskable interrupts disabled, restoring the flag after.
-#[inline]
+/// Whether maskable interrupts are enabled.
+#[inline(always)]
+pub fn irq_enabled() -> bool {
+    ops::save_flags() & RFLAGS_IF != 0
+}
+
+/// Runs `f` with maskable interrupts disabled, restoring the state after.
+#[inline(always)]
 pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     let saved = irq_save();
     let result = f();
@@ -40,18 +46,18 @@ pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Enables interrupts and halts until the next one, atomically (the `sti`
-/// shadow covers the `hlt`), so a wake-up cannot slip in between.
-#[inline]
+/// Enables interrupts and halts until the next one, atomically, so a
+/// wake-up cannot slip in between.
+#[inline(always)]
 pub fn safe_halt() {
-    interrupts::enable_and_hlt();
+    ops::safe_halt();
 }
 
 /// Stops this CPU for good: interrupts off, halt forever.
 pub fn halt_forever() -> ! {
-    interrupts::disable();
+    ops::irq_disable();
     loop {
-        x86_64::instructions::hlt();
+        ops::halt();
     }
 }
 
@@ -135,15 +141,28 @@ pub unsafe fn outb(port: u16, value: u8) {
 /// `v` written there ends QEMU with status `(v << 1) | 1`.
 const DEBUG_EXIT_PORT: u16 = 0xf4;
 
-/// Leaves through QEMU's `isa-debug-exit` device with `code`; where there is
-/// no such device (real hardware, or QEMU without it), says so and halts.
-/// The vmops issue replaces this with the platform's shutdown op.
+/// Leaves with exit status `code` through the platform's shutdown op;
+/// where nothing can take an exit status, says so and halts.
 pub fn debug_exit(code: u8) -> ! {
-    // SAFETY: port 0xf4 is unassigned on PCs; QEMU's isa-debug-exit device
-    // there stops the machine, and elsewhere the write is ignored.
-    unsafe { outb(DEBUG_EXIT_PORT, code) };
-    crate::console::emergency_write("sanos: no isa-debug-exit device answered; halting\n");
+    ops::shutdown(ShutdownReason::Exit(code).encode());
+    crate::console::emergency_write("sanos: no exit device answered; halting\n");
     halt_forever()
+}
+
+/// The native shutdown: QEMU's `isa-debug-exit` for an exit status, the
+/// ACPI PM1a control port QEMU's firmware sets up (0x604, SLP_TYP 0 |
+/// SLP_EN) for power-off, the keyboard controller's reset line for reboot.
+/// Returns if the machine did not go away (real hardware without those
+/// devices): the caller halts.
+pub fn native_shutdown(reason: ShutdownReason) {
+    // SAFETY (all three): fixed PC ports; a write either ends the machine
+    // or is ignored by hardware that lacks the device.
+    match reason {
+        ShutdownReason::Exit(code) => unsafe { outb(DEBUG_EXIT_PORT, code) },
+        ShutdownReason::PowerOff => unsafe { Port::<u16>::new(0x604).write(0x2000) },
+        ShutdownReason::Reboot => unsafe { outb(0x64, 0xfe) },
+        ShutdownReason::Crash => {}
+    }
 }
 
 /// Reads CPUID leaf `leaf`, subleaf 0.

@@ -6,6 +6,7 @@
 //! own: a double fault from a kernel stack overflow cannot push its frame on
 //! the stack that overflowed.
 
+use core::cell::UnsafeCell;
 use spin::Once;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
@@ -23,7 +24,17 @@ struct Tables {
     tss: SegmentSelector,
 }
 
-static TSS: Once<TaskStateSegment> = Once::new();
+/// The TSS: the CPU reads it (IST, RSP0) and `set_kernel_stack` writes
+/// RSP0, so it lives in an `UnsafeCell` and is handed to the GDT by
+/// pointer.
+struct TssCell(UnsafeCell<TaskStateSegment>);
+
+// SAFETY: one CPU; RSP0 is written only by `set_kernel_stack`, with a
+// volatile store, and the CPU reads it only on a privilege change.
+unsafe impl Sync for TssCell {}
+
+static TSS: TssCell = TssCell(UnsafeCell::new(TaskStateSegment::new()));
+static TSS_INIT: Once<()> = Once::new();
 static TABLES: Once<Tables> = Once::new();
 
 unsafe extern "C" {
@@ -33,17 +44,19 @@ unsafe extern "C" {
 
 /// Builds and loads the GDT and TSS and reloads the segment registers.
 pub fn init() {
-    let tss = TSS.call_once(|| {
-        let mut tss = TaskStateSegment::new();
-        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
-            VirtAddr::from_ptr(&raw const df_stack_top);
-        tss
+    TSS_INIT.call_once(|| {
+        // SAFETY: before the TSS is loaded nothing else reads or writes it.
+        unsafe {
+            (*TSS.0.get()).interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
+                VirtAddr::from_ptr(&raw const df_stack_top);
+        }
     });
     let tables = TABLES.call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());
-        let tss = gdt.append(Descriptor::tss_segment(tss));
+        // SAFETY: the TSS is a static that lives as long as the GDT.
+        let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(TSS.0.get()) });
         Tables {
             gdt,
             code,
@@ -62,4 +75,14 @@ pub fn init() {
         ES::set_reg(tables.data);
         load_tss(tables.tss);
     }
+}
+
+/// Sets the stack the CPU switches to on an interrupt from user mode
+/// (TSS.RSP0): the native `load_kernel_stack` op.
+pub fn set_kernel_stack(top: u64) {
+    // SAFETY: a volatile store to the TSS's RSP0 field, which only this
+    // function writes; the CPU reads it only on a privilege change.
+    unsafe {
+        (&raw mut (*TSS.0.get()).privilege_stack_table[0]).write_volatile(VirtAddr::new(top))
+    };
 }

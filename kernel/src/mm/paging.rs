@@ -11,8 +11,7 @@
 //!
 //! Mappings outside the direct map go through [`KERNEL_PAGE_TABLE`]. Every
 //! kernel mapping is global (CR4.PGE): it is the same in every address
-//! space. CR3 writes are native here; the vmops issue routes them through
-//! the platform's op.
+//! space. The CR3 write goes through the vmops `write_cr3` op.
 
 use super::frames::{self, TableFrames};
 use super::MmError;
@@ -22,7 +21,6 @@ use crate::arch::layout::*;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use sanos_kernel::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
 use spin::Mutex;
-use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::{
     Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as Flags, PhysFrame,
     Size2MiB, Size4KiB, Translate,
@@ -162,7 +160,7 @@ pub(super) fn init(map: &MemoryMap) -> Result<(), MmError> {
     // on: its image (code, data, the boot stack we run on), the direct map
     // (heap, frame bitmap, boot structures). The identity map goes away,
     // and nothing refers to low addresses any more.
-    unsafe { Cr3::write(pml4_frame, Cr3Flags::empty()) };
+    unsafe { crate::platform::ops::write_cr3(pml4_frame.start_address().as_u64()) };
     *KERNEL_PAGE_TABLE.lock() = Some(mapper);
     log::info!(
         "mm: page tables at {:#x}: direct map {} MiB, kernel W^X{}",

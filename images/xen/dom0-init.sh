@@ -1,0 +1,173 @@
+#!/bin/sh
+# /init of the rig's Linux dom0 (busybox ash). Installed by mkdom0.sh.
+#
+# Brings up the Xen toolstack, then for each guest listed in /guests/order
+# (else every /guests/*.cfg, sorted): xl create, watch its console log for
+# the expected line, xl shutdown, check it is gone. Everything it reports
+# goes to the console (hvc0 -> Xen -> com1) as lines starting "RIG: ".
+# Finally "RIG: done" and power off, which ends QEMU.
+#
+# Per guest NAME, in /guests:
+#   NAME.cfg      xl config (required)
+#   NAME.expect   key=value lines (required):
+#                   match=ERE            grep -E pattern for a console line, or
+#                   fixed=STRING         a fixed string (grep -F)
+#                   timeout=SECS         from xl create to the match (120)
+#                   shutdown_timeout=SECS  for xl shutdown -w (30)
+#   NAME.kernel   kernel, passed as kernel="..." (optional: else the cfg's)
+#   NAME.ramdisk  ramdisk, passed as ramdisk="..." (optional)
+#   NAME.xl       extra xl "key=value" overrides, one per line (optional)
+
+export PATH=/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TERM=dumb
+
+say() { echo "RIG: $*"; }
+# /proc/uptime in centiseconds, and centiseconds as "S.S".
+now() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }
+fmt() { echo "$(($1 / 100)).$(($1 % 100 / 10))"; }
+
+finish() {
+    say "done"
+    sync
+    poweroff -f
+    # Should not get here; rebooting also ends QEMU (-no-reboot).
+    reboot -f
+}
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts         # xenconsoled opens a pty per guest
+mount -t tmpfs tmpfs /var/run
+mkdir -p /var/log/xen/console /var/lib/xen /var/lock /var/run/xen /var/run/xenstored /tmp
+mount -t tmpfs tmpfs /var/log/xen
+mkdir -p /var/log/xen/console
+say "dom0 init at $(fmt "$(now)") s uptime"
+if dmesg | grep -q "Initramfs unpacking failed"; then
+    say "error: $(dmesg | grep -o 'Initramfs unpacking failed.*') (dom0_mem too small for the guests?)"
+    finish
+fi
+
+for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-blkback \
+         xen-netback llc stp bridge; do
+    insmod "/lib/modules/rig/$m.ko" || say "insmod $m failed"
+done
+mount -t xenfs xenfs /proc/xen || { say "error: cannot mount xenfs"; finish; }
+
+xenstored --pid-file=/var/run/xenstored.pid || { say "error: xenstored failed"; finish; }
+i=0
+until xenstore-exists / 2>/dev/null; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || { say "error: xenstored not answering"; finish; }
+    sleep 0.1
+done
+xen-init-dom0 >/tmp/xen-init-dom0.log 2>&1 || say "xen-init-dom0 failed: $(cat /tmp/xen-init-dom0.log)"
+xenconsoled --log=guest --log-dir=/var/log/xen/console || { say "error: xenconsoled failed"; finish; }
+# A bridge for guests' vifs (vif = [ 'bridge=xenbr0' ]); nothing is on it.
+brctl addbr xenbr0 && ip link set xenbr0 up || say "no bridge xenbr0"
+say "xen tools up at $(fmt "$(now)") s uptime"
+
+# run_guest NAME: prints the guest's RIG lines; returns 0 if it matched
+# and shut down cleanly.
+run_guest() {
+    name=$1
+    cfg=/guests/$name.cfg
+    match= fixed= timeout=120 stimeout=30
+    if [ -f "/guests/$name.expect" ]; then
+        while IFS= read -r kv; do
+            case $kv in
+                match=*) match=${kv#match=} ;;
+                fixed=*) fixed=${kv#fixed=} ;;
+                timeout=*) timeout=${kv#timeout=} ;;
+                shutdown_timeout=*) stimeout=${kv#shutdown_timeout=} ;;
+            esac
+        done < "/guests/$name.expect"
+    fi
+    if [ -z "$match$fixed" ]; then
+        say "guest $name error: no match= or fixed= in $name.expect"
+        return 1
+    fi
+
+    set -- "$cfg" "name=\"$name\""
+    [ -f "/guests/$name.kernel" ] && set -- "$@" "kernel=\"/guests/$name.kernel\""
+    [ -f "/guests/$name.ramdisk" ] && set -- "$@" "ramdisk=\"/guests/$name.ramdisk\""
+    if [ -f "/guests/$name.xl" ]; then
+        while IFS= read -r l; do [ -n "$l" ] && set -- "$@" "$l"; done < "/guests/$name.xl"
+    fi
+
+    log=/var/log/xen/console/guest-$name.log
+    t0=$(now)
+    if ! xl create "$@" >"/tmp/create-$name.log" 2>&1; then
+        say "guest $name create failed:"
+        sed "s/^/RIG: guest $name xl: /" "/tmp/create-$name.log"
+        return 1
+    fi
+    say "guest $name started in $(fmt $(($(now) - t0))) s"
+
+    # Poll the console log; print each complete new line, stop on a match,
+    # on the timeout, or when the domain is gone (after a last read).
+    n=0 result=timeout gone=0 polls=0
+    deadline=$((t0 + timeout * 100))
+    while :; do
+        if [ -f "$log" ]; then
+            total=$(wc -l < "$log")
+            if [ "$total" -gt "$n" ]; then
+                sed -n "$((n + 1)),${total}p" "$log" | tr -d '\r' > /tmp/new
+                n=$total
+                while IFS= read -r line; do say "guest $name console: $line"; done < /tmp/new
+                if [ -n "$match" ]; then
+                    grep -q -E -e "$match" /tmp/new && { result=matched; break; }
+                else
+                    grep -q -F -e "$fixed" /tmp/new && { result=matched; break; }
+                fi
+            fi
+        fi
+        [ $gone = 1 ] && { result=died; break; }
+        [ "$(now)" -ge $deadline ] && break
+        polls=$((polls + 1))
+        if [ $((polls % 20)) = 0 ] && ! xl domid "$name" >/dev/null 2>&1; then
+            gone=1   # read the log once more, then stop
+            continue
+        fi
+        sleep 0.1
+    done
+    say "guest $name $result after $(fmt $(($(now) - t0))) s"
+
+    # Shut it down: ask nicely, then destroy.
+    how=clean
+    if [ $result = died ]; then
+        how=gone
+    elif ! timeout "$stimeout" xl shutdown -w "$name" >"/tmp/shutdown-$name.log" 2>&1; then
+        say "guest $name xl shutdown failed or timed out after $stimeout s: $(tr '\n' ' ' < "/tmp/shutdown-$name.log")"
+        xl destroy "$name" >/dev/null 2>&1 || say "guest $name xl destroy failed"
+        how=forced
+    fi
+    if xl domid "$name" >/dev/null 2>&1; then
+        # Still listed (e.g. on_poweroff="preserve"): destroy it.
+        xl destroy "$name" >/dev/null 2>&1
+        [ $how = clean ] && how=forced
+        xl domid "$name" >/dev/null 2>&1 && how=stuck
+    fi
+    # The rest of its console output.
+    if [ -f "$log" ]; then
+        sed -n "$((n + 1)),\$p" "$log" | tr -d '\r' | while IFS= read -r line; do
+            say "guest $name console: $line"
+        done
+    fi
+    say "guest $name shutdown $how"
+    [ $result = matched ] && [ $how = clean ]
+}
+
+if [ -f /guests/order ]; then
+    guests=$(cat /guests/order)
+else
+    guests=$(ls /guests/*.cfg 2>/dev/null | sed 's|^/guests/||; s|\.cfg$||')
+fi
+[ -n "$guests" ] || say "no guests"
+pass=0 fail=0
+for g in $guests; do
+    if run_guest "$g"; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+done
+say "summary: $pass passed, $fail failed"
+finish

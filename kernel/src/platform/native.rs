@@ -1,0 +1,92 @@
+//! The native backend: bare hardware, unknown hypervisors (QEMU TCG), and
+//! the base of the KVM backend. Interrupt, halt and page-table ops are the
+//! instructions themselves (`hv::native`); EOI, clock, timer, console,
+//! shutdown and the kernel stack come from the kernel's own drivers (local
+//! APIC, TSC, 16550 UART, QEMU's exit devices, the TSS).
+
+use super::ShutdownReason;
+use crate::arch::{apic, cpu, gdt};
+use core::sync::atomic::AtomicPtr;
+use hv::native::*;
+use vmops::{Backend, FnAddr, OpImpl, OP_COUNT};
+
+extern "C" fn eoi() {
+    apic::eoi();
+}
+
+extern "C" fn clock_ns() -> u64 {
+    crate::time::tsc_clock_ns()
+}
+
+extern "C" fn set_timer(deadline_ns: u64) {
+    apic::arm_oneshot(deadline_ns, crate::time::tsc_clock_ns());
+}
+
+extern "C" fn console_write(bytes: *const u8, len: usize) {
+    // SAFETY: the `console_write` wrapper passes a slice's pointer and
+    // length.
+    crate::console::uart_write(unsafe { core::slice::from_raw_parts(bytes, len) });
+}
+
+extern "C" fn shutdown(reason: u64) {
+    cpu::native_shutdown(ShutdownReason::decode(reason));
+}
+
+extern "C" fn load_kernel_stack(top: u64) {
+    gdt::set_kernel_stack(top);
+}
+
+const fn addr(function: unsafe extern "C" fn()) -> FnAddr {
+    FnAddr(function as *const ())
+}
+
+pub(super) const fn kernel_services(ops: &mut [OpImpl; OP_COUNT]) {
+    use vmops::Op::*;
+    ops[Eoi as usize] = OpImpl::function(FnAddr(eoi as *const ()));
+    ops[ClockNs as usize] = OpImpl::function(FnAddr(clock_ns as *const ()));
+    ops[SetTimer as usize] = OpImpl::function(FnAddr(set_timer as *const ()));
+    ops[ConsoleWrite as usize] = OpImpl::function(FnAddr(console_write as *const ()));
+    ops[Shutdown as usize] = OpImpl::function(FnAddr(shutdown as *const ()));
+    ops[LoadKernelStack as usize] = OpImpl::function(FnAddr(load_kernel_stack as *const ()));
+}
+
+pub(super) const fn instruction_ops(ops: &mut [OpImpl; OP_COUNT]) {
+    use vmops::Op::*;
+    ops[IrqDisable as usize] = OpImpl::inline(IRQ_DISABLE, addr(hv_native_irq_disable));
+    ops[IrqEnable as usize] = OpImpl::inline(IRQ_ENABLE, addr(hv_native_irq_enable));
+    ops[SaveFlags as usize] = OpImpl::inline(SAVE_FLAGS, addr(hv_native_save_flags));
+    ops[RestoreFlags as usize] = OpImpl::inline(RESTORE_FLAGS, addr(hv_native_restore_flags));
+    ops[SafeHalt as usize] = OpImpl::inline(SAFE_HALT, addr(hv_native_safe_halt));
+    ops[Halt as usize] = OpImpl::inline(HALT, addr(hv_native_halt));
+    ops[ReadCr3 as usize] = OpImpl::inline(READ_CR3, addr(hv_native_read_cr3));
+    ops[WriteCr3 as usize] = OpImpl::inline(WRITE_CR3, addr(hv_native_write_cr3));
+    ops[FlushTlbPage as usize] = OpImpl::inline(FLUSH_TLB_PAGE, addr(hv_native_flush_tlb_page));
+    ops[FlushTlbAll as usize] = OpImpl::function(addr(hv_native_flush_tlb_all));
+    ops[SetPte as usize] = OpImpl::inline(SET_PTE, addr(hv_native_set_pte));
+}
+
+const fn build() -> Backend {
+    let mut ops = [OpImpl::MISSING; OP_COUNT];
+    instruction_ops(&mut ops);
+    kernel_services(&mut ops);
+    Backend {
+        name: "native",
+        ops,
+    }
+}
+
+pub static BACKEND: Backend = build();
+
+/// The table before any backend is chosen: the native functions.
+pub(super) const TABLE_AT_BOOT: [AtomicPtr<()>; OP_COUNT] = {
+    let backend = build();
+    let mut table = [const { AtomicPtr::new(core::ptr::null_mut()) }; OP_COUNT];
+    let mut i = 0;
+    while i < OP_COUNT {
+        if let Some(function) = backend.ops[i].function {
+            table[i] = AtomicPtr::new(function.0.cast_mut());
+        }
+        i += 1;
+    }
+    table
+};
