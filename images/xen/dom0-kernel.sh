@@ -40,6 +40,6 @@ exec timeout --foreground --kill-after=5 "${TIMEOUT:-120}" \
     -nic none -no-reboot -display none -serial stdio -monitor none \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -kernel "$out/xen" \
-    -append "console=com1 com1=115200 dom0_mem=288M ${XEN_APPEND:-}" \
+    -append "console=com1 com1=115200 dom0_mem=288M loglvl=all guest_loglvl=all ${XEN_APPEND:-}" \
     -initrd "$kernel${cmdline:+ $cmdline}" \
     ${QEMU_EXTRA:-}

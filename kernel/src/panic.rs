@@ -67,6 +67,14 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
             frame.error_code,
             frame.rip
         ));
+        if vector == 6 {
+            if let Some(op) = crate::platform::describe_site(frame.rip) {
+                emergency_write_fmt(format_args!(
+                    "  at a vmops site of {op}: the {} backend does not implement it\n",
+                    crate::platform::chosen().map_or("current", |c| c.backend.name)
+                ));
+            }
+        }
         if vector == VECTOR_PAGE_FAULT {
             let code = frame.error_code;
             emergency_write_fmt(format_args!(

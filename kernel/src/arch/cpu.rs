@@ -31,12 +31,6 @@ pub fn irq_enable() {
     ops::irq_enable();
 }
 
-/// Whether maskable interrupts are enabled.
-#[inline(always)]
-pub fn irq_enabled() -> bool {
-    ops::save_flags() & RFLAGS_IF != 0
-}
-
 /// Runs `f` with maskable interrupts disabled, restoring the state after.
 #[inline(always)]
 pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
@@ -155,11 +149,15 @@ pub fn debug_exit(code: u8) -> ! {
 /// Returns if the machine did not go away (real hardware without those
 /// devices): the caller halts.
 pub fn native_shutdown(reason: ShutdownReason) {
-    // SAFETY (all three): fixed PC ports; a write either ends the machine
-    // or is ignored by hardware that lacks the device.
     match reason {
+        // SAFETY: port 0xf4 is unassigned on PCs; QEMU's isa-debug-exit
+        // there ends the machine, elsewhere the write is ignored.
         ShutdownReason::Exit(code) => unsafe { outb(DEBUG_EXIT_PORT, code) },
+        // SAFETY: 0x604 is the PM1a control port QEMU's firmware sets up;
+        // SLP_EN with sleep type 0 powers off. Elsewhere it is unassigned.
         ShutdownReason::PowerOff => unsafe { Port::<u16>::new(0x604).write(0x2000) },
+        // SAFETY: command 0xfe to the 8042 keyboard controller pulses the
+        // CPU reset line, which is what a reboot asks for.
         ShutdownReason::Reboot => unsafe { outb(0x64, 0xfe) },
         ShutdownReason::Crash => {}
     }

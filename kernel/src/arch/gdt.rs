@@ -86,3 +86,19 @@ pub fn set_kernel_stack(top: u64) {
         (&raw mut (*TSS.0.get()).privilege_stack_table[0]).write_volatile(VirtAddr::new(top))
     };
 }
+
+mod tests {
+    use super::*;
+    use crate::kassert_eq;
+    use crate::ktest::{ktest, TestResult};
+
+    #[ktest]
+    fn kernel_stack_op_sets_tss_rsp0() -> TestResult {
+        let top = 0xffff_fe00_0001_0000;
+        crate::platform::ops::load_kernel_stack(top);
+        // SAFETY: a read of the TSS field the op just wrote.
+        let rsp0 = unsafe { (&raw const (*TSS.0.get()).privilege_stack_table[0]).read_volatile() };
+        kassert_eq!(rsp0.as_u64(), top);
+        Ok(())
+    }
+}

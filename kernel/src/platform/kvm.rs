@@ -227,3 +227,27 @@ const fn build() -> Backend {
 }
 
 pub static BACKEND: Backend = build();
+
+mod tests {
+    use super::*;
+    use crate::ktest::{ktest, TestResult};
+    use crate::{kassert, kassert_eq};
+
+    #[ktest]
+    fn steal_time_is_read_only_where_offered() -> TestResult {
+        let kvm = crate::platform::chosen().is_some_and(|c| core::ptr::eq(c.backend, &BACKEND));
+        match steal_ns() {
+            Some(first) => {
+                kassert!(kvm, "steal time enabled without the kvm backend");
+                crate::time::spin_delay_ns(1_000_000);
+                let second = steal_ns().unwrap_or(0);
+                kassert!(
+                    second >= first,
+                    "steal time went back from {first} to {second}"
+                );
+            }
+            None => kassert_eq!(kvm && STEAL.load(Ordering::Relaxed), false),
+        }
+        Ok(())
+    }
+}

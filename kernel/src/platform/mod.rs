@@ -157,3 +157,143 @@ pub fn init(options: &Options<'_>) -> &'static Chosen {
     }
     chosen
 }
+
+mod tests {
+    use super::patch::{lazy_counts, site_bytes, site_matches, sites};
+    use super::*;
+    use crate::ktest::{ktest, TestResult};
+    use crate::{kassert, kassert_eq};
+
+    fn chosen_or_fail() -> Result<&'static Chosen, crate::ktest::TestFailure> {
+        chosen().ok_or(crate::ktest::TestFailure {
+            message: alloc::string::String::from("vmops not initialised"),
+            file: file!(),
+            line: line!(),
+        })
+    }
+
+    #[ktest]
+    fn sites_hold_what_the_mode_promises() -> TestResult {
+        let chosen = chosen_or_fail()?;
+        kassert!(
+            sites().len() >= OP_COUNT,
+            "only {} sites recorded",
+            sites().len()
+        );
+        kassert_eq!(chosen.report.refused, 0);
+        kassert_eq!(chosen.report.mismatched, 0);
+        for site in sites() {
+            kassert!(
+                site_matches(site, chosen.backend, chosen.mode),
+                "site at {:#x} ({:?}) holds {:02x?}, not the {} form",
+                site.address,
+                Op::from_id(site.op),
+                site_bytes(site),
+                chosen.mode.name()
+            );
+        }
+        if chosen.mode == Mode::Lazy {
+            let (patched, failed) = lazy_counts();
+            kassert!(patched > 0, "lazy mode patched no site");
+            kassert_eq!(failed, 0);
+        }
+        Ok(())
+    }
+
+    #[ktest]
+    fn every_op_is_recorded_and_implemented() -> TestResult {
+        let chosen = chosen_or_fail()?;
+        for op in Op::ALL {
+            kassert!(
+                sites().iter().any(|site| site.op == op as u16),
+                "no call site of {op}: the wrapper is never used"
+            );
+            let imp = chosen.backend.get(op);
+            kassert!(
+                imp.function.is_some(),
+                "{} backend has no function for {op}",
+                chosen.backend.name
+            );
+        }
+        Ok(())
+    }
+
+    #[ktest]
+    fn native_thunks_are_their_inline_forms() -> TestResult {
+        for op in Op::ALL {
+            let imp = native::BACKEND.get(op);
+            let (Some(inline), Some(function)) = (imp.inline, imp.function) else {
+                continue;
+            };
+            let code = function.addr() as *const u8;
+            // SAFETY: the function is kernel text, mapped readable; its
+            // first `inline.len() + 1` bytes are the thunk.
+            let bytes = unsafe { core::slice::from_raw_parts(code, inline.len() + 1) };
+            kassert_eq!(&bytes[..inline.len()], inline);
+            kassert_eq!(bytes[inline.len()], 0xc3);
+        }
+        Ok(())
+    }
+
+    #[ktest]
+    fn interrupt_ops_round_trip() -> TestResult {
+        let before = ops::save_flags();
+        ops::irq_disable();
+        kassert_eq!(ops::save_flags() & (1 << 9), 0);
+        ops::irq_enable();
+        kassert!(ops::save_flags() & (1 << 9) != 0);
+        ops::irq_disable();
+        ops::restore_flags(before);
+        kassert_eq!(ops::save_flags() & (1 << 9), before & (1 << 9));
+        // With interrupts on, halt returns at the next timer tick.
+        let tick = crate::arch::apic::ticks();
+        while crate::arch::apic::ticks() == tick {
+            ops::safe_halt();
+        }
+        Ok(())
+    }
+
+    #[ktest]
+    fn page_table_ops_round_trip() -> TestResult {
+        let cr3 = ops::read_cr3();
+        kassert!(cr3 != 0);
+        // SAFETY: reloading the current page-table base changes nothing
+        // but the (non-global) TLB contents.
+        unsafe { ops::write_cr3(cr3) };
+        kassert_eq!(ops::read_cr3(), cr3);
+        ops::flush_tlb_page(cr3 as usize as u64 | crate::arch::layout::PHYS_MAP_BASE);
+        ops::flush_tlb_all();
+        let mut entry: u64 = 0;
+        // SAFETY: `entry` is a local, not a live page-table entry: the op
+        // is a plain 8-byte store natively.
+        unsafe { ops::set_pte(&raw mut entry, 0x1234_5003) };
+        kassert_eq!(entry, 0x1234_5003);
+        Ok(())
+    }
+
+    #[ktest]
+    fn clock_op_is_monotonic() -> TestResult {
+        let mut last = ops::clock_ns();
+        for _ in 0..1000 {
+            let now = ops::clock_ns();
+            kassert!(now >= last, "clock went back from {last} to {now}");
+            last = now;
+        }
+        Ok(())
+    }
+
+    #[ktest]
+    fn shutdown_reasons_round_trip() -> TestResult {
+        for reason in [
+            ShutdownReason::PowerOff,
+            ShutdownReason::Reboot,
+            ShutdownReason::Crash,
+            ShutdownReason::Exit(0),
+            ShutdownReason::Exit(0x11),
+            ShutdownReason::Exit(0xff),
+        ] {
+            kassert_eq!(ShutdownReason::decode(reason.encode()), reason);
+        }
+        Ok(())
+    }
+}

@@ -77,7 +77,9 @@ const fn build() -> Backend {
 
 pub static BACKEND: Backend = build();
 
-/// The table before any backend is chosen: the native functions.
+/// The table before any backend is chosen: the native functions. (A
+/// `const` on purpose: it initialises the one static table.)
+#[allow(clippy::declare_interior_mutable_const)]
 pub(super) const TABLE_AT_BOOT: [AtomicPtr<()>; OP_COUNT] = {
     let backend = build();
     let mut table = [const { AtomicPtr::new(core::ptr::null_mut()) }; OP_COUNT];
