@@ -45,6 +45,13 @@ unsafe extern "C" {
     /// Flushes every TLB entry, global ones included, by toggling CR4.PGE
     /// (SDM Vol. 3A 4.10.4.1). No inline form: too long for a site.
     pub fn hv_native_flush_tlb_all();
+    /// Benchmark reference: `iterations` (RDI) rounds of the raw
+    /// `pushfq; pop rax; cli; push rax; popfq` sequence, the inline form of
+    /// save-flags / disable / restore-flags. Clobbers RAX and RDI.
+    pub fn hv_native_bench_irq_sequence(iterations: u64);
+    /// Benchmark reference: `iterations` (RDI) raw `rdtsc`s. Clobbers RAX,
+    /// RDX and RDI.
+    pub fn hv_native_bench_rdtsc(iterations: u64);
 }
 
 // The thunks. Only on the kernel target: the host build (tests) has no use
@@ -113,5 +120,25 @@ core::arch::global_asm!(
     "mov cr4, rax",
     "xor rax, 0x80",
     "mov cr4, rax",
+    "ret",
+    ".balign 16",
+    ".global hv_native_bench_irq_sequence",
+    "hv_native_bench_irq_sequence:",
+    "2:",
+    "pushfq",
+    "pop rax",
+    "cli",
+    "push rax",
+    "popfq",
+    "dec rdi",
+    "jnz 2b",
+    "ret",
+    ".balign 16",
+    ".global hv_native_bench_rdtsc",
+    "hv_native_bench_rdtsc:",
+    "2:",
+    "rdtsc",
+    "dec rdi",
+    "jnz 2b",
     "ret",
 );

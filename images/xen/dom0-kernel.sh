@@ -9,6 +9,9 @@
 #
 # Environment:
 #   TIMEOUT=120       seconds before QEMU is killed
+#   DOM0_PVH=1        boot KERNEL_ELF as a PVH dom0 (Xen "dom0=pvh"; needs
+#                     an IOMMU, so QEMU gets q35 + intel-iommu). Default: PV,
+#                     which needs a kernel with Xen PV ELF notes.
 #   XEN_APPEND=...    extra Xen command-line words (appended, so they win
 #                     over the defaults, e.g. XEN_APPEND="dom0_mem=512M")
 #   QEMU_EXTRA=...    extra QEMU arguments (word-split)
@@ -32,14 +35,21 @@ case "$kernel" in *[[:space:]]*) die "no spaces allowed in the kernel path" ;; e
 
 [ -f "$out/xen" ] || bash "$here/fetch.sh"
 
+machine=() xen_dom0=
+if [ "${DOM0_PVH:-0}" = 1 ]; then
+    # Xen: "Presently, iommu must be enabled for PVH hardware domain".
+    machine=(-machine q35 -device intel-iommu,intremap=on)
+    xen_dom0=dom0=pvh
+fi
+
 # Xen under TCG: -smap,-smep or a PV dom0 crashes; -rdtscp or PVH guests fail.
 # No Xen "noreboot": a dom0 shutdown then resets the machine, which
 # -no-reboot turns into QEMU exiting.
 exec timeout --foreground --kill-after=5 "${TIMEOUT:-120}" \
     qemu-system-x86_64 -accel tcg -cpu max,-smap,-smep,-rdtscp -smp 1 -m 1024 \
     -nic none -no-reboot -display none -serial stdio -monitor none \
-    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    "${machine[@]}" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -kernel "$out/xen" \
-    -append "console=com1 com1=115200 dom0_mem=288M loglvl=all guest_loglvl=all ${XEN_APPEND:-}" \
+    -append "console=com1 com1=115200 dom0_mem=288M loglvl=all guest_loglvl=all $xen_dom0 ${XEN_APPEND:-}" \
     -initrd "$kernel${cmdline:+ $cmdline}" \
     ${QEMU_EXTRA:-}

@@ -43,6 +43,8 @@ pub struct Options<'a> {
     /// `crash=<kind>`: fail on purpose once booted, to exercise the
     /// kernel's failure reports (like Linux's lkdtm).
     pub crash: Option<CrashKind>,
+    /// `bench`: run the in-kernel micro-benchmarks and exit.
+    pub bench: bool,
     /// `vmops=eager|lazy|off`: how call sites are patched.
     pub vmops_mode: VmopsMode,
     /// `vmops.backend=<name>`: force a backend (for testing); the kernel
@@ -57,6 +59,7 @@ impl Options<'_> {
         loglevel: LevelFilter::Info,
         test: None,
         crash: None,
+        bench: false,
         vmops_mode: VmopsMode::Eager,
         vmops_backend: None,
         app_args: "",
@@ -234,6 +237,10 @@ const OPTIONS: &[OptionSpec] = &[
         apply: apply_vmops,
     },
     OptionSpec {
+        name: "bench",
+        apply: apply_bench,
+    },
+    OptionSpec {
         name: "vmops.backend",
         apply: apply_vmops_backend,
     },
@@ -279,6 +286,12 @@ fn apply_test<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(
         None => TestSelection::All,
         Some(part) => TestSelection::Matching(required(Some(part))?),
     });
+    Ok(())
+}
+
+fn apply_bench<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(), ValueError> {
+    flag(value)?;
+    options.bench = true;
     Ok(())
 }
 
@@ -537,6 +550,15 @@ mod tests {
             ["cmdline: bad value 'fast' for option 'vmops' (expected eager|lazy|off); the default is kept"]
         );
         assert_eq!(diags.len(), 2);
+    }
+
+    #[test]
+    fn bench_is_a_flag() {
+        assert!(clean("bench").bench);
+        assert!(!clean("").bench);
+        let (options, diags) = parse_all("bench=1");
+        assert!(!options.bench);
+        assert_eq!(diags.len(), 1);
     }
 
     #[test]

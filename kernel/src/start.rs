@@ -78,6 +78,10 @@ fn kernel_main(_boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
     if let Some(kind) = options.crash {
         crash(kind);
     }
+    if options.bench {
+        crate::bench::run();
+        cpu::debug_exit(ktest::EXIT_PASSED);
+    }
     if let Some(selection) = options.test {
         let filter = match selection {
             TestSelection::All => "",
