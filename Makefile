@@ -11,7 +11,7 @@ RIG        := $(CARGO) run --quiet --release -p sanos-rig --
 # make run KVM=1 APPEND="loglevel=debug" ISO=1
 RUN_FLAGS := $(if $(KVM),--kvm) $(if $(ISO),--iso) $(if $(APPEND),--append "$(APPEND)")
 
-.PHONY: all kernel iso run test test-host test-boot lint setup toolchain clean
+.PHONY: all kernel iso run test test-host test-boot lint setup toolchain clean bench
 
 all: kernel
 
@@ -49,3 +49,7 @@ test-boot: kernel
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
+
+# Benchmarks: tables, never pass/fail on timing.
+bench: kernel
+	$(RIG) bench

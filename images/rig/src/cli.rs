@@ -8,6 +8,7 @@ use crate::qemu::Paths;
 pub const USAGE: &str = "\
 usage: rig test [--only SUBSTRING] [--kernel PATH] [--build-dir DIR]
        rig run  [--kvm] [--append \"CMDLINE\"] [--iso] [--kernel PATH] [--build-dir DIR]
+       rig bench [--kernel PATH] [--build-dir DIR]
        rig list
 
   test   boot every configuration of the matrix (or those whose name contains
@@ -16,6 +17,8 @@ usage: rig test [--only SUBSTRING] [--kernel PATH] [--build-dir DIR]
          DIR/rig/<name>.log.
   run    boot once with the serial console on this terminal (quit: Ctrl-A X);
          --kvm uses KVM, --iso boots through GRUB from an ISO built with CMDLINE.
+  bench  boot the kernel's `bench` mode in each vmops mode (off, lazy,
+         eager), under TCG and (when /dev/kvm opens) KVM, and print a table.
   list   print the matrix.
 
   --build-dir DIR   default build
@@ -40,6 +43,7 @@ pub struct RunArgs {
 pub enum Command {
     Test(TestArgs),
     Run(RunArgs),
+    Bench(Paths),
     List,
     Help,
 }
@@ -80,6 +84,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let allowed: &[&str] = match sub.as_str() {
         "test" => &["--only", "--kernel", "--build-dir"],
         "run" => &["--kvm", "--append", "--iso", "--kernel", "--build-dir"],
+        "bench" => &["--kernel", "--build-dir"],
         "list" => &[],
         "help" | "-h" | "--help" => return Ok(Command::Help),
         other => return Err(format!("unknown subcommand {other:?}")),
@@ -140,6 +145,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             iso: raw.iso,
             paths: raw.paths(),
         }),
+        "bench" => Command::Bench(raw.paths()),
         _ => Command::List,
     })
 }
@@ -158,6 +164,12 @@ mod tests {
             kernel: PathBuf::from("build/sanos.elf"),
             build_dir: PathBuf::from("build"),
         }
+    }
+
+    #[test]
+    fn bench_takes_paths_only() {
+        assert_eq!(parse_str("bench"), Ok(Command::Bench(default_paths())));
+        assert!(parse_str("bench --kvm").is_err());
     }
 
     #[test]

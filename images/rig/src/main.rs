@@ -3,6 +3,7 @@
 //! into the exit status (0 all good, 1 a configuration failed, 2 misuse or an
 //! error before anything ran).
 
+mod bench;
 mod check;
 mod cli;
 mod matrix;
@@ -53,6 +54,13 @@ fn main() -> ExitCode {
             println!("{}", cli::USAGE);
             ExitCode::SUCCESS
         }
+        Command::Bench(paths) => match bench::bench(&paths) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("rig: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::List => {
             list();
             ExitCode::SUCCESS
