@@ -11,3 +11,4 @@ pub mod kvm;
 pub mod native;
 pub mod platform;
 pub mod pvh;
+pub mod xen;

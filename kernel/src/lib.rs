@@ -13,3 +13,4 @@ pub mod bootinfo;
 pub mod cmdline;
 pub mod frames;
 pub mod memmap;
+pub mod schedq;

@@ -35,6 +35,8 @@ mod panic;
 #[cfg(target_os = "none")]
 mod platform;
 #[cfg(target_os = "none")]
+mod sched;
+#[cfg(target_os = "none")]
 mod start;
 #[cfg(target_os = "none")]
 mod time;

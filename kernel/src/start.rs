@@ -2,7 +2,7 @@
 //! start-up sequence that turns the machine into a running kernel.
 
 use crate::arch::{apic, cpu, gdt, idt};
-use crate::{boot, console, ktest, mm, platform, time};
+use crate::{boot, console, ktest, mm, platform, sched, time};
 use sanos_kernel::bootinfo::BootInfo;
 use sanos_kernel::cmdline::{self, CrashKind, Options, TestSelection};
 use spin::Once;
@@ -47,6 +47,7 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
     if let Err(error) = apic::init() {
         log::error!("apic: {error:?}; no timer interrupts");
     }
+    sched::init();
     cpu::irq_enable();
 
     match boot.initrd() {

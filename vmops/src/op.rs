@@ -74,8 +74,11 @@ ops! {
     Eoi = "eoi", C;
     /// Nanoseconds of the platform clock since boot.
     ClockNs = "clock_ns", C;
-    /// Arm the one-shot timer for an absolute clock time (ns).
+    /// Arm the one-shot timer for an absolute clock time (ns); `u64::MAX`
+    /// disarms it.
     SetTimer = "set_timer", C;
+    /// Nanoseconds this vCPU was ready but not running (0 natively).
+    StealNs = "steal_ns", C;
     /// Write bytes (pointer, length) to the platform console.
     ConsoleWrite = "console_write", C;
     /// Leave: power off, reboot, or exit with a status (see the kernel).

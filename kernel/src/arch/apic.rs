@@ -3,9 +3,8 @@
 //!
 //! Intel SDM Vol. 3A chapter 11 (11.4 xAPIC, 11.5.4 APIC timer, 11.12
 //! x2APIC: register `r` of the xAPIC page is MSR `0x800 + r / 16`).
-//! The timer runs in one-shot mode behind the vmops `set_timer` op; the
-//! kernel re-arms it every [`TICK_NS`] for now (the threads issue makes it
-//! tickless: armed for the next deadline only).
+//! The timer runs in one-shot mode behind the vmops `set_timer` op, armed
+//! by the scheduler for its next deadline only (tickless).
 
 use crate::arch::cpu::{self, outb, read_msr, write_msr};
 use crate::arch::traps::{self, TrapFrame, VECTOR_APIC_SPURIOUS, VECTOR_APIC_TIMER};
@@ -171,6 +170,11 @@ pub fn init() -> Result<(), ApicError> {
 /// clock's `now_ns` (the backends' `set_timer` op). A deadline in the past
 /// fires at once.
 pub fn arm_oneshot(deadline_ns: u64, now_ns: u64) {
+    if deadline_ns == u64::MAX {
+        // Disarmed: a zero initial count stops the timer.
+        write(REG_TIMER_INITIAL, 0);
+        return;
+    }
     let delta = deadline_ns.saturating_sub(now_ns);
     let counts =
         u128::from(delta) * u128::from(COUNTS_PER_SECOND.load(Ordering::Relaxed)) / 1_000_000_000;
@@ -183,7 +187,7 @@ pub fn arm_oneshot(deadline_ns: u64, now_ns: u64) {
 fn timer_interrupt(_frame: &mut TrapFrame) {
     TICKS.fetch_add(1, Ordering::Relaxed);
     ops::eoi();
-    ops::set_timer(ops::clock_ns() + TICK_NS);
+    crate::sched::on_timer_interrupt();
 }
 
 mod tests {
@@ -192,22 +196,19 @@ mod tests {
     use crate::ktest::{ktest, TestResult};
 
     #[ktest]
-    fn timer_interrupts_arrive() -> TestResult {
-        kassert!(
-            MODE.load(Ordering::Relaxed) != MODE_NONE,
-            "local APIC not enabled"
-        );
-        let start = ticks();
-        let deadline = time::since_boot_ns() + 1_000_000_000;
-        // Halting with interrupts enabled: only an interrupt wakes us.
-        while ticks() < start + 3 && time::since_boot_ns() < deadline {
-            cpu::safe_halt();
+    fn one_shot_timer_fires_when_armed() -> TestResult {
+        kassert!(MODE.load(Ordering::Relaxed) != MODE_NONE, "local APIC not enabled");
+        for _ in 0..3 {
+            let before = ticks();
+            let start = ops::clock_ns();
+            ops::set_timer(start + 1_000_000);
+            // Halting with interrupts enabled: only an interrupt wakes us.
+            while ticks() == before {
+                cpu::safe_halt();
+            }
+            let waited = ops::clock_ns() - start;
+            kassert!(waited >= 900_000, "a 1 ms timer fired after {waited} ns");
         }
-        kassert!(
-            ticks() >= start + 3,
-            "only {} ticks in 1 s",
-            ticks() - start
-        );
         Ok(())
     }
 }

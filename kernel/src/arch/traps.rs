@@ -196,6 +196,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
                 // stores the address of a `Handler`.
                 let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
                 handler(frame);
+                // A wake-up or the end of a slice may call for another
+                // thread: switch now, on the way out of the interrupt.
+                crate::sched::on_interrupt_exit();
             }
         }
     }

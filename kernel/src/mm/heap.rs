@@ -8,12 +8,15 @@
 //! A linked-list allocator would be O(n) per allocation; a fixed arena
 //! would waste RAM on small guests and run out on big ones.
 //!
-//! The heap lock is a spin lock taken with interrupts enabled: interrupt
-//! handlers must not allocate. The heap is usable once `mm::init` has
-//! switched to the kernel's page tables (the direct map then covers all of
-//! RAM).
+//! The heap lock masks interrupts while held ([`IrqSpinlock`]), so
+//! interrupt handlers (timer callbacks, wake-ups) may allocate without
+//! deadlocking against the code they interrupted. The heap is usable once
+//! `mm::init` has switched to the kernel's page tables (the direct map then
+//! covers all of RAM).
 
 use super::frames;
+use crate::arch::cpu;
+use core::sync::atomic::{AtomicBool, Ordering};
 use crate::arch::layout::PHYS_MAP_BASE;
 use core::alloc::Layout;
 use sanos_kernel::memmap::PAGE_SIZE;
@@ -44,9 +47,49 @@ unsafe impl Source for FrameSource {
     }
 }
 
+/// A spin lock that masks interrupts while held and restores them after.
+pub struct IrqSpinlock {
+    locked: AtomicBool,
+    /// Whether interrupts were enabled when the holder took the lock.
+    saved: AtomicBool,
+}
+
+// SAFETY: `lock` returns only once this CPU holds `locked` (acquire), and
+// `unlock` releases it (release); interrupts stay masked in between so an
+// interrupt handler on this CPU cannot spin on a lock its own CPU holds.
+unsafe impl talc::lock_api::RawMutex for IrqSpinlock {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: IrqSpinlock = IrqSpinlock { locked: AtomicBool::new(false), saved: AtomicBool::new(false) };
+    type GuardMarker = talc::lock_api::GuardNoSend;
+
+    fn lock(&self) {
+        let was_enabled = cpu::irq_save();
+        while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            core::hint::spin_loop();
+        }
+        self.saved.store(was_enabled, Ordering::Relaxed);
+    }
+
+    fn try_lock(&self) -> bool {
+        let was_enabled = cpu::irq_save();
+        if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            self.saved.store(was_enabled, Ordering::Relaxed);
+            true
+        } else {
+            cpu::irq_restore(was_enabled);
+            false
+        }
+    }
+
+    unsafe fn unlock(&self) {
+        let was_enabled = self.saved.load(Ordering::Relaxed);
+        self.locked.store(false, Ordering::Release);
+        cpu::irq_restore(was_enabled);
+    }
+}
+
 #[global_allocator]
-static HEAP: talc::TalcLock<spin::mutex::SpinMutex<()>, FrameSource> =
-    talc::TalcLock::new(FrameSource);
+static HEAP: talc::TalcLock<IrqSpinlock, FrameSource> = talc::TalcLock::new(FrameSource);
 
 mod tests {
     use crate::ktest::{ktest, TestResult};

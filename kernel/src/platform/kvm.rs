@@ -195,6 +195,10 @@ pub fn steal_ns() -> Option<u64> {
     }
 }
 
+extern "C" fn steal_op() -> u64 {
+    steal_ns().unwrap_or(0)
+}
+
 extern "C" fn clock_ns() -> u64 {
     kvmclock_raw().wrapping_sub(CLOCK_OFFSET.load(Ordering::Relaxed))
 }
@@ -223,6 +227,7 @@ const fn build() -> Backend {
     ops[Op::ClockNs as usize] = OpImpl::function(FnAddr(clock_ns as *const ()));
     ops[Op::SetTimer as usize] = OpImpl::function(FnAddr(set_timer as *const ()));
     ops[Op::Eoi as usize] = OpImpl::function(FnAddr(eoi as *const ()));
+    ops[Op::StealNs as usize] = OpImpl::function(FnAddr(steal_op as *const ()));
     Backend { name: "kvm", ops }
 }
 

@@ -245,8 +245,9 @@ mod tests {
         ops::irq_disable();
         ops::restore_flags(before);
         kassert_eq!(ops::save_flags() & (1 << 9), before & (1 << 9));
-        // With interrupts on, halt returns at the next timer tick.
+        // With interrupts on and a timer armed, halt returns at its tick.
         let tick = crate::arch::apic::ticks();
+        ops::set_timer(ops::clock_ns() + 1_000_000);
         while crate::arch::apic::ticks() == tick {
             ops::safe_halt();
         }

@@ -22,6 +22,10 @@ extern "C" fn set_timer(deadline_ns: u64) {
     apic::arm_oneshot(deadline_ns, crate::time::tsc_clock_ns());
 }
 
+extern "C" fn steal_ns() -> u64 {
+    0
+}
+
 extern "C" fn console_write(bytes: *const u8, len: usize) {
     // SAFETY: the `console_write` wrapper passes a slice's pointer and
     // length.
@@ -45,6 +49,7 @@ pub(super) const fn kernel_services(ops: &mut [OpImpl; OP_COUNT]) {
     ops[Eoi as usize] = OpImpl::function(FnAddr(eoi as *const ()));
     ops[ClockNs as usize] = OpImpl::function(FnAddr(clock_ns as *const ()));
     ops[SetTimer as usize] = OpImpl::function(FnAddr(set_timer as *const ()));
+    ops[StealNs as usize] = OpImpl::function(FnAddr(steal_ns as *const ()));
     ops[ConsoleWrite as usize] = OpImpl::function(FnAddr(console_write as *const ()));
     ops[Shutdown as usize] = OpImpl::function(FnAddr(shutdown as *const ()));
     ops[LoadKernelStack as usize] = OpImpl::function(FnAddr(load_kernel_stack as *const ()));

@@ -159,6 +159,16 @@ pub fn set_timer(deadline_ns: u64) {
     unsafe { site!(Op::SetTimer, in("rdi") deadline_ns, clobber_abi("C")) }
 }
 
+/// Nanoseconds of stolen time (the vCPU was runnable, the hypervisor ran
+/// something else); 0 where the platform does not say.
+#[inline(always)]
+pub fn steal_ns() -> u64 {
+    let ns: u64;
+    // SAFETY: a C-ABI call returning in RAX.
+    unsafe { site!(Op::StealNs, out("rax") ns, clobber_abi("C")) };
+    ns
+}
+
 /// Writes bytes to the platform console.
 #[inline(always)]
 pub fn console_write(bytes: &[u8]) {
