@@ -8,7 +8,14 @@
 //! - `raw_irq_sequence` and `raw_rdtsc`: the bare instructions, for
 //!   reference.
 //!
-//! Each line is `bench: <name> <cycles> cycles`; the run ends with
+//! and, with threads running, in nanoseconds of the platform clock:
+//!
+//! - `ctxswitch`: two threads ping-ponging through a pair of auto-reset
+//!   events; the time per switch (half a round trip);
+//! - `sleep_<N>us_late_median` and `..._p99`: how much later than asked a
+//!   sleep of N us returns.
+//!
+//! Each line is `bench: <name> <value> <unit>`; the run ends with
 //! `bench: done`. Numbers are measurements, never checked against limits.
 
 use crate::arch::cpu;
@@ -73,5 +80,57 @@ pub fn run() {
         report("raw_irq_sequence", raw_irq);
         report("raw_rdtsc", raw_rdtsc);
     });
+    sched_benchmarks();
     crate::kprintln!("bench: done");
+}
+
+fn report_ns(name: &str, ns: u64) {
+    crate::kprintln!("bench: {name} {ns} ns");
+}
+
+fn sched_benchmarks() {
+    use crate::sched::{self, sync::Event};
+    use alloc::vec::Vec;
+
+    const ROUND_TRIPS: u64 = 10_000;
+    let (ping, pong) = (Event::new(false, false), Event::new(false, false));
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    let partner = sched::spawn("pong", move || {
+        for _ in 0..ROUND_TRIPS {
+            ping2.wait(None);
+            pong2.set();
+        }
+        0
+    });
+    let mut best = u64::MAX;
+    if let Ok(partner) = partner {
+        let start = ops::clock_ns();
+        for _ in 0..ROUND_TRIPS {
+            ping.set();
+            pong.wait(None);
+        }
+        best = best.min((ops::clock_ns() - start) / (2 * ROUND_TRIPS));
+        partner.join(None);
+    }
+    report_ns("ctxswitch", best);
+
+    for (asked_us, samples) in [(100u64, 200usize), (1000, 100), (10_000, 30)] {
+        let asked = asked_us * 1000;
+        let mut late: Vec<u64> = (0..samples)
+            .map(|_| {
+                let start = ops::clock_ns();
+                sched::sleep_ns(asked);
+                (ops::clock_ns() - start).saturating_sub(asked)
+            })
+            .collect();
+        late.sort_unstable();
+        report_ns(
+            &alloc::format!("sleep_{asked_us}us_late_median"),
+            late[late.len() / 2],
+        );
+        report_ns(
+            &alloc::format!("sleep_{asked_us}us_late_p99"),
+            late[(late.len() * 99 / 100).min(late.len() - 1)],
+        );
+    }
 }

@@ -43,6 +43,9 @@ pub struct Options<'a> {
     /// `crash=<kind>`: fail on purpose once booted, to exercise the
     /// kernel's failure reports (like Linux's lkdtm).
     pub crash: Option<CrashKind>,
+    /// `test.skip=<substring>`: leave out (and report as skipped) the
+    /// kernel tests whose name contains it.
+    pub test_skip: Option<&'a str>,
     /// `bench`: run the in-kernel micro-benchmarks and exit.
     pub bench: bool,
     /// `vmops=eager|lazy|off`: how call sites are patched.
@@ -59,6 +62,7 @@ impl Options<'_> {
         loglevel: LevelFilter::Info,
         test: None,
         crash: None,
+        test_skip: None,
         bench: false,
         vmops_mode: VmopsMode::Eager,
         vmops_backend: None,
@@ -241,6 +245,10 @@ const OPTIONS: &[OptionSpec] = &[
         apply: apply_bench,
     },
     OptionSpec {
+        name: "test.skip",
+        apply: apply_test_skip,
+    },
+    OptionSpec {
         name: "vmops.backend",
         apply: apply_vmops_backend,
     },
@@ -286,6 +294,14 @@ fn apply_test<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(
         None => TestSelection::All,
         Some(part) => TestSelection::Matching(required(Some(part))?),
     });
+    Ok(())
+}
+
+fn apply_test_skip<'a>(
+    options: &mut Options<'a>,
+    value: Option<&'a str>,
+) -> Result<(), ValueError> {
+    options.test_skip = Some(required(value)?);
     Ok(())
 }
 
@@ -550,6 +566,14 @@ mod tests {
             ["cmdline: bad value 'fast' for option 'vmops' (expected eager|lazy|off); the default is kept"]
         );
         assert_eq!(diags.len(), 2);
+    }
+
+    #[test]
+    fn test_skip_needs_a_value() {
+        assert_eq!(clean("test test.skip=fpu").test_skip, Some("fpu"));
+        let (options, diags) = parse_all("test.skip");
+        assert_eq!(options.test_skip, None);
+        assert_eq!(diags.len(), 1);
     }
 
     #[test]

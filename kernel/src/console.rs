@@ -66,6 +66,13 @@ pub fn uart_write(bytes: &[u8]) {
     }
 }
 
+/// A byte typed on the UART, if one is waiting.
+pub fn uart_read() -> Option<u8> {
+    UART.lock()
+        .as_mut()
+        .and_then(|uart| uart.try_receive_byte().ok())
+}
+
 /// Writes formatted text to the console.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
     cpu::without_interrupts(|| {

@@ -65,10 +65,12 @@ pub fn registered() -> &'static [KTest] {
 }
 
 /// Runs the tests whose name contains `filter` (all when it is empty),
-/// prints each result and the closing line, and returns (passed, failed).
-pub fn run(filter: &str) -> (usize, usize) {
+/// except those whose name contains `skip` (reported as skipped), prints
+/// each result and the closing line, and returns (passed, failed).
+pub fn run(filter: &str, skip: Option<&str>) -> (usize, usize) {
     let tests = registered();
     let selected = tests.iter().filter(|test| test.name.contains(filter));
+    let is_skipped = |test: &KTest| skip.is_some_and(|skip| test.name.contains(skip));
     crate::kprintln!(
         "ktest: running {} of {} kernel tests{}",
         selected.clone().count(),
@@ -79,8 +81,16 @@ pub fn run(filter: &str) -> (usize, usize) {
             alloc::format!(" matching '{filter}'")
         }
     );
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for test in selected {
+        if is_skipped(test) {
+            skipped += 1;
+            crate::kprintln!(
+                "test {} ... skipped (test.skip on the command line)",
+                test.name
+            );
+            continue;
+        }
         let start = crate::time::since_boot_ns();
         let result = (test.func)();
         let us = (crate::time::since_boot_ns() - start) / 1000;
@@ -101,7 +111,11 @@ pub fn run(filter: &str) -> (usize, usize) {
             }
         }
     }
-    crate::kprintln!("{passed} passed, {failed} failed");
+    if skipped > 0 {
+        crate::kprintln!("{passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        crate::kprintln!("{passed} passed, {failed} failed");
+    }
     (passed, failed)
 }
 

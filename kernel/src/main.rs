@@ -37,6 +37,8 @@ mod platform;
 #[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
+mod shell;
+#[cfg(target_os = "none")]
 mod start;
 #[cfg(target_os = "none")]
 mod time;

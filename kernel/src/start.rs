@@ -21,6 +21,7 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
     console::init();
     gdt::init();
     idt::init();
+    cpu::enable_sse();
 
     let mut boot = match boot::collect(protocol, u64::from(info)) {
         Ok(boot) => boot,
@@ -88,17 +89,19 @@ fn kernel_main(_boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
             TestSelection::All => "",
             TestSelection::Matching(filter) => filter,
         };
-        let (_passed, failed) = ktest::run(filter);
+        let (_passed, failed) = ktest::run(filter, options.test_skip);
         cpu::debug_exit(if failed == 0 {
             ktest::EXIT_PASSED
         } else {
             ktest::EXIT_FAILED
         });
     }
-    log::info!("sanos: no application to run yet; idling (Ctrl-A X quits QEMU)");
-    loop {
-        cpu::safe_halt();
+    log::info!("sanos: no application to run yet (the loader issue adds one); starting the shell");
+    if let Err(error) = sched::spawn("shell", crate::shell::run) {
+        log::error!("shell: cannot start: {error:?}");
     }
+    // Thread 1 has nothing more to do.
+    sched::exit(0)
 }
 
 fn log_memory_map(boot: &BootInfo<'_>) {

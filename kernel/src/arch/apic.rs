@@ -197,7 +197,10 @@ mod tests {
 
     #[ktest]
     fn one_shot_timer_fires_when_armed() -> TestResult {
-        kassert!(MODE.load(Ordering::Relaxed) != MODE_NONE, "local APIC not enabled");
+        kassert!(
+            MODE.load(Ordering::Relaxed) != MODE_NONE,
+            "local APIC not enabled"
+        );
         for _ in 0..3 {
             let before = ticks();
             let start = ops::clock_ns();

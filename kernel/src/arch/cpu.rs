@@ -144,8 +144,10 @@ pub fn debug_exit(code: u8) -> ! {
 }
 
 /// The native shutdown: QEMU's `isa-debug-exit` for an exit status, the
-/// ACPI PM1a control port QEMU's firmware sets up (0x604, SLP_TYP 0 |
-/// SLP_EN) for power-off, the keyboard controller's reset line for reboot.
+/// ACPI PM1a control ports QEMU's firmware sets up (0x604 on q35, 0xb004 on
+/// the i440fx "pc" machine; SLP_TYP 0 | SLP_EN) for power-off, the keyboard
+/// controller's reset line for reboot. Real hardware needs the FADT's port,
+/// which waits for an ACPI parser.
 /// Returns if the machine did not go away (real hardware without those
 /// devices): the caller halts.
 pub fn native_shutdown(reason: ShutdownReason) {
@@ -153,9 +155,12 @@ pub fn native_shutdown(reason: ShutdownReason) {
         // SAFETY: port 0xf4 is unassigned on PCs; QEMU's isa-debug-exit
         // there ends the machine, elsewhere the write is ignored.
         ShutdownReason::Exit(code) => unsafe { outb(DEBUG_EXIT_PORT, code) },
-        // SAFETY: 0x604 is the PM1a control port QEMU's firmware sets up;
-        // SLP_EN with sleep type 0 powers off. Elsewhere it is unassigned.
-        ShutdownReason::PowerOff => unsafe { Port::<u16>::new(0x604).write(0x2000) },
+        // SAFETY: 0x604 and 0xb004 are the PM1a control ports QEMU's
+        // firmware sets up; SLP_EN with sleep type 0 powers off.
+        ShutdownReason::PowerOff => unsafe {
+            Port::<u16>::new(0x604).write(0x2000);
+            Port::<u16>::new(0xb004).write(0x2000);
+        },
         // SAFETY: command 0xfe to the 8042 keyboard controller pulses the
         // CPU reset line, which is what a reboot asks for.
         ShutdownReason::Reboot => unsafe { outb(0x64, 0xfe) },
@@ -193,4 +198,21 @@ pub fn enable_global_pages() {
     // kernel marks as global only mappings that are the same in every
     // address space.
     unsafe { Cr4::update(|flags| flags.insert(Cr4Flags::PAGE_GLOBAL)) };
+}
+
+/// Lets threads use the FPU and SSE registers: CR0.EM clear, CR0.MP set,
+/// CR4.OSFXSR (FXSAVE/FXRSTOR and SSE) and CR4.OSXMMEXCPT (SIMD exceptions
+/// as #XM) set (SDM Vol. 3A 13.1.3). The kernel itself is built without
+/// SSE; only threads created as FPU users touch these registers.
+pub fn enable_sse() {
+    use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+    // SAFETY: these bits only allow x87/SSE instructions to run instead of
+    // trapping; no memory mapping or privilege changes.
+    unsafe {
+        Cr0::update(|flags| {
+            flags.remove(Cr0Flags::EMULATE_COPROCESSOR);
+            flags.insert(Cr0Flags::MONITOR_COPROCESSOR);
+        });
+        Cr4::update(|flags| flags.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
+    }
 }

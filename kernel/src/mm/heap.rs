@@ -16,9 +16,9 @@
 
 use super::frames;
 use crate::arch::cpu;
-use core::sync::atomic::{AtomicBool, Ordering};
 use crate::arch::layout::PHYS_MAP_BASE;
 use core::alloc::Layout;
+use core::sync::atomic::{AtomicBool, Ordering};
 use sanos_kernel::memmap::PAGE_SIZE;
 use talc::base::binning::Binning;
 use talc::base::Talc;
@@ -59,12 +59,19 @@ pub struct IrqSpinlock {
 // interrupt handler on this CPU cannot spin on a lock its own CPU holds.
 unsafe impl talc::lock_api::RawMutex for IrqSpinlock {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: IrqSpinlock = IrqSpinlock { locked: AtomicBool::new(false), saved: AtomicBool::new(false) };
+    const INIT: IrqSpinlock = IrqSpinlock {
+        locked: AtomicBool::new(false),
+        saved: AtomicBool::new(false),
+    };
     type GuardMarker = talc::lock_api::GuardNoSend;
 
     fn lock(&self) {
         let was_enabled = cpu::irq_save();
-        while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             core::hint::spin_loop();
         }
         self.saved.store(was_enabled, Ordering::Relaxed);
@@ -72,7 +79,11 @@ unsafe impl talc::lock_api::RawMutex for IrqSpinlock {
 
     fn try_lock(&self) -> bool {
         let was_enabled = cpu::irq_save();
-        if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if self
+            .locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
             self.saved.store(was_enabled, Ordering::Relaxed);
             true
         } else {

@@ -20,8 +20,9 @@
 //!
 //! Synchronisation objects and waits are in [`sync`].
 
-pub mod sync;
 mod switch;
+pub mod sync;
+mod tests;
 
 use crate::mm::KernelStack;
 use crate::platform::ops;
@@ -142,7 +143,9 @@ struct ThreadSched {
     base_priority: u8,
     priority: u8,
     rsp: u64,
-    stack: Option<KernelStack>,
+    /// The thread's stack, freed with the thread (`None` for the boot
+    /// thread, which runs on the boot stack).
+    _stack: Option<KernelStack>,
     fpu: Option<Box<FpuArea>>,
     tls: [usize; TLS_SLOTS],
     wait: Option<Wait>,
@@ -200,7 +203,9 @@ impl SchedGuard {
     }
 
     pub(crate) fn sched(&mut self) -> &mut Scheduler {
-        self.slot().as_mut().expect("scheduler used before sched::init")
+        self.slot()
+            .as_mut()
+            .expect("scheduler used before sched::init")
     }
 }
 
@@ -212,13 +217,20 @@ impl Drop for SchedGuard {
     }
 }
 
-static SCHED: SchedLock = SchedLock { locked: AtomicBool::new(false), state: UnsafeCell::new(None) };
+static SCHED: SchedLock = SchedLock {
+    locked: AtomicBool::new(false),
+    state: UnsafeCell::new(None),
+};
 static READY: AtomicBool = AtomicBool::new(false);
 
 /// Takes the scheduler lock with interrupts masked.
 pub(crate) fn lock() -> SchedGuard {
     let irq_was_enabled = crate::arch::cpu::irq_save();
-    while SCHED.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+    while SCHED
+        .locked
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
         core::hint::spin_loop();
     }
     SchedGuard { irq_was_enabled }
@@ -226,11 +238,15 @@ pub(crate) fn lock() -> SchedGuard {
 
 impl Scheduler {
     fn thread(&mut self, id: ThreadId) -> &mut ThreadSched {
-        self.threads.get_mut(&id).expect("thread id in the scheduler")
+        self.threads
+            .get_mut(&id)
+            .expect("thread id in the scheduler")
     }
 
     fn current_priority(&self) -> u8 {
-        self.threads.get(&self.current).map_or(PRIORITY_IDLE, |t| t.priority)
+        self.threads
+            .get(&self.current)
+            .map_or(PRIORITY_IDLE, |t| t.priority)
     }
 
     /// Makes a blocked (or new) thread ready; asks for a reschedule if it
@@ -250,7 +266,9 @@ impl Scheduler {
     /// Ends `thread`'s wait with `outcome`: takes it off every object's
     /// waiter list, cancels its timeout, and makes it ready.
     pub(crate) fn complete_wait(&mut self, thread: ThreadId, outcome: WaitOutcome) {
-        let Some(mut wait) = self.thread(thread).wait.take() else { return };
+        let Some(mut wait) = self.thread(thread).wait.take() else {
+            return;
+        };
         for object in &wait.objects {
             object.remove_waiter(self, thread);
         }
@@ -277,7 +295,9 @@ impl Scheduler {
         let mut hops = 0;
         while let (Some(id), true) = (next.take(), hops < 16) {
             hops += 1;
-            let Some(thread) = self.threads.get(&id) else { return };
+            let Some(thread) = self.threads.get(&id) else {
+                return;
+            };
             let owned = thread.owned.clone();
             let mut priority = thread.base_priority;
             for object in &owned {
@@ -295,15 +315,20 @@ impl Scheduler {
             thread.shared.priority.store(priority, Ordering::Relaxed);
             let state = thread.state;
             // Follow the chain: the owner of a mutex this thread waits on.
-            let waiting_on: Vec<Arc<KObject>> =
-                thread.wait.as_ref().map(|w| w.objects.clone()).unwrap_or_default();
+            let waiting_on: Vec<Arc<KObject>> = thread
+                .wait
+                .as_ref()
+                .map(|w| w.objects.clone())
+                .unwrap_or_default();
             if state == State::Ready && self.ready.remove(&id) {
                 self.ready.push_back(priority, id);
             }
             if priority > self.current_priority() {
                 self.need_resched = true;
             }
-            next = waiting_on.iter().find_map(|object| object.mutex_owner(self));
+            next = waiting_on
+                .iter()
+                .find_map(|object| object.mutex_owner(self));
         }
     }
 
@@ -325,7 +350,10 @@ impl Scheduler {
         let thread = self.thread(id);
         let ran = now.saturating_sub(thread.switched_in_at);
         let stolen = steal_now.saturating_sub(thread.steal_at_switch_in).min(ran);
-        thread.shared.cpu_ns.fetch_add(ran - stolen, Ordering::Relaxed);
+        thread
+            .shared
+            .cpu_ns
+            .fetch_add(ran - stolen, Ordering::Relaxed);
         thread.shared.steal_ns.fetch_add(stolen, Ordering::Relaxed);
     }
 
@@ -425,7 +453,7 @@ impl Scheduler {
                 base_priority: priority,
                 priority,
                 rsp,
-                stack: Some(stack),
+                _stack: Some(stack),
                 fpu: fpu.then(|| Box::new(FpuArea::new())),
                 tls: [0; TLS_SLOTS],
                 wait: None,
@@ -459,8 +487,18 @@ pub struct SpawnOptions<'a> {
 }
 
 /// Starts a thread running `entry` at normal priority.
-pub fn spawn<F: FnOnce() -> u64 + Send + 'static>(name: &str, entry: F) -> Result<Thread, SpawnError> {
-    spawn_with(SpawnOptions { name, priority: PRIORITY_NORMAL, fpu: false }, entry)
+pub fn spawn<F: FnOnce() -> u64 + Send + 'static>(
+    name: &str,
+    entry: F,
+) -> Result<Thread, SpawnError> {
+    spawn_with(
+        SpawnOptions {
+            name,
+            priority: PRIORITY_NORMAL,
+            fpu: false,
+        },
+        entry,
+    )
 }
 
 /// Starts a thread with the given options.
@@ -473,7 +511,9 @@ pub fn spawn_with<F: FnOnce() -> u64 + Send + 'static>(
     }
     let thread = {
         let mut guard = lock();
-        guard.sched().spawn_locked(options.name, options.priority, options.fpu, Box::new(entry))?
+        guard
+            .sched()
+            .spawn_locked(options.name, options.priority, options.fpu, Box::new(entry))?
     };
     preempt_check();
     Ok(thread)
@@ -654,7 +694,10 @@ pub fn on_timer_interrupt() {
         while let Some((_, action)) = s.timers.pop_expired(now) {
             match action {
                 TimerAction::WaitTimeout { thread, serial } => {
-                    if s.threads.get(&thread).is_some_and(|t| t.wait_serial == serial && t.wait.is_some()) {
+                    if s.threads
+                        .get(&thread)
+                        .is_some_and(|t| t.wait_serial == serial && t.wait.is_some())
+                    {
                         s.complete_wait(thread, WaitOutcome::TimedOut);
                     }
                 }
@@ -703,7 +746,7 @@ pub fn init() {
                 base_priority: PRIORITY_NORMAL,
                 priority: PRIORITY_NORMAL,
                 rsp: 0,
-                stack: None,
+                _stack: None,
                 fpu: None,
                 tls: [0; TLS_SLOTS],
                 wait: None,
@@ -734,7 +777,10 @@ pub fn init() {
         s.thread(idle.id()).state = State::Ready;
     }
     READY.store(true, Ordering::Release);
-    log::info!("sched: threads up (tickless, {} ms slice)", SLICE_NS / 1_000_000);
+    log::info!(
+        "sched: threads up (tickless, {} ms slice)",
+        SLICE_NS / 1_000_000
+    );
 }
 
 fn idle_loop() -> u64 {
@@ -744,9 +790,4 @@ fn idle_loop() -> u64 {
         ops::safe_halt();
         preempt_check();
     }
-}
-
-/// Whether the scheduler runs (for code that may run before it).
-pub fn is_running() -> bool {
-    READY.load(Ordering::Relaxed)
 }

@@ -84,7 +84,15 @@ pub unsafe fn initial_stack(top: u64, argument: u64) -> u64 {
     // Layout, low to high: r15 r14 r13 r12 rbx rbp, return address. After
     // the six pops and the `ret`, RSP = top, 16-byte aligned, so the
     // trampoline's `call` enters its callee with the ABI's alignment.
-    let frame: [u64; 7] = [0, 0, 0, argument, 0, 0, sched_thread_trampoline as usize as u64];
+    let frame: [u64; 7] = [
+        0,
+        0,
+        0,
+        argument,
+        0,
+        0,
+        sched_thread_trampoline as unsafe extern "C" fn() as usize as u64,
+    ];
     let rsp = top - 8 * frame.len() as u64;
     for (i, word) in frame.iter().enumerate() {
         // SAFETY: the caller guarantees the stack is mapped and unused.

@@ -35,10 +35,21 @@ pub enum WaitOutcome {
 }
 
 enum Kind {
-    Event { manual_reset: bool, signaled: bool },
-    Semaphore { count: u32, max: u32 },
-    Mutex { owner: Option<ThreadId>, recursion: u32 },
-    ThreadExit { exited: bool },
+    Event {
+        manual_reset: bool,
+        signaled: bool,
+    },
+    Semaphore {
+        count: u32,
+        max: u32,
+    },
+    Mutex {
+        owner: Option<ThreadId>,
+        recursion: u32,
+    },
+    ThreadExit {
+        exited: bool,
+    },
 }
 
 struct ObjectState {
@@ -60,7 +71,12 @@ unsafe impl Send for KObject {}
 
 impl KObject {
     fn new(kind: Kind) -> Arc<KObject> {
-        Arc::new(KObject { state: UnsafeCell::new(ObjectState { kind, waiters: Vec::new() }) })
+        Arc::new(KObject {
+            state: UnsafeCell::new(ObjectState {
+                kind,
+                waiters: Vec::new(),
+            }),
+        })
     }
 
     pub(super) fn new_thread_exit() -> Arc<KObject> {
@@ -104,7 +120,10 @@ impl KObject {
     /// Takes the object for `thread` (it must be available).
     fn acquire(self: &Arc<Self>, s: &mut Scheduler, thread: ThreadId) {
         let newly_owned = match &mut self.state(s).kind {
-            Kind::Event { manual_reset, signaled } => {
+            Kind::Event {
+                manual_reset,
+                signaled,
+            } => {
                 if !*manual_reset {
                     *signaled = false;
                 }
@@ -128,7 +147,9 @@ impl KObject {
     /// Serves waiters in FIFO order while the object can satisfy them.
     fn wake_waiters(self: &Arc<Self>, s: &mut Scheduler) {
         for waiter in self.waiters(s) {
-            let Some(wait) = s.threads.get(&waiter).and_then(|t| t.wait.as_ref()) else { continue };
+            let Some(wait) = s.threads.get(&waiter).and_then(|t| t.wait.as_ref()) else {
+                continue;
+            };
             let objects = wait.objects.clone();
             let all = wait.all;
             if all {
@@ -139,7 +160,10 @@ impl KObject {
                     s.complete_wait(waiter, WaitOutcome::Signaled(0));
                 }
             } else if self.available(s, waiter) {
-                let index = objects.iter().position(|o| Arc::ptr_eq(o, self)).unwrap_or(0);
+                let index = objects
+                    .iter()
+                    .position(|o| Arc::ptr_eq(o, self))
+                    .unwrap_or(0);
                 self.acquire(s, waiter);
                 s.complete_wait(waiter, WaitOutcome::Signaled(index));
             }
@@ -187,7 +211,12 @@ pub fn wait_all(objects: &[&Arc<KObject>], timeout_ns: Option<u64>) -> WaitOutco
     wait(objects, true, timeout_ns)
 }
 
-fn try_take(s: &mut Scheduler, objects: &[&Arc<KObject>], all: bool, me: ThreadId) -> Option<usize> {
+fn try_take(
+    s: &mut Scheduler,
+    objects: &[&Arc<KObject>],
+    all: bool,
+    me: ThreadId,
+) -> Option<usize> {
     if objects.is_empty() {
         return None;
     }
@@ -222,7 +251,8 @@ fn wait(objects: &[&Arc<KObject>], all: bool, timeout_ns: Option<u64>) -> WaitOu
         }
         let timer = timeout_ns.map(|ns| {
             let deadline = ops::clock_ns().saturating_add(ns);
-            s.timers.insert(deadline, TimerAction::WaitTimeout { thread: me, serial })
+            s.timers
+                .insert(deadline, TimerAction::WaitTimeout { thread: me, serial })
         });
         {
             let thread = s.thread(me);
@@ -242,7 +272,11 @@ fn wait(objects: &[&Arc<KObject>], all: bool, timeout_ns: Option<u64>) -> WaitOu
             }
         }
         s.schedule();
-        s.thread(me).wait.take().and_then(|w| w.outcome).unwrap_or(WaitOutcome::TimedOut)
+        s.thread(me)
+            .wait
+            .take()
+            .and_then(|w| w.outcome)
+            .unwrap_or(WaitOutcome::TimedOut)
     };
     super::preempt_check();
     outcome
@@ -271,7 +305,10 @@ pub struct Event(Arc<KObject>);
 
 impl Event {
     pub fn new(manual_reset: bool, signaled: bool) -> Event {
-        Event(KObject::new(Kind::Event { manual_reset, signaled }))
+        Event(KObject::new(Kind::Event {
+            manual_reset,
+            signaled,
+        }))
     }
 
     pub fn set(&self) {
@@ -312,7 +349,10 @@ pub struct Semaphore(Arc<KObject>);
 
 impl Semaphore {
     pub fn new(count: u32, max: u32) -> Semaphore {
-        Semaphore(KObject::new(Kind::Semaphore { count: count.min(max), max }))
+        Semaphore(KObject::new(Kind::Semaphore {
+            count: count.min(max),
+            max,
+        }))
     }
 
     /// Adds `n` to the count; refused (count unchanged) past the maximum.
@@ -362,7 +402,10 @@ impl Default for Mutex {
 
 impl Mutex {
     pub fn new() -> Mutex {
-        Mutex(KObject::new(Kind::Mutex { owner: None, recursion: 0 }))
+        Mutex(KObject::new(Kind::Mutex {
+            owner: None,
+            recursion: 0,
+        }))
     }
 
     /// Takes the mutex (again, if this thread owns it); false on timeout.
@@ -436,7 +479,10 @@ pub struct Timer(Arc<TimerShared>);
 
 impl Timer {
     pub fn new(callback: impl Fn() + Send + Sync + 'static) -> Timer {
-        Timer(Arc::new(TimerShared { callback: Box::new(callback), key: UnsafeCell::new(None) }))
+        Timer(Arc::new(TimerShared {
+            callback: Box::new(callback),
+            key: UnsafeCell::new(None),
+        }))
     }
 
     /// Fires the callback at clock time `deadline_ns` (replacing an earlier
@@ -449,7 +495,10 @@ impl Timer {
         if let Some(old) = key.take() {
             s.timers.cancel(old);
         }
-        *key = Some(s.timers.insert(deadline_ns, TimerAction::Callback(self.0.clone())));
+        *key = Some(
+            s.timers
+                .insert(deadline_ns, TimerAction::Callback(self.0.clone())),
+        );
         let now = ops::clock_ns();
         s.program_timer(now);
     }

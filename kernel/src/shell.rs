@@ -1,0 +1,190 @@
+//! A serial-console shell for people: `help`, `threads`, `mem`, `uptime`,
+//! `vmops`, `reboot`, `poweroff`. It runs as a thread that polls the
+//! console every 20 ms (the UART's receive interrupt needs an IOAPIC
+//! driver, which does not exist yet), echoes what is typed, and supports
+//! backspace.
+
+use crate::platform::{self, ops, ShutdownReason};
+use crate::sched;
+use alloc::string::String;
+use core::fmt::Write;
+
+const PROMPT: &str = "sanos> ";
+const POLL_NS: u64 = 20_000_000;
+const MAX_LINE: usize = 256;
+
+const COMMANDS: [(&str, &str); 7] = [
+    ("help", "list the commands"),
+    (
+        "threads",
+        "threads with state, priority, CPU and stolen time",
+    ),
+    ("mem", "physical memory and frames"),
+    ("uptime", "time since boot"),
+    ("vmops", "platform, backend, patch mode and sites"),
+    ("reboot", "restart the machine"),
+    ("poweroff", "power the machine off"),
+];
+
+/// Runs one command line, writing its output to `out`. Returns the
+/// shutdown the command asks for, if any (the caller performs it).
+pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
+    let mut words = line.split_whitespace();
+    let command = words.next()?;
+    let _ = match command {
+        "help" => {
+            for (name, what) in COMMANDS {
+                let _ = writeln!(out, "  {name:<9} {what}");
+            }
+            Ok(())
+        }
+        "threads" => threads(out),
+        "mem" => {
+            let (free, total) = crate::mm::frames::counts();
+            writeln!(
+                out,
+                "  frames: {free} free of {total} ({} MiB free of {} MiB)",
+                (free * 4096) >> 20,
+                (total * 4096) >> 20
+            )
+        }
+        "uptime" => {
+            let ns = ops::clock_ns();
+            writeln!(
+                out,
+                "  up {}.{:03} s",
+                ns / 1_000_000_000,
+                ns / 1_000_000 % 1000
+            )
+        }
+        "vmops" => match platform::chosen() {
+            Some(chosen) => writeln!(
+                out,
+                "  platform {} ({}), backend {}, mode {}, {} sites: {}",
+                chosen.platform.name(),
+                chosen.platform,
+                chosen.backend.name,
+                chosen.mode.name(),
+                chosen.report.sites,
+                chosen.report
+            ),
+            None => writeln!(out, "  vmops not initialised"),
+        },
+        "reboot" => return Some(ShutdownReason::Reboot),
+        "poweroff" => return Some(ShutdownReason::PowerOff),
+        other => writeln!(
+            out,
+            "  unknown command '{other}'; 'help' lists the commands"
+        ),
+    };
+    None
+}
+
+fn threads(out: &mut dyn Write) -> core::fmt::Result {
+    writeln!(
+        out,
+        "  {:>4} {:<12} {:<8} {:>4} {:>12} {:>10} {:>9}",
+        "id", "name", "state", "prio", "cpu us", "steal us", "switches"
+    )?;
+    for t in sched::threads() {
+        let priority = if t.priority == t.base_priority {
+            alloc::format!("{}", t.priority)
+        } else {
+            alloc::format!("{}^", t.priority)
+        };
+        writeln!(
+            out,
+            "  {:>4} {:<12} {:<8} {:>4} {:>12} {:>10} {:>9}",
+            t.id,
+            t.name,
+            t.state.name(),
+            priority,
+            t.cpu_ns / 1000,
+            t.steal_ns / 1000,
+            t.switches
+        )?;
+    }
+    Ok(())
+}
+
+/// The console as a `Write` for command output.
+struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        crate::kprint!("{s}");
+        Ok(())
+    }
+}
+
+/// The shell thread's body.
+pub fn run() -> u64 {
+    crate::kprint!("sanos shell: 'help' lists the commands\n{PROMPT}");
+    let mut line = String::new();
+    loop {
+        while let Some(byte) = crate::console::uart_read() {
+            match byte {
+                b'\r' | b'\n' => {
+                    crate::kprint!("\n");
+                    if let Some(reason) = execute(&line, &mut Console) {
+                        crate::kprintln!("  {reason:?}");
+                        ops::shutdown(reason.encode());
+                        crate::kprintln!("  the platform did not {reason:?}");
+                    }
+                    line.clear();
+                    crate::kprint!("{PROMPT}");
+                }
+                0x08 | 0x7f if line.pop().is_some() => crate::kprint!("\x08 \x08"),
+                byte if (0x20..0x7f).contains(&byte) && line.len() < MAX_LINE => {
+                    line.push(byte as char);
+                    crate::kprint!("{}", byte as char);
+                }
+                _ => {}
+            }
+        }
+        sched::sleep_ns(POLL_NS);
+    }
+}
+
+mod tests {
+    use super::*;
+    use crate::ktest::{ktest, TestResult};
+    use crate::{kassert, kassert_eq};
+
+    fn run_command(line: &str) -> (String, Option<ShutdownReason>) {
+        let mut out = String::new();
+        let reason = execute(line, &mut out);
+        (out, reason)
+    }
+
+    #[ktest]
+    fn shell_commands_answer() -> TestResult {
+        let (help, _) = run_command("help");
+        for (name, _) in COMMANDS {
+            kassert!(help.contains(name), "help does not list {name}");
+        }
+        let (threads, _) = run_command("threads");
+        kassert!(
+            threads.contains("main") && threads.contains("idle"),
+            "threads: {threads}"
+        );
+        kassert!(run_command("mem").0.contains("frames:"));
+        kassert!(run_command("uptime").0.contains("up "));
+        kassert!(run_command(" vmops ").0.contains("backend"));
+        kassert_eq!(run_command("").0, "");
+        Ok(())
+    }
+
+    #[ktest]
+    fn shell_refuses_unknown_commands_and_maps_shutdowns() -> TestResult {
+        let (out, reason) = run_command("format c:");
+        kassert_eq!(
+            out,
+            "  unknown command 'format'; 'help' lists the commands\n"
+        );
+        kassert_eq!(reason, None);
+        kassert_eq!(run_command("reboot").1, Some(ShutdownReason::Reboot));
+        kassert_eq!(run_command("poweroff").1, Some(ShutdownReason::PowerOff));
+        Ok(())
+    }
+}
