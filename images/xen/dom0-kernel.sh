@@ -4,8 +4,12 @@
 # Boots Xen 4.17 under QEMU TCG with KERNEL_ELF as its PV dom0 kernel, no
 # initrd: the kernel under test is dom0 itself (as in Xen's XTF). Xen and
 # dom0's HYPERVISOR_console_io output go to com1 = this script's stdout.
-# Exits with QEMU's status (0 when dom0 shuts down Xen / Xen halts),
-# 124 when the timeout expires (QEMU is killed).
+# Xen halts (rather than powers off) the machine when dom0 powers off, so
+# this script watches the console and ends QEMU itself:
+#   33   dom0 powered off ("Hardware Dom0 halted"): the kernel's pass exit
+#   37   dom0 crashed ("Hardware Dom0 crashed"): a failed test or a panic
+#   124  the timeout expired (QEMU is killed)
+#   otherwise QEMU's own status (e.g. 0 after a dom0 reboot, -no-reboot).
 #
 # Environment:
 #   TIMEOUT=120       seconds before QEMU is killed
@@ -33,7 +37,7 @@ cmdline="$*"
 case "$kernel$cmdline" in *,*) die "no commas allowed in the kernel path or command line" ;; esac
 case "$kernel" in *[[:space:]]*) die "no spaces allowed in the kernel path" ;; esac
 
-[ -f "$out/xen" ] || bash "$here/fetch.sh"
+[ -f "$out/xen" ] || bash "$here/fetch.sh" hypervisor
 
 machine=() xen_dom0=
 if [ "${DOM0_PVH:-0}" = 1 ]; then
@@ -45,11 +49,26 @@ fi
 # Xen under TCG: -smap,-smep or a PV dom0 crashes; -rdtscp or PVH guests fail.
 # No Xen "noreboot": a dom0 shutdown then resets the machine, which
 # -no-reboot turns into QEMU exiting.
-exec timeout --foreground --kill-after=5 "${TIMEOUT:-120}" \
+fifo=$(mktemp -u "${TMPDIR:-/tmp}/dom0-kernel.XXXXXX")
+mkfifo "$fifo"
+trap 'rm -f "$fifo"' EXIT
+timeout --foreground --kill-after=5 "${TIMEOUT:-120}" \
     qemu-system-x86_64 -accel tcg -cpu max,-smap,-smep,-rdtscp -smp 1 -m 1024 \
     -nic none -no-reboot -display none -serial stdio -monitor none \
     "${machine[@]}" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -kernel "$out/xen" \
     -append "console=com1 com1=115200 dom0_mem=288M loglvl=all guest_loglvl=all $xen_dom0 ${XEN_APPEND:-}" \
     -initrd "$kernel${cmdline:+ $cmdline}" \
-    ${QEMU_EXTRA:-}
+    ${QEMU_EXTRA:-} >"$fifo" 2>&1 &
+qemu=$!
+status=
+while IFS= read -r line; do
+    printf '%s\n' "$line"
+    case "$line" in
+        *"Hardware Dom0 halted"*) status=33; kill "$qemu" 2>/dev/null || true ;;
+        *"Hardware Dom0 crashed"*) status=37; kill "$qemu" 2>/dev/null || true ;;
+    esac
+done <"$fifo"
+rc=0
+wait "$qemu" || rc=$?
+exit "${status:-$rc}"

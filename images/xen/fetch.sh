@@ -19,6 +19,25 @@ mkdir -p "$out/debs" "$out/pkgs"
 
 log() { echo "fetch: $*" >&2; }
 
+# `fetch.sh hypervisor`: only Xen itself (what the fast dom0 rig needs).
+if [ "${1:-}" = hypervisor ]; then
+    p=xen-hypervisor-4.17-amd64
+    if [ ! -f "$out/pkgs/$p.stamp" ]; then
+        log "downloading $p"
+        (cd "$out/debs" && apt-get download -qq "$p" 2>/dev/null) ||
+            { apt-get update -qq && (cd "$out/debs" && apt-get download -qq "$p"); }
+        deb=$(ls -t "$out/debs/${p}_"*.deb | head -n1)
+        rm -rf "$out/pkgs/$p"
+        dpkg -x "$deb" "$out/pkgs/$p"
+        basename "$deb" > "$out/pkgs/$p.stamp"
+    fi
+    xen_gz=$(ls "$out/pkgs/$p/boot/"xen-4.17-amd64.gz)
+    if [ ! -f "$out/xen" ] || [ "$xen_gz" -nt "$out/xen" ]; then
+        gunzip -c "$xen_gz" > "$out/xen.tmp" && mv "$out/xen.tmp" "$out/xen"
+    fi
+    exit 0
+fi
+
 # The newest linux-image-6.1.0-N-amd64 that apt knows a candidate for.
 # (cached in versions.txt so a second run does not depend on apt lists.)
 kernel_pkg=$(sed -n 's/^kernel-package=//p' "$out/versions.txt" 2>/dev/null || true)

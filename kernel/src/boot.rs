@@ -57,12 +57,23 @@ impl core::fmt::Display for BootError {
 }
 
 /// Reads the boot information of `protocol` found at physical `info`.
+/// The memory map may still be empty (Xen's PVH dom0 gets it by
+/// hypercall); [`finalize`] reserves what must not be handed out once it
+/// is complete.
 pub fn collect(protocol: u32, info: u64) -> Result<BootInfo<'static>, BootError> {
-    let mut boot = match protocol {
-        PROTOCOL_PVH => collect_pvh(info)?,
-        PROTOCOL_MULTIBOOT2 => collect_multiboot2(info)?,
-        _ => return Err(BootError::UnknownProtocol),
-    };
+    match protocol {
+        PROTOCOL_PVH => collect_pvh(info),
+        PROTOCOL_MULTIBOOT2 => collect_multiboot2(info),
+        _ => Err(BootError::UnknownProtocol),
+    }
+}
+
+/// Normalises the memory map and reserves the kernel image, the modules
+/// and the boot structures in it.
+pub fn finalize(boot: &mut BootInfo<'_>) {
+    if boot.memory.is_empty() {
+        log::error!("boot: no memory map from the boot loader or the platform");
+    }
     boot.memory.normalise();
     let (kernel_start, kernel_end) = kernel_image();
     reserve(
@@ -85,7 +96,17 @@ pub fn collect(protocol: u32, info: u64) -> Result<BootInfo<'static>, BootError>
             );
         }
     }
-    Ok(boot)
+    let boot_data: [(u64, u64); sanos_kernel::bootinfo::MAX_BOOT_DATA] =
+        core::array::from_fn(|i| boot.boot_data().get(i).copied().unwrap_or((0, 0)));
+    for &(start, end) in boot_data.iter().take(boot.boot_data().len()) {
+        reserve(
+            &mut boot.memory,
+            start,
+            end,
+            RegionKind::BootData,
+            "boot data",
+        );
+    }
 }
 
 /// Reserves `[start, end)` as `kind`, logging a refusal or a range that does
@@ -172,6 +193,7 @@ fn collect_pvh(info: u64) -> Result<BootInfo<'static>, BootError> {
     boot.cmdline = phys_c_str(start_info.cmdline_paddr, "command line");
     boot.rsdp = (start_info.rsdp_paddr != 0).then_some(start_info.rsdp_paddr);
     boot.loader_name = "PVH";
+    boot.start_flags = start_info.flags;
 
     if start_info.version >= 1 && start_info.memmap_entries > 0 {
         // SAFETY: version 1 start info points at `memmap_entries` entries.
@@ -225,7 +247,6 @@ fn collect_pvh(info: u64) -> Result<BootInfo<'static>, BootError> {
     }
 
     // The structures themselves must survive until they have been read.
-    boot.memory.normalise();
     let memmap_bytes =
         u64::from(start_info.memmap_entries) * size_of::<HvmMemmapTableEntry>() as u64;
     let modlist_bytes = u64::from(start_info.nr_modules) * size_of::<HvmModlistEntry>() as u64;
@@ -236,14 +257,8 @@ fn collect_pvh(info: u64) -> Result<BootInfo<'static>, BootError> {
         (start_info.modlist_paddr, modlist_bytes),
         (start_info.cmdline_paddr, cmdline_bytes),
     ] {
-        if start != 0 && len != 0 {
-            reserve(
-                &mut boot.memory,
-                start,
-                start + len,
-                RegionKind::BootData,
-                "PVH boot data",
-            );
+        if start != 0 && len != 0 && !boot.add_boot_data(start, start + len) {
+            log::error!("boot: too many boot structures; [{start:#x}, +{len:#x}) not reserved");
         }
     }
     Ok(boot)
@@ -310,16 +325,9 @@ fn collect_multiboot2(info: u64) -> Result<BootInfo<'static>, BootError> {
         }
     }
     let total = mbi.total_size() as u64;
-    // The strings above borrow from the information structure; the map
-    // entry keeps it from being handed out as free memory.
-    boot.memory.normalise();
-    reserve(
-        &mut boot.memory,
-        info,
-        info + total,
-        RegionKind::BootData,
-        "multiboot2 information",
-    );
+    // The strings above borrow from the information structure: it must
+    // not be handed out as free memory.
+    boot.add_boot_data(info, info + total);
     Ok(boot)
 }
 

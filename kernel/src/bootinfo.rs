@@ -12,6 +12,10 @@ use core::fmt;
 /// How many boot modules are kept; more are reported and dropped.
 pub const MAX_MODULES: usize = 8;
 
+/// How many boot structures (start info, memory map, command line...)
+/// are remembered for reservation.
+pub const MAX_BOOT_DATA: usize = 8;
+
 /// Longest command line read from boot memory, bytes.
 pub const MAX_CMDLINE: usize = 4096;
 
@@ -58,8 +62,13 @@ pub struct BootInfo<'a> {
     pub cmdline: &'a str,
     pub rsdp: Option<u64>,
     pub loader_name: &'a str,
+    /// PVH `hvm_start_info.flags` (`SIF_*`: `SIF_INITDOMAIN` for Xen's
+    /// dom0); 0 for other protocols.
+    pub start_flags: u32,
     modules: [BootModule<'a>; MAX_MODULES],
     module_count: usize,
+    boot_data: [(u64, u64); MAX_BOOT_DATA],
+    boot_data_count: usize,
 }
 
 /// Why a boot module was dropped.
@@ -93,13 +102,38 @@ impl<'a> BootInfo<'a> {
             cmdline: "",
             rsdp: None,
             loader_name: "",
+            start_flags: 0,
             modules: [BootModule {
                 start: 0,
                 end: 0,
                 cmdline: "",
             }; MAX_MODULES],
             module_count: 0,
+            boot_data: [(0, 0); MAX_BOOT_DATA],
+            boot_data_count: 0,
         }
+    }
+
+    /// Remembers a boot structure `[start, end)` that must not be handed
+    /// out as free memory. Empty ranges are ignored; beyond
+    /// [`MAX_BOOT_DATA`] the range is refused (returns false).
+    pub fn add_boot_data(&mut self, start: u64, end: u64) -> bool {
+        if start >= end {
+            return true;
+        }
+        match self.boot_data.get_mut(self.boot_data_count) {
+            Some(slot) => {
+                *slot = (start, end);
+                self.boot_data_count += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The boot structures recorded with [`BootInfo::add_boot_data`].
+    pub fn boot_data(&self) -> &[(u64, u64)] {
+        &self.boot_data[..self.boot_data_count]
     }
 
     /// Records a module. Empty modules are kept (the loader was asked for
@@ -205,6 +239,19 @@ mod tests {
         assert_eq!(info.add_module(0, 1, "extra"), Err(ModuleError::TooMany));
         assert_eq!(info.modules().len(), MAX_MODULES);
         assert_eq!(info.initrd().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn boot_data_is_remembered_up_to_the_limit() {
+        let mut info = BootInfo::new(BootProtocol::Pvh);
+        assert!(info.add_boot_data(0x1000, 0x1000));
+        assert!(info.boot_data().is_empty());
+        for i in 0..MAX_BOOT_DATA as u64 {
+            assert!(info.add_boot_data(i * 0x1000, i * 0x1000 + 8));
+        }
+        assert!(!info.add_boot_data(0x9000, 0x9008));
+        assert_eq!(info.boot_data().len(), MAX_BOOT_DATA);
+        assert_eq!(info.boot_data()[1], (0x1000, 0x1008));
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub enum CrashKind {
 pub enum BackendName {
     Native,
     Kvm,
+    XenPvh,
 }
 
 impl BackendName {
@@ -99,11 +100,13 @@ impl BackendName {
         match self {
             BackendName::Native => "native",
             BackendName::Kvm => "kvm",
+            BackendName::XenPvh => "xen-pvh",
         }
     }
 }
 
-const BACKEND_NAMES: [BackendName; 2] = [BackendName::Native, BackendName::Kvm];
+const BACKEND_NAMES: [BackendName; 3] =
+    [BackendName::Native, BackendName::Kvm, BackendName::XenPvh];
 const VMOPS_MODES: [VmopsMode; 3] = [VmopsMode::Eager, VmopsMode::Lazy, VmopsMode::Off];
 
 const CRASH_KINDS: [(&str, CrashKind); 3] = [
@@ -332,7 +335,7 @@ fn apply_vmops_backend<'a>(
             .into_iter()
             .find(|backend| backend.name() == value)
             .ok_or(ValueError::Invalid {
-                expected: "native|kvm",
+                expected: "native|kvm|xen-pvh",
             })?,
     );
     Ok(())

@@ -31,7 +31,9 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
     };
     let options = cmdline::parse(boot.cmdline, |diag| log::warn!("{diag}"));
     log::set_max_level(options.loglevel);
-    let chosen = platform::init(&options);
+    let chosen = platform::init(&options, &boot);
+    platform::fill_memory_map(&mut boot);
+    boot::finalize(&mut boot);
     time::calibrate();
     log::info!(
         "boot: {} via {}, command line \"{}\"",
@@ -44,6 +46,7 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
     if let Err(error) = mm::init(&mut boot) {
         panic!("memory: {error}");
     }
+    platform::after_memory();
     apic::disable_legacy_pic();
     if let Err(error) = apic::init() {
         log::error!("apic: {error:?}; no timer interrupts");

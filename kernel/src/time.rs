@@ -17,6 +17,7 @@ static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 #[derive(Clone, Copy, Debug)]
 pub enum TscSource {
     KvmClock,
+    XenCpuid,
     Cpuid15,
     Pit,
     Guess,
@@ -45,7 +46,7 @@ pub fn calibrate() {
     }
     let (hz, source) = if let Some(hz) = tsc_hz_from_cpuid() {
         (hz, TscSource::Cpuid15)
-    } else if let Some(ticks) = pit::tsc_ticks_over(10) {
+    } else if let Some(ticks) = pit::tsc_ticks_over(10).filter(|&ticks| ticks > 100_000) {
         (ticks * 100, TscSource::Pit)
     } else {
         (1_000_000_000, TscSource::Guess)

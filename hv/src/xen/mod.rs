@@ -38,6 +38,8 @@
     clippy::undocumented_unsafe_blocks
 )]
 pub mod bindings;
+pub mod console;
+pub mod hypercall;
 
 /// Sizes, alignments, offsets and numbers as the C compiler sees them: every
 /// expected value below is the output of `images/xen/bindgen.sh layout`, a C
@@ -430,5 +432,30 @@ mod tests {
         assert_eq!(XEN_ELFNOTE_PHYS32_ENTRY, 18);
         assert_eq!(XEN_ELFNOTE_HYPERCALL_PAGE, 2);
         assert_eq!(XEN_HVM_START_MAGIC_VALUE, 0x336e_c578);
+    }
+}
+
+/// One entry of the memory map `XENMEM_memory_map` returns: the E820
+/// layout (`xen/include/public/memory.h`: "an array of e820 entries";
+/// 20 bytes, packed, as `struct e820entry`).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct E820Entry {
+    pub addr: u64,
+    pub size: u64,
+    pub type_: u32,
+}
+
+#[cfg(test)]
+mod e820_tests {
+    use super::E820Entry;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn e820_entry_is_20_packed_bytes() {
+        assert_eq!(size_of::<E820Entry>(), 20);
+        assert_eq!(offset_of!(E820Entry, addr), 0);
+        assert_eq!(offset_of!(E820Entry, size), 8);
+        assert_eq!(offset_of!(E820Entry, type_), 16);
     }
 }

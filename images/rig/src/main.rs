@@ -23,6 +23,7 @@ fn list() {
         let boot = match config.boot {
             Boot::Pvh => "pvh".to_string(),
             Boot::Iso { file_name } => format!("iso {file_name}"),
+            Boot::XenPvhDom0 => "xen pvh dom0".to_string(),
         };
         let requires = match config.requires {
             Some(requirement) => format!(", needs {requirement:?}"),

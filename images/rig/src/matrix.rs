@@ -34,6 +34,10 @@ pub enum Boot {
     /// line is baked into the ISO's grub.cfg, so the ISO is named per
     /// command line and rebuilt when it is older than the kernel.
     Iso { file_name: &'static str },
+    /// Xen 4.17 (Debian's, under QEMU TCG) boots the kernel as its PVH
+    /// dom0, through `images/xen/dom0-kernel.sh`, which ends QEMU with
+    /// status 33 when dom0 powers off and 37 when it crashes.
+    XenPvhDom0,
 }
 
 /// Inputs the rig makes itself before booting.
@@ -310,6 +314,29 @@ pub const MATRIX: &[Config] = &[
             forbidden: FORBIDDEN,
         },
     },
+    // Xen: the kernel as Xen's PVH dom0 (console through console_io,
+    // memory map by hypercall, shutdown by SCHEDOP_shutdown).
+    Config {
+        name: "xen-pvh-dom0",
+        accel: Accel::Tcg,
+        cpu: None,
+        boot: Boot::XenPvhDom0,
+        cmdline: "test",
+        fixture: None,
+        requires: None,
+        timeout: Duration::from_secs(240),
+        expect: Expect {
+            status: STATUS_TESTS_PASSED,
+            closing_line: true,
+            lines: &[
+                BANNER,
+                Pattern::Contains("vmops: platform=xen backend=xen-pvh mode=eager"),
+                Pattern::Contains("xen: memory map from XENMEM_memory_map"),
+                Pattern::Contains("Hardware Dom0 halted"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
     // The failure paths: a deliberate crash must be reported (where, why,
     // backtrace) and must end the run with the panic status, not a hang or
     // a triple fault.
@@ -412,6 +439,7 @@ mod tests {
                 "qemu-kvm-pvh-lazy",
                 "qemu-kvm-pvh-off",
                 "qemu-tcg-backend-refused",
+                "xen-pvh-dom0",
                 "qemu-tcg-crash-panic",
                 "qemu-tcg-crash-stack",
                 "qemu-tcg-crash-pagefault"

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::check::{self, describe_exit, Exit};
 use crate::cli::{RunArgs, TestArgs};
-use crate::matrix::{Accel, Config, Requirement, MATRIX};
+use crate::matrix::{Accel, Boot, Config, Requirement, MATRIX};
 use crate::prepare;
 use crate::process;
 use crate::qemu::{qemu_program, shell_line, Launch, Media, Serial};
@@ -91,14 +91,37 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
         Ok(file) => file,
         Err(e) => return fail(format!("cannot create {}: {e}", stderr_path.display())),
     };
-    let launch = Launch::for_config(config, paths);
-    let program = qemu_program();
-    let qemu_args = launch.args();
-    let (exit, elapsed) =
-        match process::run_with_timeout(&program, &qemu_args, stderr, config.timeout) {
-            Ok(result) => result,
-            Err(reason) => return fail(reason),
+    let (program, qemu_args, output) = if config.boot == Boot::XenPvhDom0 {
+        // Xen's console (and dom0's) is the script's stdout: that is the
+        // serial log.
+        let log_file = match File::create(&log) {
+            Ok(file) => file,
+            Err(e) => return fail(format!("cannot create {}: {e}", log.display())),
         };
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "DOM0_PVH=1".into(),
+            format!("TIMEOUT={}", config.timeout.as_secs()).into(),
+            "bash".into(),
+            "images/xen/dom0-kernel.sh".into(),
+            paths.kernel.clone().into_os_string(),
+        ];
+        args.extend(config.cmdline.split_whitespace().map(Into::into));
+        (std::ffi::OsString::from("env"), args, log_file)
+    } else {
+        let launch = Launch::for_config(config, paths);
+        (qemu_program(), launch.args(), stderr)
+    };
+    // The script has its own timeout; ours is the backstop.
+    let backstop = config.timeout
+        + if config.boot == Boot::XenPvhDom0 {
+            Duration::from_secs(30)
+        } else {
+            Duration::ZERO
+        };
+    let (exit, elapsed) = match process::run_with_timeout(&program, &qemu_args, output, backstop) {
+        Ok(result) => result,
+        Err(reason) => return fail(reason),
+    };
     // QEMU that never started leaves no log; that is reported through its
     // status and stderr, not as an unreadable file.
     let raw = fs::read(&log).unwrap_or_default();

@@ -10,7 +10,7 @@ pub mod frames;
 pub mod heap;
 pub mod paging;
 
-pub use paging::{is_kernel_stack, is_stack_guard, map_mmio, KernelStack};
+pub use paging::{is_kernel_stack, is_stack_guard, map_mmio, map_phys, KernelStack};
 
 use sanos_kernel::bootinfo::BootInfo;
 

@@ -181,6 +181,13 @@ pub(super) fn init(map: &MemoryMap) -> Result<(), MmError> {
 /// Panics if memory is not up or the MMIO window is exhausted: both are
 /// kernel bugs, not conditions a driver can handle.
 pub fn map_mmio(phys: u64, size: u64) -> u64 {
+    map_phys(phys, size, false)
+}
+
+/// Maps `size` bytes at physical `phys` in the MMIO window, cached
+/// (write-back) or not, and returns the virtual address of `phys`: for
+/// memory outside the direct map, such as pages a hypervisor shares.
+pub fn map_phys(phys: u64, size: u64, cached: bool) -> u64 {
     let first = phys & !(PAGE_SIZE - 1);
     let bytes = (phys + size - first).next_multiple_of(PAGE_SIZE);
     let base = NEXT_MMIO.fetch_add(bytes, Ordering::Relaxed);
@@ -188,11 +195,14 @@ pub fn map_mmio(phys: u64, size: u64) -> u64 {
         base + bytes <= MMIO_BASE + MMIO_SIZE,
         "MMIO window exhausted"
     );
-    let flags = no_exec(
-        Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | Flags::GLOBAL,
-    );
+    let caching = if cached {
+        Flags::empty()
+    } else {
+        Flags::NO_CACHE | Flags::WRITE_THROUGH
+    };
+    let flags = no_exec(Flags::PRESENT | Flags::WRITABLE | Flags::GLOBAL | caching);
     let mut guard = KERNEL_PAGE_TABLE.lock();
-    let mapper = guard.as_mut().expect("map_mmio before mm::init");
+    let mapper = guard.as_mut().expect("map_phys before mm::init");
     for offset in (0..bytes).step_by(PAGE_SIZE as usize) {
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(base + offset));
         let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(first + offset));

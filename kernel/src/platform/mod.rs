@@ -14,9 +14,11 @@ pub mod kvm;
 pub mod native;
 pub mod ops;
 mod patch;
+pub mod xen;
 
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use hv::platform::Platform;
+use sanos_kernel::bootinfo::{BootInfo, BootProtocol};
 use sanos_kernel::cmdline::{BackendName, Options};
 use spin::Once;
 use vmops::{Backend, Mode, Op, OP_COUNT};
@@ -89,15 +91,50 @@ pub fn chosen() -> Option<&'static Chosen> {
     CHOSEN.get()
 }
 
+/// Lets the backend map what it shares with the hypervisor once the
+/// kernel's page tables are up.
+pub fn after_memory() {
+    if chosen().is_some_and(|c| core::ptr::eq(c.backend, &xen::BACKEND)) {
+        xen::after_memory();
+    }
+}
+
+/// Completes an empty memory map from the platform (Xen's PVH dom0 has
+/// none in its start info and asks the hypervisor).
+pub fn fill_memory_map(boot: &mut BootInfo<'_>) {
+    if !boot.memory.is_empty() || !chosen().is_some_and(|c| core::ptr::eq(c.backend, &xen::BACKEND))
+    {
+        return;
+    }
+    let mut entries = [hv::xen::E820Entry::default(); 64];
+    match xen::memory_map(&mut entries) {
+        Ok(count) => {
+            for entry in &entries[..count] {
+                let (addr, size, kind) = (entry.addr, entry.size, entry.type_);
+                if let Err(error) =
+                    boot.memory
+                        .add_firmware(addr, size, sanos_kernel::bootinfo::e820_kind(kind))
+                {
+                    log::error!("xen: memory map: {error}; entry dropped");
+                }
+            }
+            log::info!("xen: memory map from XENMEM_memory_map, {count} entries");
+        }
+        Err(error) => log::error!("xen: XENMEM_memory_map failed: {error}"),
+    }
+}
+
 /// Detects the platform, selects and installs the backend, and patches
 /// the sites as `options` says. Call once, early, with interrupts off.
-pub fn init(options: &Options<'_>) -> &'static Chosen {
+pub fn init(options: &Options<'_>, boot: &BootInfo<'_>) -> &'static Chosen {
     let platform = hv::platform::detect(|leaf| {
         let r = crate::arch::cpu::cpuid(leaf);
         [r.eax, r.ebx, r.ecx, r.edx]
     });
     let detected = match platform {
         Platform::Kvm { features, .. } if kvm::usable(features) => BackendName::Kvm,
+        // Entered by PVH on Xen: no emulated devices, Xen provides them.
+        Platform::Xen { .. } if boot.protocol == BootProtocol::Pvh => BackendName::XenPvh,
         _ => BackendName::Native,
     };
     let wanted = match options.vmops_backend {
@@ -113,6 +150,14 @@ pub fn init(options: &Options<'_>) -> &'static Chosen {
             log::error!("vmops: backend kvm refused: this KVM offers no kvmclock; using native");
             detected
         }
+        Some(BackendName::XenPvh) if detected != BackendName::XenPvh => {
+            log::error!(
+                "vmops: backend xen-pvh refused: the platform is {}, not Xen entered by PVH; using {}",
+                platform.name(),
+                detected.name()
+            );
+            detected
+        }
         Some(name) => name,
         None => detected,
     };
@@ -121,6 +166,13 @@ pub fn init(options: &Options<'_>) -> &'static Chosen {
             Ok(()) => &kvm::BACKEND,
             Err(error) => {
                 log::error!("vmops: kvm backend failed ({error}); using native");
+                &native::BACKEND
+            }
+        },
+        BackendName::XenPvh => match xen::init(platform, boot.start_flags) {
+            Ok(()) => &xen::BACKEND,
+            Err(error) => {
+                log::error!("vmops: xen-pvh backend failed ({error}); using native");
                 &native::BACKEND
             }
         },

@@ -1,0 +1,263 @@
+//! The Xen PVH backend. A PVH guest runs in hardware-virtualised ring 0,
+//! so the interrupt, halt and page-table ops are the native instructions,
+//! and Xen emulates a local APIC for the timer. What a PVH machine lacks
+//! comes from Xen: the console (`HYPERVISOR_console_io` for dom0, the PV
+//! console ring for a domU, whose page and event channel are HVM params)
+//! and shutdown (`SCHEDOP_shutdown`). The TSC rate comes from Xen's CPUID
+//! time leaf (a PVH guest has no PIT to measure it against).
+//!
+//! Still to come (the rest of the Xen issue): event channels through the
+//! HVM callback vector, pvclock and the single-shot timer, xenstore, grant
+//! tables, and the PV (deprivileged) backend.
+
+use super::{native, ShutdownReason};
+use crate::arch::cpu;
+use crate::arch::layout::{KERNEL_VMA, PHYS_MAP_BASE};
+use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use hv::platform::Platform;
+use hv::xen::bindings::*;
+use hv::xen::hypercall::{self, XenError};
+use vmops::{Backend, FnAddr, Op, OpImpl, OP_COUNT};
+
+static DOM0: AtomicBool = AtomicBool::new(false);
+/// Virtual address of the console ring page (domU), 0 if none.
+static RING: AtomicU64 = AtomicU64::new(0);
+static RING_PHYS: AtomicU64 = AtomicU64::new(0);
+static RING_PORT: AtomicU32 = AtomicU32::new(0);
+
+/// Why the backend could not start.
+#[derive(Debug)]
+pub enum XenInitError {
+    NotXen,
+    NoHypercallPage,
+    Param(u32, XenError),
+}
+
+impl core::fmt::Display for XenInitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            XenInitError::NotXen => write!(f, "not running on Xen"),
+            XenInitError::NoHypercallPage => write!(f, "Xen offers no hypercall page"),
+            XenInitError::Param(index, error) => write!(f, "HVM param {index}: {error}"),
+        }
+    }
+}
+
+fn hvm_get_param(index: u32) -> Result<u64, XenError> {
+    let mut param = xen_hvm_param {
+        domid: DOMID_SELF,
+        pad: 0,
+        index,
+        value: 0,
+    };
+    // SAFETY: HVMOP_get_param reads and fills a xen_hvm_param, which lives
+    // on this stack for the call.
+    unsafe {
+        hypercall::call(
+            __HYPERVISOR_hvm_op,
+            u64::from(HVMOP_get_param),
+            (&raw mut param) as u64,
+            0,
+            0,
+            0,
+        )
+    }?;
+    Ok(param.value)
+}
+
+/// Installs the hypercall page and finds the console. `start_flags` are
+/// the PVH start info's `SIF_*` flags.
+pub fn init(platform: Platform, start_flags: u32) -> Result<(), XenInitError> {
+    let Platform::Xen { base, .. } = platform else {
+        return Err(XenInitError::NotXen);
+    };
+    let leaf = cpu::cpuid(base + 2);
+    if leaf.eax == 0 {
+        return Err(XenInitError::NoHypercallPage);
+    }
+    // SAFETY: the MSR is the one Xen's CPUID leaf names, and the page's
+    // physical address is its link address less KERNEL_VMA.
+    unsafe { hypercall::install(leaf.ebx, hypercall::page_address() - KERNEL_VMA) };
+
+    // Xen's time leaf (base + 3, subleaf 0): ECX = TSC frequency in kHz.
+    let tsc_khz = core::arch::x86_64::__cpuid_count(base + 3, 0).ecx;
+    if tsc_khz != 0 {
+        crate::time::set_tsc_hz(u64::from(tsc_khz) * 1000, crate::time::TscSource::XenCpuid);
+    }
+    // dom0 says so in the start info; a domU has a console ring. Where
+    // neither holds (no ring offered), console_io is the only way out.
+    let ring = if start_flags & SIF_INITDOMAIN != 0 {
+        None
+    } else {
+        let pfn = hvm_get_param(HVM_PARAM_CONSOLE_PFN)
+            .map_err(|e| XenInitError::Param(HVM_PARAM_CONSOLE_PFN, e))?;
+        let port = hvm_get_param(HVM_PARAM_CONSOLE_EVTCHN)
+            .map_err(|e| XenInitError::Param(HVM_PARAM_CONSOLE_EVTCHN, e))?;
+        (pfn != 0).then_some((pfn, port))
+    };
+    let dom0 = ring.is_none();
+    DOM0.store(dom0, Ordering::Relaxed);
+    if let Some((pfn, port)) = ring {
+        // The boot page tables map the first 4 GiB at PHYS_MAP_BASE; after
+        // paging is up `after_memory` maps the page explicitly.
+        RING_PHYS.store(pfn << 12, Ordering::Relaxed);
+        RING_PORT.store(port as u32, Ordering::Relaxed);
+        if pfn << 12 < crate::arch::layout::BOOT_PHYS_MAP_LIMIT {
+            RING.store(PHYS_MAP_BASE + (pfn << 12), Ordering::Release);
+        }
+    }
+    // (No heap yet: plain formatting only.)
+    log::info!(
+        "xen: hypercall page at {:#x}, {}",
+        hypercall::page_address() - KERNEL_VMA,
+        if start_flags & SIF_INITDOMAIN != 0 {
+            "dom0"
+        } else {
+            "domU"
+        }
+    );
+    match ring {
+        Some((pfn, port)) => log::info!("xen: console ring at pfn {pfn:#x}, event channel {port}"),
+        None => log::info!("xen: console through console_io"),
+    }
+    Ok(())
+}
+
+/// Fills `map` with the memory map Xen keeps for this domain
+/// (`XENMEM_memory_map`): how a PVH dom0, whose start info has none, learns
+/// its memory. Returns the number of entries.
+pub fn memory_map(map: &mut [hv::xen::E820Entry]) -> Result<usize, XenError> {
+    let mut request = xen_memory_map {
+        nr_entries: map.len() as u32,
+        buffer: __guest_handle_void {
+            p: map.as_mut_ptr().cast(),
+        },
+    };
+    // SAFETY: XENMEM_memory_map writes at most `nr_entries` 20-byte
+    // entries to `buffer` (our slice) and the count back to `nr_entries`.
+    unsafe {
+        hypercall::call(
+            __HYPERVISOR_memory_op,
+            u64::from(XENMEM_memory_map),
+            (&raw mut request) as u64,
+            0,
+            0,
+            0,
+        )
+    }?;
+    Ok((request.nr_entries as usize).min(map.len()))
+}
+
+/// Maps the console ring where the kernel's own page tables can reach it
+/// (it need not be in the direct map of RAM).
+pub fn after_memory() {
+    let phys = RING_PHYS.load(Ordering::Relaxed);
+    if phys != 0 {
+        RING.store(crate::mm::map_phys(phys, 4096, true), Ordering::Release);
+    }
+}
+
+fn notify(port: u32) {
+    let mut send = evtchn_send { port };
+    // SAFETY: EVTCHNOP_send reads an evtchn_send on this stack.
+    let _ = unsafe {
+        hypercall::call(
+            __HYPERVISOR_event_channel_op,
+            u64::from(EVTCHNOP_send),
+            (&raw mut send) as u64,
+            0,
+            0,
+            0,
+        )
+    };
+}
+
+fn ring_write(ring: u64, mut bytes: &[u8]) {
+    let port = RING_PORT.load(Ordering::Relaxed);
+    let ring = ring as *mut xencons_interface;
+    let mut stalls = 0;
+    while !bytes.is_empty() && stalls < 1000 {
+        // SAFETY: `ring` maps the console page Xen shares with this guest;
+        // the indices are read and written volatile, and the out array is
+        // only written where the ring arithmetic says the guest owns it.
+        let written = unsafe {
+            let cons = (&raw const (*ring).out_cons).read_volatile();
+            let prod = (&raw const (*ring).out_prod).read_volatile();
+            fence(Ordering::Acquire);
+            let (written, new_prod) = hv::xen::console::write_out(&mut *ring, prod, cons, bytes);
+            fence(Ordering::Release);
+            (&raw mut (*ring).out_prod).write_volatile(new_prod);
+            written
+        };
+        notify(port);
+        if written == 0 {
+            // Full: let the console daemon drain it.
+            stalls += 1;
+            core::hint::spin_loop();
+        }
+        bytes = &bytes[written..];
+    }
+}
+
+extern "C" fn console_write(bytes: *const u8, len: usize) {
+    // SAFETY: the `console_write` wrapper passes a slice's pointer and
+    // length.
+    let bytes = unsafe { core::slice::from_raw_parts(bytes, len) };
+    if !hypercall::ready() {
+        return;
+    }
+    if DOM0.load(Ordering::Relaxed) {
+        // SAFETY: CONSOLEIO_write reads `len` bytes at `bytes`.
+        let _ = unsafe {
+            hypercall::call(
+                __HYPERVISOR_console_io,
+                u64::from(CONSOLEIO_write),
+                len as u64,
+                bytes.as_ptr() as u64,
+                0,
+                0,
+            )
+        };
+    } else {
+        match RING.load(Ordering::Acquire) {
+            0 => {}
+            ring => ring_write(ring, bytes),
+        }
+    }
+}
+
+extern "C" fn shutdown(reason: u64) {
+    let reason = match ShutdownReason::decode(reason) {
+        ShutdownReason::PowerOff | ShutdownReason::Exit(crate::ktest::EXIT_PASSED) => {
+            SHUTDOWN_poweroff
+        }
+        ShutdownReason::Reboot => SHUTDOWN_reboot,
+        ShutdownReason::Crash | ShutdownReason::Exit(_) => SHUTDOWN_crash,
+    };
+    let mut arg = sched_shutdown { reason };
+    // SAFETY: SCHEDOP_shutdown reads a sched_shutdown on this stack.
+    let _ = unsafe {
+        hypercall::call(
+            __HYPERVISOR_sched_op,
+            u64::from(SCHEDOP_shutdown),
+            (&raw mut arg) as u64,
+            0,
+            0,
+            0,
+        )
+    };
+}
+
+const fn build() -> Backend {
+    let mut ops = [OpImpl::MISSING; OP_COUNT];
+    native::instruction_ops(&mut ops);
+    native::kernel_services(&mut ops);
+    ops[Op::ConsoleWrite as usize] = OpImpl::function(FnAddr(console_write as *const ()));
+    ops[Op::Shutdown as usize] = OpImpl::function(FnAddr(shutdown as *const ()));
+    Backend {
+        name: "xen-pvh",
+        ops,
+    }
+}
+
+pub static BACKEND: Backend = build();
