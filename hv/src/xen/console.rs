@@ -12,12 +12,7 @@ pub const OUT_SIZE: u32 = 2048;
 /// pair (the consumer ahead of the producer, or more than a ring apart)
 /// reads as full, so a bad page cannot make the writer overrun it.
 pub fn out_space(prod: u32, cons: u32) -> u32 {
-    let used = prod.wrapping_sub(cons);
-    if used > OUT_SIZE {
-        0
-    } else {
-        OUT_SIZE - used
-    }
+    OUT_SIZE.saturating_sub(prod.wrapping_sub(cons))
 }
 
 /// Copies as much of `bytes` as fits into the ring at `prod` (ring free
