@@ -39,7 +39,9 @@
 )]
 pub mod bindings;
 pub mod console;
+pub mod evtchn;
 pub mod hypercall;
+pub mod xenstore;
 
 /// Sizes, alignments, offsets and numbers as the C compiler sees them: every
 /// expected value below is the output of `images/xen/bindgen.sh layout`, a C

@@ -15,6 +15,7 @@ pub mod native;
 pub mod ops;
 mod patch;
 pub mod xen;
+pub mod xenstore;
 
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use hv::platform::Platform;
@@ -96,6 +97,14 @@ pub fn chosen() -> Option<&'static Chosen> {
 pub fn after_memory() {
     if chosen().is_some_and(|c| core::ptr::eq(c.backend, &xen::BACKEND)) {
         xen::after_memory();
+    }
+}
+
+/// Lets the backend start what needs threads (Xen: event channels,
+/// xenstore and the shutdown watch).
+pub fn after_threads() {
+    if chosen().is_some_and(|c| core::ptr::eq(c.backend, &xen::BACKEND)) {
+        xen::after_threads();
     }
 }
 

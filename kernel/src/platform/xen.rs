@@ -261,3 +261,167 @@ const fn build() -> Backend {
 }
 
 pub static BACKEND: Backend = build();
+
+// ---- Event channels (2-level ABI) through the HVM callback vector.
+
+/// The vector Xen raises for pending events (HVM_PARAM_CALLBACK_IRQ,
+/// delivery type 2 = vector, `xen/include/public/hvm/params.h`).
+pub const VECTOR_XEN_UPCALL: u8 = 0xf3;
+const CALLBACK_TYPE_VECTOR: u64 = 2 << 56;
+
+/// Virtual address of the shared_info page, 0 until mapped.
+static SHARED_INFO: AtomicU64 = AtomicU64::new(0);
+/// Event handlers by port (function addresses, 0 = none).
+static PORT_HANDLERS: [AtomicU64; hv::xen::evtchn::NR_PORTS] =
+    [const { AtomicU64::new(0) }; hv::xen::evtchn::NR_PORTS];
+static UNBOUND_EVENTS: AtomicU64 = AtomicU64::new(0);
+
+/// An event-channel handler; runs in interrupt context.
+pub type PortHandler = fn(u32);
+
+fn hvm_set_param(index: u32, value: u64) -> Result<(), XenError> {
+    let mut param = xen_hvm_param {
+        domid: DOMID_SELF,
+        pad: 0,
+        index,
+        value,
+    };
+    // SAFETY: HVMOP_set_param reads a xen_hvm_param on this stack.
+    unsafe {
+        hypercall::call(
+            __HYPERVISOR_hvm_op,
+            u64::from(HVMOP_set_param),
+            (&raw mut param) as u64,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(|_| ())
+}
+
+/// Maps shared_info over a frame of ours (`XENMEM_add_to_physmap`) and
+/// routes event upcalls to [`VECTOR_XEN_UPCALL`].
+fn start_events() -> Result<(), XenError> {
+    let frame = crate::mm::frames::alloc().ok_or(XenError(-12))?;
+    let phys = frame.start_address().as_u64();
+    let mut request = xen_add_to_physmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: XENMAPSPACE_shared_info,
+        idx: 0,
+        gpfn: phys >> 12,
+    };
+    // SAFETY: XENMEM_add_to_physmap reads the request on this stack and
+    // puts shared_info at `gpfn`, a frame we own and no longer use as RAM.
+    unsafe {
+        hypercall::call(
+            __HYPERVISOR_memory_op,
+            u64::from(XENMEM_add_to_physmap),
+            (&raw mut request) as u64,
+            0,
+            0,
+            0,
+        )
+    }?;
+    SHARED_INFO.store(PHYS_MAP_BASE + phys, Ordering::Release);
+    crate::arch::traps::set_handler(VECTOR_XEN_UPCALL, upcall);
+    hvm_set_param(
+        HVM_PARAM_CALLBACK_IRQ,
+        CALLBACK_TYPE_VECTOR | u64::from(VECTOR_XEN_UPCALL),
+    )
+}
+
+/// Routes events on `port` to `handler` and unmasks the port.
+pub fn bind_port(port: u32, handler: PortHandler) {
+    if let Some(slot) = PORT_HANDLERS.get(port as usize) {
+        slot.store(handler as usize as u64, Ordering::Release);
+        let mut unmask = evtchn_unmask { port };
+        // SAFETY: EVTCHNOP_unmask reads an evtchn_unmask on this stack.
+        let _ = unsafe {
+            hypercall::call(
+                __HYPERVISOR_event_channel_op,
+                u64::from(EVTCHNOP_unmask),
+                (&raw mut unmask) as u64,
+                0,
+                0,
+                0,
+            )
+        };
+    }
+}
+
+/// Signals the other end of `port`.
+pub fn notify_port(port: u32) {
+    notify(port);
+}
+
+fn dispatch(port: u32) {
+    let handler = PORT_HANDLERS
+        .get(port as usize)
+        .map_or(0, |slot| slot.load(Ordering::Acquire));
+    if handler == 0 {
+        // An event nobody bound: count it, say so once in a while.
+        if UNBOUND_EVENTS.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+            log::warn!("xen: event on unbound port {port}; ignored");
+        }
+        return;
+    }
+    // SAFETY: only `bind_port` stores non-zero values: PortHandler
+    // addresses.
+    let handler: PortHandler =
+        unsafe { core::mem::transmute::<usize, PortHandler>(handler as usize) };
+    handler(port);
+}
+
+/// The upcall: scan the pending bitmap (vCPU 0) and deliver each port.
+fn upcall(_frame: &mut crate::arch::traps::TrapFrame) {
+    let shared = SHARED_INFO.load(Ordering::Acquire) as *mut shared_info;
+    if shared.is_null() {
+        return;
+    }
+    // SAFETY: `shared` maps this domain's shared_info page; the fields are
+    // accessed as Xen documents: the upcall flag cleared first, the
+    // selector and pending words taken with atomic read-modify-writes.
+    unsafe {
+        let vcpu = &raw mut (*shared).vcpu_info[0];
+        (&raw mut (*vcpu).evtchn_upcall_pending).write_volatile(0);
+        let selector =
+            AtomicU64::from_ptr(&raw mut (*vcpu).evtchn_pending_sel).swap(0, Ordering::AcqRel);
+        hv::xen::evtchn::scan(
+            selector,
+            |word| {
+                let pending = AtomicU64::from_ptr(&raw mut (*shared).evtchn_pending[word]);
+                let mask = (&raw const (*shared).evtchn_mask[word]).read_volatile();
+                let bits = pending.load(Ordering::Acquire) & !mask;
+                pending.fetch_and(!bits, Ordering::AcqRel);
+                bits
+            },
+            dispatch,
+        );
+    }
+}
+
+fn console_event(_port: u32) {}
+
+/// After the scheduler runs: events, xenstore, and the watch that lets
+/// `xl shutdown` and `xl reboot` reach the kernel (domU only).
+pub fn after_threads() {
+    if DOM0.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(error) = start_events() {
+        log::error!("xen: event channels unavailable: {error}");
+        return;
+    }
+    bind_port(RING_PORT.load(Ordering::Relaxed), console_event);
+    let store = hvm_get_param(HVM_PARAM_STORE_PFN)
+        .and_then(|pfn| Ok((pfn, hvm_get_param(HVM_PARAM_STORE_EVTCHN)?)));
+    match store {
+        Ok((pfn, port)) if pfn != 0 => {
+            super::xenstore::start(pfn << 12, port as u32);
+        }
+        Ok(_) => log::warn!("xen: no xenstore page"),
+        Err(error) => log::error!("xen: xenstore params: {error}"),
+    }
+}
