@@ -46,6 +46,9 @@ pub struct Options<'a> {
     /// `test.skip=<substring>`: leave out (and report as skipped) the
     /// kernel tests whose name contains it.
     pub test_skip: Option<&'a str>,
+    /// `test.wait`: after the tests, keep running until the platform asks
+    /// for a shutdown (`xl shutdown`), instead of exiting at once.
+    pub test_wait: bool,
     /// `bench`: run the in-kernel micro-benchmarks and exit.
     pub bench: bool,
     /// `vmops=eager|lazy|off`: how call sites are patched.
@@ -63,6 +66,7 @@ impl Options<'_> {
         test: None,
         crash: None,
         test_skip: None,
+        test_wait: false,
         bench: false,
         vmops_mode: VmopsMode::Eager,
         vmops_backend: None,
@@ -252,6 +256,10 @@ const OPTIONS: &[OptionSpec] = &[
         apply: apply_test_skip,
     },
     OptionSpec {
+        name: "test.wait",
+        apply: apply_test_wait,
+    },
+    OptionSpec {
         name: "vmops.backend",
         apply: apply_vmops_backend,
     },
@@ -305,6 +313,15 @@ fn apply_test_skip<'a>(
     value: Option<&'a str>,
 ) -> Result<(), ValueError> {
     options.test_skip = Some(required(value)?);
+    Ok(())
+}
+
+fn apply_test_wait<'a>(
+    options: &mut Options<'a>,
+    value: Option<&'a str>,
+) -> Result<(), ValueError> {
+    flag(value)?;
+    options.test_wait = true;
     Ok(())
 }
 
@@ -574,6 +591,7 @@ mod tests {
     #[test]
     fn test_skip_needs_a_value() {
         assert_eq!(clean("test test.skip=fpu").test_skip, Some("fpu"));
+        assert!(clean("test test.wait").test_wait);
         let (options, diags) = parse_all("test.skip");
         assert_eq!(options.test_skip, None);
         assert_eq!(diags.len(), 1);

@@ -43,10 +43,9 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
     );
     log_memory_map(&boot);
 
-    if let Err(error) = mm::init(&mut boot) {
+    if let Err(error) = mm::init(&mut boot, platform::shared_page().as_slice()) {
         panic!("memory: {error}");
     }
-    platform::after_memory();
     apic::disable_legacy_pic();
     if let Err(error) = apic::init() {
         log::error!("apic: {error:?}; no timer interrupts");
@@ -94,6 +93,12 @@ fn kernel_main(_boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
             TestSelection::Matching(filter) => filter,
         };
         let (_passed, failed) = ktest::run(filter, options.test_skip);
+        if options.test_wait {
+            // The platform (xl shutdown) ends the run; give up after 10 min.
+            crate::kprintln!("ktest: waiting for the platform to shut the machine down");
+            sched::sleep_ns(600_000_000_000);
+            log::error!("ktest: no shutdown request in 10 minutes");
+        }
         cpu::debug_exit(if failed == 0 {
             ktest::EXIT_PASSED
         } else {

@@ -40,8 +40,10 @@ impl core::fmt::Display for MmError {
 }
 
 /// Brings up frames and paging. Call once, with interrupts off.
-pub fn init(boot: &mut BootInfo<'_>) -> Result<(), MmError> {
+/// `shared_pages` are physical pages outside RAM that must stay reachable
+/// at their direct-map address (a hypervisor's console ring).
+pub fn init(boot: &mut BootInfo<'_>, shared_pages: &[u64]) -> Result<(), MmError> {
     frames::init(&mut boot.memory)?;
-    paging::init(&boot.memory)?;
+    paging::init(&boot.memory, shared_pages)?;
     Ok(())
 }

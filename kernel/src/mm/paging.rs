@@ -67,7 +67,7 @@ fn is_ram(kind: RegionKind) -> bool {
     !matches!(kind, RegionKind::Reserved | RegionKind::Defective)
 }
 
-pub(super) fn init(map: &MemoryMap) -> Result<(), MmError> {
+pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError> {
     NX_ENABLED.store(cpu::enable_nx(), Ordering::Relaxed);
     cpu::enable_global_pages();
     let mut table_frames = TableFrames {
@@ -114,6 +114,26 @@ pub(super) fn init(map: &MemoryMap) -> Result<(), MmError> {
                 Err(_) => return Err(MmError::OutOfFrames),
             }
             phys += Size2MiB::SIZE;
+        }
+    }
+
+    // Pages the platform shares with the kernel outside RAM, 4 KiB each
+    // (inside a RAM 2 MiB page they are mapped already).
+    for &phys in shared_pages {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(PHYS_MAP_BASE + phys));
+        let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(phys));
+        // SAFETY: maps a page the platform shares with us at its direct-map
+        // address, which nothing else uses (it is not RAM).
+        if let Ok(flush) = unsafe {
+            mapper.map_to_with_table_flags(
+                page,
+                frame,
+                direct_flags,
+                TABLE_FLAGS,
+                &mut table_frames,
+            )
+        } {
+            flush.ignore();
         }
     }
 

@@ -92,11 +92,13 @@ pub fn chosen() -> Option<&'static Chosen> {
     CHOSEN.get()
 }
 
-/// Lets the backend map what it shares with the hypervisor once the
-/// kernel's page tables are up.
-pub fn after_memory() {
-    if chosen().is_some_and(|c| core::ptr::eq(c.backend, &xen::BACKEND)) {
-        xen::after_memory();
+/// A physical page the backend shares with the hypervisor outside RAM,
+/// which the kernel's page tables must keep at its direct-map address.
+/// (No heap yet when this is asked: an `Option`, not a list.)
+pub fn shared_page() -> Option<u64> {
+    match chosen() {
+        Some(c) if core::ptr::eq(c.backend, &xen::BACKEND) => xen::shared_page(),
+        _ => None,
     }
 }
 

@@ -148,12 +148,13 @@ pub fn memory_map(map: &mut [hv::xen::E820Entry]) -> Result<usize, XenError> {
     Ok((request.nr_entries as usize).min(map.len()))
 }
 
-/// Maps the console ring where the kernel's own page tables can reach it
-/// (it need not be in the direct map of RAM).
-pub fn after_memory() {
-    let phys = RING_PHYS.load(Ordering::Relaxed);
-    if phys != 0 {
-        RING.store(crate::mm::map_phys(phys, 4096, true), Ordering::Release);
+/// The console ring page, which must stay mapped at its direct-map
+/// address when the kernel switches to its own page tables (the console
+/// writes through it all along).
+pub fn shared_page() -> Option<u64> {
+    match RING_PHYS.load(Ordering::Relaxed) {
+        0 => None,
+        phys => Some(phys),
     }
 }
 
