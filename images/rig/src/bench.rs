@@ -1,7 +1,9 @@
 //! `rig bench`: boots the kernel's `bench` mode once per (accelerator, vmops
-//! mode), reads its `bench: <name> <cycles> cycles` lines, and prints them
-//! side by side with the raw-instruction references the kernel measures in
-//! the same boot. A table, never a pass/fail on timing.
+//! mode), reads its `bench: <name> <value> <unit>` lines, and prints them
+//! side by side with the references measured in the same invocation: the
+//! raw instructions (in the same boot) for the vmops table, and a Linux
+//! guest on the same QEMU command line (`images/linux-ref/run.sh`) for the
+//! scheduler table. Tables, never a pass/fail on timing.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -24,7 +26,58 @@ const ROWS: [(&str, &str); 4] = [
     ("raw_rdtsc", "  raw rdtsc"),
 ];
 
-/// Parses `bench: <name> <value> cycles` lines; `None` without `bench: done`.
+/// Rows of the scheduler table (nanoseconds).
+const SCHED_ROWS: [(&str, &str); 7] = [
+    ("ctxswitch", "context switch (event ping-pong)"),
+    ("sleep_100us_late_median", "100 us sleep: late by, median"),
+    ("sleep_100us_late_p99", "100 us sleep: late by, p99"),
+    ("sleep_1000us_late_median", "1 ms sleep: late by, median"),
+    ("sleep_1000us_late_p99", "1 ms sleep: late by, p99"),
+    ("sleep_10000us_late_median", "10 ms sleep: late by, median"),
+    ("sleep_10000us_late_p99", "10 ms sleep: late by, p99"),
+];
+
+/// Parses `linuxbench: <name>_ns <value>` lines of the Linux reference
+/// guest, keyed without the `_ns` suffix; `None` without `linuxbench: done`.
+pub fn parse_linux(lines: &[String]) -> Option<BTreeMap<String, f64>> {
+    let mut values = BTreeMap::new();
+    let mut done = false;
+    for line in lines {
+        let Some(rest) = line.strip_prefix("linuxbench: ") else {
+            continue;
+        };
+        if rest == "done" {
+            done = true;
+            continue;
+        }
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        if let [name, value] = words[..] {
+            if let (Some(name), Ok(value)) = (name.strip_suffix("_ns"), value.parse::<f64>()) {
+                values.insert(name.to_string(), value);
+            }
+        }
+    }
+    done.then_some(values)
+}
+
+fn linux_reference(accel: Accel) -> Result<BTreeMap<String, f64>, String> {
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["images/linux-ref/run.sh".into(), accel.qemu_name().into()];
+    if accel == Accel::Kvm {
+        // The nested KVM here is slow: a tenth of the iterations.
+        args.push("linuxbench.scale=10".into());
+    }
+    let output = std::process::Command::new("bash")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("linux reference: {e}"))?;
+    let lines = check::log_lines(&output.stdout);
+    parse_linux(&lines)
+        .ok_or_else(|| format!("linux reference ({}) gave no results", accel.qemu_name()))
+}
+
+/// Parses `bench: <name> <value> <unit>` lines; `None` without `bench: done`.
 pub fn parse(lines: &[String]) -> Option<BTreeMap<String, f64>> {
     let mut values = BTreeMap::new();
     let mut done = false;
@@ -37,7 +90,7 @@ pub fn parse(lines: &[String]) -> Option<BTreeMap<String, f64>> {
             continue;
         }
         let words: Vec<&str> = rest.split_whitespace().collect();
-        if let [name, value, "cycles"] = words[..] {
+        if let [name, value, "cycles" | "ns"] = words[..] {
             if let Ok(value) = value.parse::<f64>() {
                 values.insert(name.to_string(), value);
             }
@@ -125,6 +178,44 @@ pub fn bench(paths: &Paths) -> Result<(), String> {
         print!(" {:>10}", cell(values, "loop_overhead"));
     }
     println!();
+
+    // Scheduler: sanos (eager) next to Linux on the same QEMU flags.
+    let mut sched_columns: Vec<(String, BTreeMap<String, f64>)> = Vec::new();
+    for &accel in &accels {
+        let sanos = columns
+            .iter()
+            .find(|(name, _)| *name == format!("{} eager", accel.qemu_name()))
+            .map(|(_, values)| values.clone())
+            .unwrap_or_default();
+        sched_columns.push((format!("sanos {}", accel.qemu_name()), sanos));
+        match linux_reference(accel) {
+            Ok(values) => sched_columns.push((format!("linux {}", accel.qemu_name()), values)),
+            Err(error) => {
+                println!("({error})");
+                sched_columns.push((format!("linux {}", accel.qemu_name()), BTreeMap::new()));
+            }
+        }
+    }
+    println!();
+    println!("threads and timers: nanoseconds of each guest's clock (lower is better);");
+    println!("Linux: Debian's kernel with a static C init (images/linux-ref), same QEMU flags");
+    print!("{:<40}", "operation");
+    for (name, _) in &sched_columns {
+        print!(" {name:>11}");
+    }
+    println!();
+    for (row, label) in SCHED_ROWS {
+        print!("{label:<40}");
+        for (_, values) in &sched_columns {
+            print!(
+                " {:>11}",
+                values
+                    .get(row)
+                    .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
+            );
+        }
+        println!();
+    }
     Ok(())
 }
 
@@ -137,12 +228,22 @@ mod tests {
     }
 
     #[test]
+    fn parses_linux_reference_lines() {
+        let out = lines("linuxbench: ctxswitch_ns 2500\nlinuxbench: sleep_100us_late_median_ns 60000\nlinuxbench-info: x\nlinuxbench: done");
+        let values = parse_linux(&out).unwrap();
+        assert_eq!(values.get("ctxswitch"), Some(&2500.0));
+        assert_eq!(values.get("sleep_100us_late_median"), Some(&60000.0));
+        assert!(parse_linux(&lines("linuxbench: ctxswitch_ns 1")).is_none());
+    }
+
+    #[test]
     fn parses_values_and_needs_done() {
-        let out = lines("bench: start backend=native\nbench: irq_sequence 67.4 cycles\nbench: clock_read 110.0 cycles\nbench: done");
+        let out = lines("bench: start backend=native\nbench: irq_sequence 67.4 cycles\nbench: clock_read 110.0 cycles\nbench: ctxswitch 3837 ns\nbench: done");
         let values = parse(&out).unwrap();
         assert_eq!(values.get("irq_sequence"), Some(&67.4));
         assert_eq!(values.get("clock_read"), Some(&110.0));
-        assert_eq!(values.len(), 2);
+        assert_eq!(values.get("ctxswitch"), Some(&3837.0));
+        assert_eq!(values.len(), 3);
         assert!(parse(&lines("bench: irq_sequence 1.0 cycles")).is_none());
         assert!(parse(&lines("bench: irq_sequence x cycles\nbench: done"))
             .unwrap()

@@ -363,7 +363,10 @@ fn dispatch(port: u32) {
         .map_or(0, |slot| slot.load(Ordering::Acquire));
     if handler == 0 {
         // An event nobody bound: count it, say so once in a while.
-        if UNBOUND_EVENTS.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+        if UNBOUND_EVENTS
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1000)
+        {
             log::warn!("xen: event on unbound port {port}; ignored");
         }
         return;
