@@ -14,9 +14,10 @@
 //!   Xen's runstate area); both are kept per thread.
 //! - One lock (interrupts masked while held) guards all scheduler state;
 //!   it is handed over across a context switch: the thread that resumes
-//!   releases the lock its predecessor took. Per-CPU data goes through GS
-//!   (`percpu`), so a second CPU can have its own current thread and run
-//!   queue later.
+//!   releases the lock its predecessor took. One CPU today: `current`,
+//!   the run queue and the idle thread are fields of the one scheduler,
+//!   which is what becomes per-CPU (reached through GS) for SMP; GS is not
+//!   used yet.
 //!
 //! Synchronisation objects and waits are in [`sync`].
 
