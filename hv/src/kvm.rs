@@ -1,9 +1,8 @@
 //! KVM's paravirtual interfaces: kvmclock (pvclock), paravirtual EOI and
 //! steal time, set up by writing guest-physical addresses to KVM's MSRs.
 //!
-//! Linux `Documentation/virt/kvm/x86/msr.rst` and `arch/x86/include/asm/
-//! pvclock-abi.h`; the pvclock structure is the same one Xen uses
-//! (`xen/include/public/xen.h`, `struct vcpu_time_info`).
+//! Linux `Documentation/virt/kvm/x86/msr.rst`; the clock structure is
+//! pvclock's (`crate::pvclock`), the same one Xen publishes.
 
 /// `MSR_KVM_SYSTEM_TIME_NEW`: bit 0 enables, the rest is the 4-byte
 /// aligned guest-physical address of a [`PvclockVcpuTimeInfo`].
@@ -20,53 +19,7 @@ pub const MSR_ENABLE: u64 = 1;
 /// `KVM_PV_EOI_ENABLED`: in the PV EOI word, "no EOI write needed".
 pub const PV_EOI_PENDING_BIT: u64 = 1;
 
-/// `PVCLOCK_TSC_STABLE_BIT` in [`PvclockVcpuTimeInfo::flags`].
-pub const PVCLOCK_TSC_STABLE_BIT: u8 = 1 << 0;
-
-/// `struct pvclock_vcpu_time_info`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PvclockVcpuTimeInfo {
-    /// Odd while the hypervisor updates the structure.
-    pub version: u32,
-    pub pad0: u32,
-    pub tsc_timestamp: u64,
-    pub system_time: u64,
-    pub tsc_to_system_mul: u32,
-    pub tsc_shift: i8,
-    pub flags: u8,
-    pub pad: [u8; 2],
-}
-
-impl PvclockVcpuTimeInfo {
-    /// Nanoseconds of system time at TSC value `tsc`, from a consistent
-    /// snapshot (the caller retries on a version change):
-    /// `system_time + ((tsc - tsc_timestamp) << shift) * mul >> 32`.
-    pub fn ns_at(&self, tsc: u64) -> u64 {
-        let mut delta = tsc.wrapping_sub(self.tsc_timestamp);
-        if self.tsc_shift >= 0 {
-            delta <<= self.tsc_shift;
-        } else {
-            delta >>= -self.tsc_shift;
-        }
-        let scaled = (u128::from(delta) * u128::from(self.tsc_to_system_mul)) >> 32;
-        self.system_time.wrapping_add(scaled as u64)
-    }
-
-    /// TSC ticks per second implied by the scale factors.
-    pub fn tsc_hz(&self) -> u64 {
-        if self.tsc_to_system_mul == 0 {
-            return 0;
-        }
-        let mut hz = (1_000_000_000u128 << 32) / u128::from(self.tsc_to_system_mul);
-        if self.tsc_shift >= 0 {
-            hz >>= self.tsc_shift;
-        } else {
-            hz <<= -self.tsc_shift;
-        }
-        hz as u64
-    }
-}
+pub use crate::pvclock::{Pvclock, PvclockVcpuTimeInfo, PVCLOCK_TSC_STABLE_BIT};
 
 /// `struct kvm_steal_time` (64 bytes, 64-byte aligned).
 #[repr(C, align(64))]
@@ -87,17 +40,6 @@ mod tests {
     use core::mem::{align_of, offset_of, size_of};
 
     #[test]
-    fn pvclock_layout_matches_the_abi() {
-        assert_eq!(size_of::<PvclockVcpuTimeInfo>(), 32);
-        assert_eq!(offset_of!(PvclockVcpuTimeInfo, version), 0);
-        assert_eq!(offset_of!(PvclockVcpuTimeInfo, tsc_timestamp), 8);
-        assert_eq!(offset_of!(PvclockVcpuTimeInfo, system_time), 16);
-        assert_eq!(offset_of!(PvclockVcpuTimeInfo, tsc_to_system_mul), 24);
-        assert_eq!(offset_of!(PvclockVcpuTimeInfo, tsc_shift), 28);
-        assert_eq!(offset_of!(PvclockVcpuTimeInfo, flags), 29);
-    }
-
-    #[test]
     fn steal_time_layout_matches_the_abi() {
         assert_eq!(size_of::<KvmStealTime>(), 64);
         assert_eq!(align_of::<KvmStealTime>(), 64);
@@ -105,36 +47,5 @@ mod tests {
         assert_eq!(offset_of!(KvmStealTime, version), 8);
         assert_eq!(offset_of!(KvmStealTime, flags), 12);
         assert_eq!(offset_of!(KvmStealTime, preempted), 16);
-    }
-
-    /// A 2.5 GHz TSC, 0.4 ns per tick, encoded as KVM encodes it:
-    /// mul = 0.8 * 2^32 with shift -1.
-    fn clock_2_5ghz() -> PvclockVcpuTimeInfo {
-        PvclockVcpuTimeInfo {
-            version: 2,
-            tsc_timestamp: 1_000_000,
-            system_time: 5_000,
-            tsc_to_system_mul: (0.8 * 4294967296.0) as u32,
-            tsc_shift: -1,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn pvclock_scales_ticks_to_nanoseconds() {
-        let clock = clock_2_5ghz();
-        assert_eq!(clock.ns_at(1_000_000), 5_000);
-        // 2.5e9 ticks later: one second.
-        let ns = clock.ns_at(1_000_000 + 2_500_000_000);
-        assert!((ns as i64 - 1_000_005_000).abs() < 2, "{ns}");
-        let hz = clock.tsc_hz();
-        assert!((hz as i64 - 2_500_000_000).abs() < 10, "{hz}");
-        // Positive shift.
-        let slow = PvclockVcpuTimeInfo {
-            tsc_shift: 2,
-            tsc_to_system_mul: 1 << 31,
-            ..clock
-        };
-        assert_eq!(slow.ns_at(1_000_000 + 1000), 5_000 + 2000);
     }
 }

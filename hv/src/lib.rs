@@ -1,7 +1,8 @@
 //! Platform facts: what the boot protocols and hypervisors define, mirrored
-//! exactly from their specifications. Detection and the Xen and KVM
-//! interfaces join this crate with the vmops and Xen issues; the foundation
-//! holds the PVH start-of-day structures that its PVH entry path reads.
+//! exactly from their specifications — platform detection, the Xen public
+//! interface (generated bindings plus hand-written hypercalls, rings and
+//! wire protocols), KVM's MSRs, pvclock, PVH start info, and the native
+//! instruction forms with their thunks. Pure definitions are host-tested.
 #![no_std]
 
 #[cfg(test)]
@@ -10,5 +11,6 @@ extern crate std;
 pub mod kvm;
 pub mod native;
 pub mod platform;
+pub mod pvclock;
 pub mod pvh;
 pub mod xen;

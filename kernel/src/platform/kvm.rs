@@ -40,7 +40,7 @@ static SHARED: SharedCell = SharedCell(UnsafeCell::new(Shared {
         tsc_to_system_mul: 0,
         tsc_shift: 0,
         flags: 0,
-        pad: [0; 2],
+        pad1: [0; 2],
     },
     steal: KvmStealTime {
         steal: 0,
