@@ -11,6 +11,18 @@ use crate::arch::{cpu, pit};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+static TIMER_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one timer interrupt, from whichever timer the platform uses
+/// (LAPIC, Xen's VIRQ_TIMER).
+pub fn count_timer_interrupt() {
+    TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Timer interrupts since boot.
+pub fn timer_interrupts() -> u64 {
+    TIMER_INTERRUPTS.load(Ordering::Relaxed)
+}
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
 /// How the TSC frequency was found, for the boot log.

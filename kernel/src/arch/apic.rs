@@ -42,7 +42,6 @@ const MODE_X2APIC: u8 = 2;
 static MODE: AtomicU8 = AtomicU8::new(MODE_NONE);
 /// Virtual address of the xAPIC register page (xAPIC mode only).
 static XAPIC_BASE: AtomicU64 = AtomicU64::new(0);
-static TICKS: AtomicU64 = AtomicU64::new(0);
 /// Timer counts per second at the divide-by-16 setting.
 static COUNTS_PER_SECOND: AtomicU64 = AtomicU64::new(0);
 
@@ -78,11 +77,6 @@ fn write(reg: u32, value: u32) {
 /// Signals end of interrupt to the local APIC.
 pub fn eoi() {
     write(REG_EOI, 0);
-}
-
-/// Timer interrupts since the timer started.
-pub fn ticks() -> u64 {
-    TICKS.load(Ordering::Relaxed)
 }
 
 /// Remaps the 8259 PICs to vectors 0x20..0x2f (so a spurious IRQ cannot
@@ -185,7 +179,7 @@ pub fn arm_oneshot(deadline_ns: u64, now_ns: u64) {
 }
 
 fn timer_interrupt(_frame: &mut TrapFrame) {
-    TICKS.fetch_add(1, Ordering::Relaxed);
+    time::count_timer_interrupt();
     ops::eoi();
     crate::sched::on_timer_interrupt();
 }
@@ -202,11 +196,11 @@ mod tests {
             "local APIC not enabled"
         );
         for _ in 0..3 {
-            let before = ticks();
+            let before = time::timer_interrupts();
             let start = ops::clock_ns();
             ops::set_timer(start + 1_000_000);
             // Halting with interrupts enabled: only an interrupt wakes us.
-            while ticks() == before {
+            while time::timer_interrupts() == before {
                 cpu::safe_halt();
             }
             let waited = ops::clock_ns() - start;

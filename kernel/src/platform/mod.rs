@@ -309,9 +309,9 @@ mod tests {
         ops::restore_flags(before);
         kassert_eq!(ops::save_flags() & (1 << 9), before & (1 << 9));
         // With interrupts on and a timer armed, halt returns at its tick.
-        let tick = crate::arch::apic::ticks();
+        let tick = crate::time::timer_interrupts();
         ops::set_timer(ops::clock_ns() + 1_000_000);
-        while crate::arch::apic::ticks() == tick {
+        while crate::time::timer_interrupts() == tick {
             ops::safe_halt();
         }
         Ok(())

@@ -6,9 +6,13 @@
 //! and shutdown (`SCHEDOP_shutdown`). The TSC rate comes from Xen's CPUID
 //! time leaf (a PVH guest has no PIT to measure it against).
 //!
-//! Still to come (the rest of the Xen issue): event channels through the
-//! HVM callback vector, pvclock and the single-shot timer, xenstore, grant
-//! tables, and the PV (deprivileged) backend.
+//! Once event channels run (after the scheduler starts, on a domU), time
+//! moves to Xen's own: the clock reads pvclock from vCPU 0's
+//! `vcpu_time_info`, the timer is `VCPUOP_set_singleshot_timer` delivered
+//! on `VIRQ_TIMER`, and stolen time comes from the runstate area; until
+//! then (and on dom0) the TSC and the emulated LAPIC serve.
+//!
+//! Still to come: grant tables and the PV (deprivileged) backend.
 
 use super::{native, ShutdownReason};
 use crate::arch::cpu;
@@ -227,6 +231,184 @@ extern "C" fn console_write(bytes: *const u8, len: usize) {
     }
 }
 
+// ---- Time: pvclock, the single-shot timer, stolen time.
+
+/// Set once pvclock and VIRQ_TIMER are in use.
+static XEN_TIME: AtomicBool = AtomicBool::new(false);
+/// Xen system time minus the kernel's clock at the switch, so the
+/// kernel's clock runs on without a jump.
+static XEN_CLOCK_OFFSET: AtomicU64 = AtomicU64::new(0);
+static RUNSTATE: AtomicU64 = AtomicU64::new(0);
+
+/// A consistent read of vCPU 0's pvclock, in Xen system time.
+fn xen_system_time(shared: *mut shared_info) -> u64 {
+    use hv::pvclock::Pvclock;
+    loop {
+        // SAFETY: `shared` maps shared_info; the version protocol (odd =
+        // being updated, changed = torn) makes the snapshot consistent.
+        let (before, snapshot, tsc, after) = unsafe {
+            let time = &raw const (*shared).vcpu_info[0].time;
+            let version = &raw const (*time).version;
+            let before = version.read_volatile();
+            fence(Ordering::Acquire);
+            let snapshot = time.read_volatile();
+            let tsc = cpu::rdtsc();
+            fence(Ordering::Acquire);
+            (before, snapshot, tsc, version.read_volatile())
+        };
+        if before & 1 == 0 && before == after {
+            return snapshot.ns_at(tsc);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+extern "C" fn clock_ns() -> u64 {
+    let shared = SHARED_INFO.load(Ordering::Acquire) as *mut shared_info;
+    if XEN_TIME.load(Ordering::Acquire) && !shared.is_null() {
+        xen_system_time(shared).wrapping_sub(XEN_CLOCK_OFFSET.load(Ordering::Relaxed))
+    } else {
+        crate::time::tsc_clock_ns()
+    }
+}
+
+extern "C" fn set_timer(deadline_ns: u64) {
+    if !XEN_TIME.load(Ordering::Acquire) {
+        crate::arch::apic::arm_oneshot(deadline_ns, crate::time::tsc_clock_ns());
+        return;
+    }
+    if deadline_ns == u64::MAX {
+        // SAFETY: VCPUOP_stop_singleshot_timer takes no argument struct.
+        let _ = unsafe {
+            hypercall::call(
+                __HYPERVISOR_vcpu_op,
+                u64::from(VCPUOP_stop_singleshot_timer),
+                0,
+                0,
+                0,
+                0,
+            )
+        };
+        return;
+    }
+    let mut timer = vcpu_set_singleshot_timer {
+        timeout_abs_ns: deadline_ns.wrapping_add(XEN_CLOCK_OFFSET.load(Ordering::Relaxed)),
+        // Not VCPU_SSHOTTMR_future: a deadline already past fires at once.
+        flags: 0,
+    };
+    // SAFETY: VCPUOP_set_singleshot_timer reads the struct on this stack
+    // for vCPU 0.
+    let _ = unsafe {
+        hypercall::call(
+            __HYPERVISOR_vcpu_op,
+            u64::from(VCPUOP_set_singleshot_timer),
+            0,
+            (&raw mut timer) as u64,
+            0,
+            0,
+        )
+    };
+}
+
+/// Stolen time: runnable or offline while Xen ran something else.
+extern "C" fn steal_ns() -> u64 {
+    let runstate = RUNSTATE.load(Ordering::Acquire) as *const vcpu_runstate_info;
+    if runstate.is_null() {
+        return 0;
+    }
+    loop {
+        // SAFETY: the runstate area is a static Xen updates; while it does,
+        // bit 63 of state_entry_time (XEN_RUNSTATE_UPDATE) is set.
+        let (before, runnable, offline, after) = unsafe {
+            let entry = &raw const (*runstate).state_entry_time;
+            let before = entry.read_volatile();
+            fence(Ordering::Acquire);
+            let runnable =
+                (&raw const (*runstate).time[RUNSTATE_runnable as usize]).read_volatile();
+            let offline = (&raw const (*runstate).time[RUNSTATE_offline as usize]).read_volatile();
+            fence(Ordering::Acquire);
+            (before, runnable, offline, entry.read_volatile())
+        };
+        if before & XEN_RUNSTATE_UPDATE == 0 && before == after {
+            return runnable + offline;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+fn timer_event(_port: u32) {
+    crate::time::count_timer_interrupt();
+    crate::sched::on_timer_interrupt();
+}
+
+/// The runstate area Xen keeps up to date for vCPU 0.
+struct RunstateArea(core::cell::UnsafeCell<vcpu_runstate_info>);
+// SAFETY: written by Xen, read with the update protocol in `steal_ns`.
+unsafe impl Sync for RunstateArea {}
+static RUNSTATE_AREA: RunstateArea =
+    RunstateArea(core::cell::UnsafeCell::new(vcpu_runstate_info {
+        state: 0,
+        state_entry_time: 0,
+        time: [0; 4],
+    }));
+
+/// Moves clock, timer and stolen time to Xen's (events must run).
+fn start_xen_time() -> Result<(), XenError> {
+    let shared = SHARED_INFO.load(Ordering::Acquire) as *mut shared_info;
+    if shared.is_null() {
+        return Err(XenError(-22));
+    }
+    let mut bind = evtchn_bind_virq {
+        virq: VIRQ_TIMER,
+        vcpu: 0,
+        port: 0,
+    };
+    // SAFETY: EVTCHNOP_bind_virq reads the request and writes the port.
+    unsafe {
+        hypercall::call(
+            __HYPERVISOR_event_channel_op,
+            u64::from(EVTCHNOP_bind_virq),
+            (&raw mut bind) as u64,
+            0,
+            0,
+            0,
+        )
+    }?;
+    let mut area = vcpu_register_runstate_memory_area {
+        addr: vcpu_register_runstate_memory_area__bindgen_ty_1 {
+            v: RUNSTATE_AREA.0.get(),
+        },
+    };
+    // SAFETY: registers a static area for vCPU 0, by virtual address.
+    match unsafe {
+        hypercall::call(
+            __HYPERVISOR_vcpu_op,
+            u64::from(VCPUOP_register_runstate_memory_area),
+            0,
+            (&raw mut area) as u64,
+            0,
+            0,
+        )
+    } {
+        Ok(_) => RUNSTATE.store(RUNSTATE_AREA.0.get() as u64, Ordering::Release),
+        Err(error) => log::warn!("xen: no runstate area ({error}); no stolen time"),
+    }
+    let was_enabled = cpu::irq_save();
+    let now = crate::time::tsc_clock_ns();
+    XEN_CLOCK_OFFSET.store(xen_system_time(shared).wrapping_sub(now), Ordering::Relaxed);
+    XEN_TIME.store(true, Ordering::Release);
+    // The LAPIC timer retires; the scheduler re-arms through Xen.
+    crate::arch::apic::arm_oneshot(u64::MAX, 0);
+    bind_port(bind.port, timer_event);
+    set_timer(clock_ns() + 1_000_000);
+    cpu::irq_restore(was_enabled);
+    log::info!(
+        "xen: clock from pvclock, timer on VIRQ_TIMER (port {})",
+        bind.port
+    );
+    Ok(())
+}
+
 extern "C" fn shutdown(reason: u64) {
     let reason = match ShutdownReason::decode(reason) {
         ShutdownReason::PowerOff | ShutdownReason::Exit(crate::ktest::EXIT_PASSED) => {
@@ -254,6 +436,9 @@ const fn build() -> Backend {
     native::instruction_ops(&mut ops);
     native::kernel_services(&mut ops);
     ops[Op::ConsoleWrite as usize] = OpImpl::function(FnAddr(console_write as *const ()));
+    ops[Op::ClockNs as usize] = OpImpl::function(FnAddr(clock_ns as *const ()));
+    ops[Op::SetTimer as usize] = OpImpl::function(FnAddr(set_timer as *const ()));
+    ops[Op::StealNs as usize] = OpImpl::function(FnAddr(steal_ns as *const ()));
     ops[Op::Shutdown as usize] = OpImpl::function(FnAddr(shutdown as *const ()));
     Backend {
         name: "xen-pvh",
@@ -419,6 +604,9 @@ pub fn after_threads() {
         return;
     }
     bind_port(RING_PORT.load(Ordering::Relaxed), console_event);
+    if let Err(error) = start_xen_time() {
+        log::error!("xen: keeping the TSC and LAPIC for time: {error}");
+    }
     let store = hvm_get_param(HVM_PARAM_STORE_PFN)
         .and_then(|pfn| Ok((pfn, hvm_get_param(HVM_PARAM_STORE_EVTCHN)?)));
     match store {
