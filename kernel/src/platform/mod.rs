@@ -10,6 +10,7 @@
 //! interrupts) work unpatched. The rest of the kernel calls the wrappers in
 //! [`ops`] and never asks which platform it is on.
 
+pub mod grant;
 pub mod kvm;
 pub mod native;
 pub mod ops;

@@ -491,15 +491,27 @@ fn hvm_set_param(index: u32, value: u64) -> Result<(), XenError> {
 fn start_events() -> Result<(), XenError> {
     let frame = crate::mm::frames::alloc().ok_or(XenError(-12))?;
     let phys = frame.start_address().as_u64();
+    add_to_physmap(XENMAPSPACE_shared_info, 0, phys >> 12)?;
+    SHARED_INFO.store(PHYS_MAP_BASE + phys, Ordering::Release);
+    crate::arch::traps::set_handler(VECTOR_XEN_UPCALL, upcall);
+    hvm_set_param(
+        HVM_PARAM_CALLBACK_IRQ,
+        CALLBACK_TYPE_VECTOR | u64::from(VECTOR_XEN_UPCALL),
+    )
+}
+
+/// `XENMEM_add_to_physmap`: puts Xen's `space` page `idx` at guest frame
+/// `gpfn` (shared_info, grant-table frames).
+pub fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> Result<(), XenError> {
     let mut request = xen_add_to_physmap {
         domid: DOMID_SELF,
         size: 0,
-        space: XENMAPSPACE_shared_info,
-        idx: 0,
-        gpfn: phys >> 12,
+        space,
+        idx,
+        gpfn,
     };
-    // SAFETY: XENMEM_add_to_physmap reads the request on this stack and
-    // puts shared_info at `gpfn`, a frame we own and no longer use as RAM.
+    // SAFETY: XENMEM_add_to_physmap reads the request on this stack; the
+    // caller gives up `gpfn` (a frame of ours) to Xen's page.
     unsafe {
         hypercall::call(
             __HYPERVISOR_memory_op,
@@ -509,13 +521,8 @@ fn start_events() -> Result<(), XenError> {
             0,
             0,
         )
-    }?;
-    SHARED_INFO.store(PHYS_MAP_BASE + phys, Ordering::Release);
-    crate::arch::traps::set_handler(VECTOR_XEN_UPCALL, upcall);
-    hvm_set_param(
-        HVM_PARAM_CALLBACK_IRQ,
-        CALLBACK_TYPE_VECTOR | u64::from(VECTOR_XEN_UPCALL),
-    )
+    }
+    .map(|_| ())
 }
 
 /// Routes events on `port` to `handler` and unmasks the port.
@@ -606,6 +613,9 @@ pub fn after_threads() {
     bind_port(RING_PORT.load(Ordering::Relaxed), console_event);
     if let Err(error) = start_xen_time() {
         log::error!("xen: keeping the TSC and LAPIC for time: {error}");
+    }
+    if let Err(error) = super::grant::init() {
+        log::error!("xen: no grant table: {error:?}");
     }
     let store = hvm_get_param(HVM_PARAM_STORE_PFN)
         .and_then(|pfn| Ok((pfn, hvm_get_param(HVM_PARAM_STORE_EVTCHN)?)));

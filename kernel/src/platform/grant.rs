@@ -1,0 +1,192 @@
+//! Grant tables, version 1 (`xen/include/public/grant_table.h`): how this
+//! domain lets another (a backend in dom0) map or copy one of its pages.
+//! The table frames are mapped into our physical space with
+//! `XENMEM_add_to_physmap(XENMAPSPACE_grant_table)` (HVM/PVH); an entry is
+//! (flags, domid, frame), published by writing the flags last.
+//!
+//! Used by the split drivers to come (netfront, blkfront); tested now by
+//! granting a page to dom0 and revoking it.
+
+use super::xen;
+use alloc::vec::Vec;
+use core::sync::atomic::{fence, AtomicU16, Ordering};
+use hv::xen::bindings::*;
+use hv::xen::hypercall::{self, XenError};
+use spin::{Mutex, Once};
+
+/// A grant reference.
+pub type GrantRef = u32;
+
+/// Why a grant operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantError {
+    /// Not on Xen (or the table could not be set up).
+    Unavailable,
+    /// No free entry.
+    Full,
+    /// The other domain still maps or copies the page.
+    InUse,
+    /// A reference that is not ours to end.
+    BadRef(GrantRef),
+    Xen(XenError),
+}
+
+struct Table {
+    /// Virtual address of the entries.
+    entries: *mut grant_entry_v1,
+    count: u32,
+    free: Vec<GrantRef>,
+}
+
+// SAFETY: the entries are shared with Xen and only written under the
+// table lock (flags atomically); the free list is plain data.
+unsafe impl Send for Table {}
+
+static TABLE: Once<Mutex<Table>> = Once::new();
+
+/// Maps the grant table's frames (as many as Xen gives now). Call once
+/// on a Xen domU, after memory is up.
+pub fn init() -> Result<u32, GrantError> {
+    let mut query = gnttab_query_size {
+        dom: DOMID_SELF,
+        nr_frames: 0,
+        max_nr_frames: 0,
+        status: 0,
+    };
+    // SAFETY: GNTTABOP_query_size reads and fills one struct on this stack.
+    unsafe {
+        hypercall::call(
+            __HYPERVISOR_grant_table_op,
+            u64::from(GNTTABOP_query_size),
+            (&raw mut query) as u64,
+            1,
+            0,
+            0,
+        )
+    }
+    .map_err(GrantError::Xen)?;
+    if query.status != GNTST_okay as i16 || query.nr_frames == 0 {
+        return Err(GrantError::Unavailable);
+    }
+    let frames = query.nr_frames;
+    let first = crate::mm::frames::alloc_contiguous(frames as usize).ok_or(GrantError::Full)?;
+    for i in 0..frames {
+        xen::add_to_physmap(
+            XENMAPSPACE_grant_table,
+            u64::from(i),
+            (first >> 12) + u64::from(i),
+        )
+        .map_err(GrantError::Xen)?;
+    }
+    let per_frame = (4096 / core::mem::size_of::<grant_entry_v1>()) as u32;
+    let count = frames * per_frame;
+    let free = (GNTTAB_NR_RESERVED_ENTRIES..count).rev().collect();
+    TABLE.call_once(|| {
+        Mutex::new(Table {
+            entries: (crate::arch::layout::PHYS_MAP_BASE + first) as *mut grant_entry_v1,
+            count,
+            free,
+        })
+    });
+    log::info!("xen: grant table v1, {frames} frame(s), {count} entries");
+    Ok(count)
+}
+
+/// Lets domain `domid` access our page `frame` (a guest frame number),
+/// read-only or not. Returns the reference to hand to the other side.
+pub fn grant_access(domid: u16, frame: u64, readonly: bool) -> Result<GrantRef, GrantError> {
+    let table = TABLE.get().ok_or(GrantError::Unavailable)?;
+    let mut table = table.lock();
+    let reference = table.free.pop().ok_or(GrantError::Full)?;
+    // SAFETY: `reference` is below `count`, an entry of the mapped table
+    // that no grant uses; domid and frame go first, the flags (which make
+    // the entry live for Xen) after a write barrier.
+    unsafe {
+        let entry = table.entries.add(reference as usize);
+        (&raw mut (*entry).domid).write_volatile(domid);
+        (&raw mut (*entry).frame).write_volatile(frame as u32);
+        fence(Ordering::Release);
+        let flags = GTF_permit_access | if readonly { GTF_readonly } else { 0 };
+        (&raw mut (*entry).flags).write_volatile(flags as u16);
+    }
+    Ok(reference)
+}
+
+/// Revokes a grant; refused while the other domain maps or copies it.
+pub fn end_access(reference: GrantRef) -> Result<(), GrantError> {
+    let table = TABLE.get().ok_or(GrantError::Unavailable)?;
+    let mut table = table.lock();
+    if reference < GNTTAB_NR_RESERVED_ENTRIES
+        || reference >= table.count
+        || table.free.contains(&reference)
+    {
+        return Err(GrantError::BadRef(reference));
+    }
+    // SAFETY: an entry of the mapped table; the flags are u16-aligned and
+    // shared with Xen, hence the atomic compare-exchange.
+    let flags =
+        unsafe { AtomicU16::from_ptr(&raw mut (*table.entries.add(reference as usize)).flags) };
+    let current = flags.load(Ordering::Acquire);
+    if u32::from(current) & (GTF_reading | GTF_writing) != 0 {
+        return Err(GrantError::InUse);
+    }
+    if flags
+        .compare_exchange(current, 0, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(GrantError::InUse);
+    }
+    table.free.push(reference);
+    Ok(())
+}
+
+/// (flags, domid, frame) of an entry, for tests and diagnostics.
+pub fn entry(reference: GrantRef) -> Option<(u16, u16, u32)> {
+    let table = TABLE.get()?.lock();
+    if reference >= table.count {
+        return None;
+    }
+    // SAFETY: an entry of the mapped table, read volatile.
+    Some(unsafe {
+        let entry = table.entries.add(reference as usize);
+        (
+            (&raw const (*entry).flags).read_volatile(),
+            (&raw const (*entry).domid).read_volatile(),
+            (&raw const (*entry).frame).read_volatile(),
+        )
+    })
+}
+
+mod tests {
+    use super::*;
+    use crate::ktest::{ktest, TestResult};
+    use crate::{kassert, kassert_eq};
+
+    #[ktest]
+    fn grant_a_page_to_dom0_and_revoke_it() -> TestResult {
+        if TABLE.get().is_none() {
+            kassert_eq!(grant_access(0, 0x1234, true), Err(GrantError::Unavailable));
+            return Ok(());
+        }
+        let frame = crate::mm::frames::alloc();
+        kassert!(frame.is_some());
+        let Some(frame) = frame else { return Ok(()) };
+        let gfn = frame.start_address().as_u64() >> 12;
+        let reference = grant_access(0, gfn, true);
+        kassert!(reference.is_ok(), "grant: {reference:?}");
+        let Ok(reference) = reference else {
+            return Ok(());
+        };
+        kassert!(reference >= GNTTAB_NR_RESERVED_ENTRIES);
+        kassert_eq!(
+            entry(reference),
+            Some(((GTF_permit_access | GTF_readonly) as u16, 0, gfn as u32))
+        );
+        kassert_eq!(end_access(reference), Ok(()));
+        kassert_eq!(entry(reference).map(|e| e.0), Some(0));
+        kassert_eq!(end_access(reference), Err(GrantError::BadRef(reference)));
+        kassert_eq!(end_access(3), Err(GrantError::BadRef(3)));
+        crate::mm::frames::free(frame);
+        Ok(())
+    }
+}
