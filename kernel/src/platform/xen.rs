@@ -488,11 +488,17 @@ fn hvm_set_param(index: u32, value: u64) -> Result<(), XenError> {
 
 /// Maps shared_info over a frame of ours (`XENMEM_add_to_physmap`) and
 /// routes event upcalls to [`VECTOR_XEN_UPCALL`].
-fn start_events() -> Result<(), XenError> {
+fn map_shared_info() -> Result<(), XenError> {
     let frame = crate::mm::frames::alloc().ok_or(XenError(-12))?;
     let phys = frame.start_address().as_u64();
     add_to_physmap(XENMAPSPACE_shared_info, 0, phys >> 12)?;
     SHARED_INFO.store(PHYS_MAP_BASE + phys, Ordering::Release);
+    Ok(())
+}
+
+/// Starts event delivery (bind the ports first, so no early event finds
+/// its port unbound).
+fn start_upcalls() -> Result<(), XenError> {
     crate::arch::traps::set_handler(VECTOR_XEN_UPCALL, upcall);
     hvm_set_param(
         HVM_PARAM_CALLBACK_IRQ,
@@ -606,17 +612,11 @@ pub fn after_threads() {
     if DOM0.load(Ordering::Relaxed) {
         return;
     }
-    if let Err(error) = start_events() {
+    if let Err(error) = map_shared_info() {
         log::error!("xen: event channels unavailable: {error}");
         return;
     }
     bind_port(RING_PORT.load(Ordering::Relaxed), console_event);
-    if let Err(error) = start_xen_time() {
-        log::error!("xen: keeping the TSC and LAPIC for time: {error}");
-    }
-    if let Err(error) = super::grant::init() {
-        log::error!("xen: no grant table: {error:?}");
-    }
     let store = hvm_get_param(HVM_PARAM_STORE_PFN)
         .and_then(|pfn| Ok((pfn, hvm_get_param(HVM_PARAM_STORE_EVTCHN)?)));
     match store {
@@ -625,5 +625,15 @@ pub fn after_threads() {
         }
         Ok(_) => log::warn!("xen: no xenstore page"),
         Err(error) => log::error!("xen: xenstore params: {error}"),
+    }
+    if let Err(error) = start_upcalls() {
+        log::error!("xen: no event upcalls ({error}); xenstore polls");
+        return;
+    }
+    if let Err(error) = start_xen_time() {
+        log::error!("xen: keeping the TSC and LAPIC for time: {error}");
+    }
+    if let Err(error) = super::grant::init() {
+        log::error!("xen: no grant table: {error:?}");
     }
 }
