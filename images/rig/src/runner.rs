@@ -144,7 +144,7 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
 
 /// The last `n` lines of a file, indented so a quoted `3 passed, 0 failed`
 /// is never taken for a closing line of the rig's own output.
-fn tail(path: &Path, n: usize, label: &str) -> Vec<String> {
+fn tail(path: &Path, n: usize, label: &str, debug: Option<&Path>) -> Vec<String> {
     let raw = fs::read(path).unwrap_or_default();
     let lines = check::log_lines(&raw);
     if lines.is_empty() {
@@ -157,8 +157,51 @@ fn tail(path: &Path, n: usize, label: &str) -> Vec<String> {
         lines.len() - start,
         lines.len()
     )];
-    out.extend(lines[start..].iter().map(|l| format!("  | {l}")));
+    for line in &lines[start..] {
+        out.push(format!("  | {line}"));
+        if let Some(debug) = debug {
+            for (address, name) in symbolize(debug, &kernel_addresses(line)) {
+                out.push(format!("  |     {address:#x} = {name}"));
+            }
+        }
+    }
     out
+}
+
+/// Kernel text addresses (the top 2 GiB) mentioned on a line, as a panic
+/// backtrace or an exception report prints them.
+pub fn kernel_addresses(line: &str) -> Vec<u64> {
+    line.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|word| word.strip_prefix("0x"))
+        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+        .filter(|&address| address >= 0xffff_ffff_8000_0000)
+        .collect()
+}
+
+/// Function and source line of each address, from the kernel's debug file
+/// (addr2line, binutils). Return addresses point after their call, so the
+/// byte before is looked up. Empty when addr2line or the file is missing.
+fn symbolize(debug: &Path, addresses: &[u64]) -> Vec<(u64, String)> {
+    if addresses.is_empty() || !debug.exists() {
+        return Vec::new();
+    }
+    let mut command = std::process::Command::new("addr2line");
+    command.args(["-f", "-C", "-p", "-e"]).arg(debug);
+    for address in addresses {
+        command.arg(format!("{:#x}", address.saturating_sub(1)));
+    }
+    match command.output() {
+        Ok(output) if output.status.success() => addresses
+            .iter()
+            .copied()
+            .zip(
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .map(str::to_string),
+            )
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// `rig test`: every selected configuration in order; `Err` when the
@@ -185,13 +228,19 @@ pub fn test(args: &TestArgs) -> Result<Summary, String> {
             Verdict::Fail { reason } => {
                 println!("FAIL {}: {reason}", config.name);
                 let log = args.paths.serial_log(config.name);
-                let serial = tail(&log, TAIL_LINES, "serial");
+                let debug = args.paths.build_dir.join("sanos.debug");
+                let serial = tail(&log, TAIL_LINES, "serial", Some(&debug));
                 // No log at all means QEMU never started, which the reason
                 // already says; an empty one is worth saying.
                 if serial.is_empty() && log.exists() {
                     println!("  --- serial {}: empty", log.display());
                 }
-                let stderr = tail(&args.paths.qemu_stderr(config.name), 10, "qemu stderr");
+                let stderr = tail(
+                    &args.paths.qemu_stderr(config.name),
+                    10,
+                    "qemu stderr",
+                    None,
+                );
                 for line in serial.iter().chain(&stderr) {
                     println!("{line}");
                 }
@@ -272,6 +321,22 @@ mod tests {
         );
         assert_eq!(names(Some("grub-iso")), ["grub-iso"]);
         assert!(names(Some("nothing")).is_empty());
+    }
+
+    #[test]
+    fn kernel_addresses_are_found_on_report_lines() {
+        assert_eq!(
+            kernel_addresses("  #1  0xffffffff8020d61f"),
+            [0xffff_ffff_8020_d61f]
+        );
+        assert_eq!(
+            kernel_addresses(
+                "EXCEPTION: page fault (#PF) (vector 14) error=0x2 at rip=0xffffffff8020d5b8"
+            ),
+            [0xffff_ffff_8020_d5b8]
+        );
+        // Not kernel text: the direct map, small numbers, non-hex.
+        assert!(kernel_addresses("cr2=0xffff800000001000 0x10 0xzz").is_empty());
     }
 
     #[test]
