@@ -10,6 +10,7 @@ extern crate std;
 extern crate alloc;
 
 pub mod bootinfo;
+pub mod civil;
 pub mod cmdline;
 pub mod frames;
 pub mod memmap;
