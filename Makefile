@@ -48,9 +48,12 @@ test-boot: kernel
 
 # The full Xen rig: Xen 4.17 + a Debian Linux dom0 under QEMU TCG runs
 # `xl create` of sanos as a PVH domU, which runs its tests; then `xl
-# shutdown` must remove it cleanly. Packages are cached under build/xen.
+# shutdown` must remove it cleanly; a second guest is stopped by `xl
+# reboot`. Packages are cached under build/xen.
 test-xen: kernel
-	bash images/xen/xl-test.sh --guest sanos-pvh=images/xen/sanos-pvh.cfg:build/sanos.elf
+	bash images/xen/xl-test.sh \
+	    --guest sanos-pvh=images/xen/sanos-pvh.cfg:build/sanos.elf \
+	    --guest sanos-reboot=images/xen/sanos-reboot.cfg:build/sanos.elf
 
 clean:
 	$(CARGO) clean

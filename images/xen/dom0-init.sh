@@ -73,7 +73,7 @@ say "xen tools up at $(fmt "$(now)") s uptime"
 run_guest() {
     name=$1
     cfg=/guests/$name.cfg
-    match= fixed= timeout=120 stimeout=30
+    match= fixed= timeout=120 stimeout=30 stop=shutdown
     if [ -f "/guests/$name.expect" ]; then
         while IFS= read -r kv; do
             case $kv in
@@ -81,6 +81,7 @@ run_guest() {
                 fixed=*) fixed=${kv#fixed=} ;;
                 timeout=*) timeout=${kv#timeout=} ;;
                 shutdown_timeout=*) stimeout=${kv#shutdown_timeout=} ;;
+                stop=*) stop=${kv#stop=} ;;
             esac
         done < "/guests/$name.expect"
     fi
@@ -138,6 +139,21 @@ run_guest() {
     how=clean
     if [ $result = died ]; then
         how=gone
+    elif [ "$stop" = reboot ]; then
+        # `xl reboot` asks through xenstore; with on_reboot="destroy" the
+        # guest's reboot ends the domain. Wait for that.
+        timeout "$stimeout" xl reboot "$name" >"/tmp/shutdown-$name.log" 2>&1 ||
+            say "guest $name xl reboot failed: $(tr '\n' ' ' < "/tmp/shutdown-$name.log")"
+        polls=0
+        while xl domid "$name" >/dev/null 2>&1 && [ $polls -lt $((stimeout * 10)) ]; do
+            sleep 0.1
+            polls=$((polls + 1))
+        done
+        if xl domid "$name" >/dev/null 2>&1; then
+            say "guest $name did not go away after xl reboot in $stimeout s"
+            xl destroy "$name" >/dev/null 2>&1 || say "guest $name xl destroy failed"
+            how=forced
+        fi
     elif ! timeout "$stimeout" xl shutdown -w "$name" >"/tmp/shutdown-$name.log" 2>&1; then
         say "guest $name xl shutdown failed or timed out after $stimeout s: $(tr '\n' ' ' < "/tmp/shutdown-$name.log")"
         xl destroy "$name" >/dev/null 2>&1 || say "guest $name xl destroy failed"
