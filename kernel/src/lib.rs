@@ -9,6 +9,7 @@ extern crate std;
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod bootinfo;
 pub mod civil;
 pub mod cmdline;

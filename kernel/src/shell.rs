@@ -129,6 +129,8 @@ pub fn run() -> u64 {
                     if let Some(reason) = execute(&line, &mut Console) {
                         crate::kprintln!("  {reason:?}");
                         ops::shutdown(reason.encode());
+                        // Devices act asynchronously: give it a moment.
+                        sched::sleep_ns(500_000_000);
                         crate::kprintln!("  the platform did not {reason:?}");
                     }
                     line.clear();

@@ -46,6 +46,7 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
     if let Err(error) = mm::init(&mut boot, platform::shared_page().as_slice()) {
         panic!("memory: {error}");
     }
+    crate::arch::acpi::init(boot.rsdp);
     apic::disable_legacy_pic();
     if let Err(error) = apic::init() {
         log::error!("apic: {error:?}; no timer interrupts");

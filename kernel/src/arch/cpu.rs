@@ -155,12 +155,19 @@ pub fn native_shutdown(reason: ShutdownReason) {
         // SAFETY: port 0xf4 is unassigned on PCs; QEMU's isa-debug-exit
         // there ends the machine, elsewhere the write is ignored.
         ShutdownReason::Exit(code) => unsafe { outb(DEBUG_EXIT_PORT, code) },
-        // SAFETY: 0x604 and 0xb004 are the PM1a control ports QEMU's
-        // firmware sets up; SLP_EN with sleep type 0 powers off.
-        ShutdownReason::PowerOff => unsafe {
-            Port::<u16>::new(0x604).write(0x2000);
-            Port::<u16>::new(0xb004).write(0x2000);
-        },
+        ShutdownReason::PowerOff => {
+            if let Some((port, sleep_type)) = crate::arch::acpi::soft_off() {
+                // SAFETY: the FADT names this PM1a control port; SLP_TYP
+                // of \_S5 with SLP_EN (bit 13) enters soft-off.
+                unsafe { Port::<u16>::new(port).write((sleep_type & 7) << 10 | 1 << 13) };
+            }
+            // SAFETY: 0x604 and 0xb004 are the PM1a control ports QEMU's
+            // firmware sets up, for when there was no FADT to ask.
+            unsafe {
+                Port::<u16>::new(0x604).write(0x2000);
+                Port::<u16>::new(0xb004).write(0x2000);
+            }
+        }
         // SAFETY: command 0xfe to the 8042 keyboard controller pulses the
         // CPU reset line, which is what a reboot asks for.
         ShutdownReason::Reboot => unsafe { outb(0x64, 0xfe) },

@@ -3,6 +3,7 @@
 //! Code outside `arch` (and, later, `hv`/`vmops`) does not touch the machine
 //! directly.
 
+pub mod acpi;
 pub mod apic;
 pub mod boot;
 pub mod cpu;

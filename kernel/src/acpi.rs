@@ -1,0 +1,251 @@
+//! Just enough ACPI to power the machine off: find the FADT through the
+//! RSDP and the RSDT/XSDT, read its PM1a control port, and find the sleep
+//! type of the `\_S5` (soft-off) package in the DSDT. ACPI 6.5: 5.2.5
+//! (RSDP), 5.2.7/5.2.8 (RSDT/XSDT), 5.2.9 (FADT: PM1a_CNT_BLK at offset
+//! 64, DSDT at 40, X_DSDT at 140), 7.4.2 (`\_S5`), 20.2 (AML encodings:
+//! NameOp 0x08, PackageOp 0x12, BytePrefix 0x0A, ZeroOp 0x00, OneOp 0x01).
+//!
+//! `\_S5` is found by its name in the AML byte stream rather than by
+//! interpreting AML, as small kernels commonly do; a DSDT that computes
+//! it is not supported (the lookup then fails and the caller says so).
+//! Pure: the kernel hands in table bytes.
+
+use core::fmt;
+
+/// Why a table was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcpiError {
+    BadSignature,
+    BadChecksum,
+    Truncated,
+    NotFound(&'static str),
+}
+
+impl fmt::Display for AcpiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcpiError::BadSignature => write!(f, "bad signature"),
+            AcpiError::BadChecksum => write!(f, "bad checksum"),
+            AcpiError::Truncated => write!(f, "table shorter than its header says"),
+            AcpiError::NotFound(what) => write!(f, "{what} not found"),
+        }
+    }
+}
+
+/// The bytes sum to zero (mod 256), as every ACPI table's must.
+pub fn checksum_ok(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |sum, &b| sum.wrapping_add(b)) == 0
+}
+
+fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
+    bytes
+        .get(offset..offset + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn u64_at(bytes: &[u8], offset: usize) -> Option<u64> {
+    let low = u64::from(u32_at(bytes, offset)?);
+    let high = u64::from(u32_at(bytes, offset + 4)?);
+    Some(high << 32 | low)
+}
+
+/// Where the system description table lives, from the RSDP (20 bytes for
+/// revision 0, 36 for 2+): the XSDT when there is one, else the RSDT.
+pub fn rsdp_root(rsdp: &[u8]) -> Result<(u64, bool), AcpiError> {
+    if rsdp.get(0..8) != Some(b"RSD PTR ") {
+        return Err(AcpiError::BadSignature);
+    }
+    if !checksum_ok(rsdp.get(0..20).ok_or(AcpiError::Truncated)?) {
+        return Err(AcpiError::BadChecksum);
+    }
+    if rsdp[15] >= 2 {
+        let length = u32_at(rsdp, 20).ok_or(AcpiError::Truncated)? as usize;
+        let extended = rsdp.get(0..length.max(36)).ok_or(AcpiError::Truncated)?;
+        if checksum_ok(extended) {
+            if let Some(xsdt) = u64_at(rsdp, 24).filter(|&a| a != 0) {
+                return Ok((xsdt, true));
+            }
+        }
+    }
+    Ok((
+        u64::from(u32_at(rsdp, 16).ok_or(AcpiError::Truncated)?),
+        false,
+    ))
+}
+
+/// Checks a table's signature, length and checksum; returns the table
+/// trimmed to its length.
+pub fn table<'a>(bytes: &'a [u8], signature: &[u8; 4]) -> Result<&'a [u8], AcpiError> {
+    if bytes.get(0..4) != Some(signature.as_slice()) {
+        return Err(AcpiError::BadSignature);
+    }
+    let length = u32_at(bytes, 4).ok_or(AcpiError::Truncated)? as usize;
+    let table = bytes.get(..length).ok_or(AcpiError::Truncated)?;
+    if length < 36 || !checksum_ok(table) {
+        return Err(AcpiError::BadChecksum);
+    }
+    Ok(table)
+}
+
+/// The table addresses an RSDT (4-byte entries) or XSDT (8-byte) lists.
+pub fn root_entries(root: &[u8], wide: bool) -> impl Iterator<Item = u64> + '_ {
+    let width = if wide { 8 } else { 4 };
+    root.get(36..)
+        .unwrap_or_default()
+        .chunks_exact(width)
+        .map(move |entry| {
+            if wide {
+                u64_at(entry, 0).unwrap_or(0)
+            } else {
+                u64::from(u32_at(entry, 0).unwrap_or(0))
+            }
+        })
+}
+
+/// From a FADT: the PM1a control port and the DSDT's address.
+pub fn fadt_power(fadt: &[u8]) -> Result<(u16, u64), AcpiError> {
+    let pm1a = u32_at(fadt, 64).ok_or(AcpiError::Truncated)?;
+    if pm1a == 0 || pm1a > 0xffff {
+        return Err(AcpiError::NotFound("PM1a control port"));
+    }
+    let dsdt = u64_at(fadt, 140)
+        .filter(|&x| x != 0)
+        .or_else(|| u32_at(fadt, 40).map(u64::from));
+    Ok((
+        pm1a as u16,
+        dsdt.filter(|&d| d != 0)
+            .ok_or(AcpiError::NotFound("DSDT"))?,
+    ))
+}
+
+/// SLP_TYPa of `\_S5` in a DSDT's AML.
+pub fn s5_sleep_type(dsdt: &[u8]) -> Result<u16, AcpiError> {
+    let at = dsdt
+        .windows(4)
+        .position(|w| w == b"_S5_")
+        .ok_or(AcpiError::NotFound("\\_S5"))?;
+    let mut i = at + 4;
+    if dsdt.get(i) != Some(&0x12) {
+        return Err(AcpiError::NotFound("\\_S5 package"));
+    }
+    i += 1;
+    // PkgLength: the top two bits of the first byte say how many more.
+    let lead = *dsdt.get(i).ok_or(AcpiError::Truncated)?;
+    i += 1 + usize::from(lead >> 6);
+    i += 1; // NumElements
+    match *dsdt.get(i).ok_or(AcpiError::Truncated)? {
+        0x00 => Ok(0),
+        0x01 => Ok(1),
+        0x0a => dsdt
+            .get(i + 1)
+            .map(|&v| u16::from(v))
+            .ok_or(AcpiError::Truncated),
+        value if value < 0x0a => Ok(u16::from(value)),
+        _ => Err(AcpiError::NotFound("\\_S5 sleep type")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn fix_checksum(bytes: &mut [u8], at: usize) {
+        bytes[at] = 0;
+        let sum = bytes.iter().fold(0u8, |s, &b| s.wrapping_add(b));
+        bytes[at] = 0u8.wrapping_sub(sum);
+    }
+
+    fn sdt(signature: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut t = Vec::from(*signature);
+        t.extend_from_slice(&((36 + body.len()) as u32).to_le_bytes());
+        t.resize(36, 0);
+        t.extend_from_slice(body);
+        fix_checksum(&mut t, 9);
+        t
+    }
+
+    #[test]
+    fn rsdp_revisions() {
+        let mut v1 = Vec::from(*b"RSD PTR ");
+        v1.extend_from_slice(&[0; 7]);
+        v1.push(0); // revision 0
+        v1.extend_from_slice(&0x7fe1234u32.to_le_bytes());
+        fix_checksum(&mut v1, 8);
+        assert_eq!(rsdp_root(&v1), Ok((0x7fe1234, false)));
+        let mut v2 = v1.clone();
+        v2[15] = 2;
+        v2.extend_from_slice(&36u32.to_le_bytes());
+        v2.extend_from_slice(&0x1_2345_6000u64.to_le_bytes());
+        v2.extend_from_slice(&[0; 4]);
+        fix_checksum(&mut v2[..20], 8);
+        fix_checksum(&mut v2, 32);
+        assert_eq!(rsdp_root(&v2), Ok((0x1_2345_6000, true)));
+        let mut bad = v1.clone();
+        bad[16] ^= 1;
+        assert_eq!(rsdp_root(&bad), Err(AcpiError::BadChecksum));
+        assert_eq!(
+            rsdp_root(b"NOT RSDP and more bytes here"),
+            Err(AcpiError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn tables_are_checked_and_listed() {
+        let body: Vec<u8> = [0x1000u32, 0x2000]
+            .iter()
+            .flat_map(|a| a.to_le_bytes())
+            .collect();
+        let rsdt = sdt(b"RSDT", &body);
+        let table = table(&rsdt, b"RSDT").unwrap();
+        assert_eq!(
+            root_entries(table, false).collect::<Vec<_>>(),
+            [0x1000, 0x2000]
+        );
+        let mut broken = rsdt.clone();
+        broken[40] ^= 0xff;
+        assert_eq!(super::table(&broken, b"RSDT"), Err(AcpiError::BadChecksum));
+        assert_eq!(super::table(&rsdt, b"XSDT"), Err(AcpiError::BadSignature));
+        assert_eq!(
+            super::table(&rsdt[..20], b"RSDT"),
+            Err(AcpiError::Truncated)
+        );
+    }
+
+    #[test]
+    fn fadt_gives_the_port_and_dsdt() {
+        let mut body = std::vec![0u8; 244 - 36];
+        body[40 - 36..44 - 36].copy_from_slice(&0x7fe0040u32.to_le_bytes());
+        body[64 - 36..68 - 36].copy_from_slice(&0xb004u32.to_le_bytes());
+        let fadt = sdt(b"FACP", &body);
+        assert_eq!(fadt_power(&fadt), Ok((0xb004, 0x7fe0040)));
+        let no_port = sdt(b"FACP", &std::vec![0u8; 208]);
+        assert_eq!(
+            fadt_power(&no_port),
+            Err(AcpiError::NotFound("PM1a control port"))
+        );
+    }
+
+    #[test]
+    fn s5_package_forms() {
+        // QEMU: Name(_S5, Package(4) {Zero, Zero, Zero, Zero})
+        let qemu = [
+            0x10, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+        ];
+        assert_eq!(s5_sleep_type(&qemu), Ok(0));
+        let byte = [
+            0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0a, 0x07, 0x0a, 0x07, 0x00, 0x00,
+        ];
+        assert_eq!(s5_sleep_type(&byte), Ok(7));
+        let long_pkg = [b'_', b'S', b'5', b'_', 0x12, 0x40, 0x01, 0x04, 0x01];
+        assert_eq!(s5_sleep_type(&long_pkg), Ok(1));
+        assert_eq!(
+            s5_sleep_type(b"no such object"),
+            Err(AcpiError::NotFound("\\_S5"))
+        );
+        assert_eq!(
+            s5_sleep_type(b"_S5_\x14"),
+            Err(AcpiError::NotFound("\\_S5 package"))
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! Power-off through ACPI (the FADT's PM1a control port and the `\_S5`
+//! sleep type, found by `sanos_kernel::acpi` in tables read here through
+//! MMIO-window mappings, since firmware tables need not lie in the direct
+//! map of RAM).
+
+use core::sync::atomic::{AtomicU32, Ordering};
+use sanos_kernel::acpi::{self, AcpiError};
+
+/// PM1a control port in the low 16 bits, SLP_TYPa above; 0 = not found.
+static SOFT_OFF: AtomicU32 = AtomicU32::new(0);
+
+/// `len` bytes of physical memory at `phys`.
+fn bytes(phys: u64, len: usize) -> &'static [u8] {
+    let virt = crate::mm::map_phys(phys, len as u64, true);
+    // SAFETY: map_phys just mapped `len` bytes at `virt`, for good (the
+    // MMIO window is never unmapped); firmware tables are read-only to us.
+    unsafe { core::slice::from_raw_parts(virt as *const u8, len) }
+}
+
+/// A whole table: its header first, for the length.
+fn sdt(phys: u64, signature: &[u8; 4]) -> Result<&'static [u8], AcpiError> {
+    let header = bytes(phys, 36);
+    if &header[0..4] != signature {
+        return Err(AcpiError::BadSignature);
+    }
+    let length = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if !(36..=1 << 20).contains(&length) {
+        return Err(AcpiError::Truncated);
+    }
+    acpi::table(bytes(phys, length), signature)
+}
+
+fn find_soft_off(rsdp: u64) -> Result<(u16, u16), AcpiError> {
+    let (root, wide) = acpi::rsdp_root(bytes(rsdp, 36))?;
+    let root = sdt(root, if wide { b"XSDT" } else { b"RSDT" })?;
+    for entry in acpi::root_entries(root, wide) {
+        if bytes(entry, 4) == b"FACP" {
+            let (port, dsdt) = acpi::fadt_power(sdt(entry, b"FACP")?)?;
+            let sleep_type = acpi::s5_sleep_type(sdt(dsdt, b"DSDT")?)?;
+            return Ok((port, sleep_type));
+        }
+    }
+    Err(AcpiError::NotFound("FADT"))
+}
+
+/// Looks for the soft-off method. Call once, after memory is up.
+pub fn init(rsdp: Option<u64>) {
+    let Some(rsdp) = rsdp else {
+        log::info!("acpi: no RSDP from the boot loader; power-off falls back to QEMU's ports");
+        return;
+    };
+    match find_soft_off(rsdp) {
+        Ok((port, sleep_type)) => {
+            SOFT_OFF.store(
+                u32::from(port) | u32::from(sleep_type) << 16,
+                Ordering::Relaxed,
+            );
+            log::info!("acpi: soft-off through PM1a control port {port:#x}, SLP_TYP {sleep_type}");
+        }
+        Err(error) => {
+            log::warn!("acpi: no soft-off ({error}); power-off falls back to QEMU's ports")
+        }
+    }
+}
+
+/// (port, SLP_TYPa) of the soft-off state, if found.
+pub fn soft_off() -> Option<(u16, u16)> {
+    match SOFT_OFF.load(Ordering::Relaxed) {
+        0 => None,
+        value => Some((value as u16, (value >> 16) as u16)),
+    }
+}
+
+mod tests {
+    use super::*;
+    use crate::kassert;
+    use crate::ktest::{ktest, TestResult};
+
+    #[ktest]
+    fn soft_off_is_found_where_firmware_gives_acpi() -> TestResult {
+        let boot = crate::start::boot_info();
+        let on_xen = crate::platform::chosen().is_some_and(|c| c.backend.name == "xen-pvh");
+        // QEMU's firmware and GRUB hand over an RSDP whose FADT has a PM1a
+        // port; Xen's PVH guests use SCHEDOP_shutdown instead.
+        if boot.rsdp.is_some() && !on_xen {
+            kassert!(
+                soft_off().is_some_and(|(port, _)| port != 0),
+                "no ACPI soft-off found"
+            );
+        }
+        Ok(())
+    }
+}
