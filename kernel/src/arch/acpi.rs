@@ -46,7 +46,7 @@ fn find_soft_off(rsdp: u64) -> Result<(u16, u16), AcpiError> {
 /// Looks for the soft-off method. Call once, after memory is up.
 pub fn init(rsdp: Option<u64>) {
     let Some(rsdp) = rsdp else {
-        log::info!("acpi: no RSDP from the boot loader; power-off falls back to QEMU's ports");
+        log::info!("acpi: no RSDP from the boot loader");
         return;
     };
     match find_soft_off(rsdp) {
