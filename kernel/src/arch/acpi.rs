@@ -58,7 +58,7 @@ pub fn init(rsdp: Option<u64>) {
             log::info!("acpi: soft-off through PM1a control port {port:#x}, SLP_TYP {sleep_type}");
         }
         Err(error) => {
-            log::warn!("acpi: no soft-off ({error}); power-off falls back to QEMU's ports")
+            log::info!("acpi: no soft-off ({error})")
         }
     }
 }
