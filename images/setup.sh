@@ -8,6 +8,7 @@
 #   grub-common       grub-mkrescue
 #   xorriso, mtools   what grub-mkrescue needs to write an ISO
 #   binutils          objcopy (stripped image + debug file), addr2line
+#   xz-utils          the Xen rig unpacks Debian's kernel image
 set -euo pipefail
 
 need=()
@@ -18,6 +19,7 @@ have grub-mkrescue || need+=(grub-common)
 have xorriso || need+=(xorriso)
 have mformat || need+=(mtools)
 have objcopy && have addr2line || need+=(binutils)
+have xz || need+=(xz-utils)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
