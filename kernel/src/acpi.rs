@@ -145,6 +145,32 @@ pub fn s5_sleep_type(dsdt: &[u8]) -> Result<u16, AcpiError> {
     }
 }
 
+/// From a MADT (ACPI 5.2.12): the first I/O APIC's address and global
+/// interrupt base, and the global interrupt that ISA IRQ `irq` is routed
+/// to (an Interrupt Source Override, else the IRQ number itself).
+pub fn madt_ioapic(madt: &[u8], irq: u8) -> Option<(u64, u32, u32)> {
+    let mut ioapic = None;
+    let mut gsi = u32::from(irq);
+    let mut i = 44;
+    while i + 2 <= madt.len() {
+        let (kind, length) = (madt[i], usize::from(madt[i + 1]));
+        if length < 2 || i + length > madt.len() {
+            break;
+        }
+        match kind {
+            // I/O APIC: id, reserved, address (u32), GSI base (u32).
+            1 if length >= 12 && ioapic.is_none() => {
+                ioapic = Some((u64::from(u32_at(madt, i + 4)?), u32_at(madt, i + 8)?));
+            }
+            // Interrupt Source Override: bus, source IRQ, GSI (u32), flags.
+            2 if length >= 10 && madt[i + 3] == irq => gsi = u32_at(madt, i + 4)?,
+            _ => {}
+        }
+        i += length;
+    }
+    ioapic.map(|(address, base)| (address, base, gsi))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +250,27 @@ mod tests {
             fadt_power(&no_port),
             Err(AcpiError::NotFound("PM1a control port"))
         );
+    }
+
+    #[test]
+    fn madt_ioapic_and_overrides() {
+        let mut body = std::vec![0u8; 8]; // local APIC address + flags
+        body.extend_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]); // a local APIC
+        body.extend_from_slice(&[1, 12, 0, 0]); // I/O APIC, id 0
+        body.extend_from_slice(&0xfec0_0000u32.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&[2, 10, 0, 0]); // ISA IRQ 0 -> GSI 2
+        body.extend_from_slice(&2u32.to_le_bytes());
+        body.extend_from_slice(&[0, 0]);
+        let madt = sdt(b"APIC", &body);
+        assert_eq!(madt_ioapic(&madt, 4), Some((0xfec0_0000, 0, 4)));
+        assert_eq!(madt_ioapic(&madt, 0), Some((0xfec0_0000, 0, 2)));
+        let no_ioapic = sdt(b"APIC", &std::vec![0u8; 8]);
+        assert_eq!(madt_ioapic(&no_ioapic, 4), None);
+        // A zero-length entry ends the walk instead of looping.
+        let mut broken = std::vec![0u8; 8];
+        broken.extend_from_slice(&[1, 0, 0, 0]);
+        assert_eq!(madt_ioapic(&sdt(b"APIC", &broken), 4), None);
     }
 
     #[test]

@@ -66,11 +66,78 @@ pub fn uart_write(bytes: &[u8]) {
     }
 }
 
+/// Bytes received by the UART interrupt, and the event that says so.
+static INPUT: Mutex<alloc::collections::VecDeque<u8>> =
+    Mutex::new(alloc::collections::VecDeque::new());
+static INPUT_READY: spin::Once<crate::sched::sync::Event> = spin::Once::new();
+
 /// A byte typed on the UART, if one is waiting.
 pub fn uart_read() -> Option<u8> {
+    if INPUT_READY.get().is_some() {
+        return cpu::without_interrupts(|| INPUT.lock().pop_front());
+    }
     UART.lock()
         .as_mut()
         .and_then(|uart| uart.try_receive_byte().ok())
+}
+
+/// Waits for console input: until the receive interrupt says so when it
+/// is routed, else for `poll_ns` (the caller then polls the UART).
+pub fn wait_input(poll_ns: u64) {
+    match INPUT_READY.get() {
+        Some(ready) => {
+            ready.wait(None);
+        }
+        None => crate::sched::sleep_ns(poll_ns),
+    }
+}
+
+fn uart_interrupt(_frame: &mut crate::arch::traps::TrapFrame) {
+    {
+        let mut uart = UART.lock();
+        if let Some(uart) = uart.as_mut() {
+            let mut input = INPUT.lock();
+            while let Ok(byte) = uart.try_receive_byte() {
+                if input.len() < 4096 {
+                    input.push_back(byte);
+                }
+            }
+        }
+    }
+    if let Some(ready) = INPUT_READY.get() {
+        ready.set();
+    }
+    crate::platform::ops::eoi();
+}
+
+/// Switches console input from polling to COM1's receive interrupt, routed
+/// through the I/O APIC the MADT names. Call once threads run.
+pub fn enable_input_interrupt() {
+    if UART.lock().is_none() {
+        return;
+    }
+    let Some((address, gsi_base, gsi)) = crate::arch::acpi::ioapic_for_com1() else {
+        log::info!("console: no I/O APIC in the MADT; polling the UART");
+        return;
+    };
+    if !crate::arch::ioapic::init(address, gsi_base) {
+        log::warn!("console: nothing answers at the I/O APIC's address; polling the UART");
+        return;
+    }
+    INPUT_READY.call_once(|| crate::sched::sync::Event::new(false, false));
+    crate::arch::traps::set_handler(crate::arch::traps::VECTOR_COM1, uart_interrupt);
+    let apic_id = crate::arch::apic::id();
+    if let Err(error) = crate::arch::ioapic::route(gsi, crate::arch::traps::VECTOR_COM1, apic_id) {
+        log::warn!("console: {error}; polling the UART");
+        return;
+    }
+    if let Some(uart) = UART.lock().as_mut() {
+        uart.enable_interrupts(uart_16550::spec::registers::IER::DATA_READY);
+    }
+    log::info!(
+        "console: UART input on GSI {gsi} (vector {:#x})",
+        crate::arch::traps::VECTOR_COM1
+    );
 }
 
 /// Writes formatted text to the console.

@@ -1,8 +1,7 @@
 //! A serial-console shell for people: `help`, `threads`, `mem`, `uptime`,
-//! `vmops`, `reboot`, `poweroff`. It runs as a thread that polls the
-//! console every 20 ms (the UART's receive interrupt needs an IOAPIC
-//! driver, which does not exist yet), echoes what is typed, and supports
-//! backspace.
+//! `vmops`, `reboot`, `poweroff`. It runs as a thread woken by the UART's
+//! receive interrupt (through the I/O APIC; where there is none it polls
+//! every 20 ms), echoes what is typed, and supports backspace.
 
 use crate::platform::{self, ops, ShutdownReason};
 use crate::sched;
@@ -144,7 +143,7 @@ pub fn run() -> u64 {
                 _ => {}
             }
         }
-        sched::sleep_ns(POLL_NS);
+        crate::console::wait_input(POLL_NS);
     }
 }
 

@@ -54,6 +54,7 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
     sched::init();
     cpu::irq_enable();
     platform::after_threads();
+    console::enable_input_interrupt();
 
     match boot.initrd() {
         Some(initrd) => log::info!(

@@ -9,6 +9,12 @@ use sanos_kernel::acpi::{self, AcpiError};
 /// PM1a control port in the low 16 bits, SLP_TYPa above; 0 = not found.
 static SOFT_OFF: AtomicU32 = AtomicU32::new(0);
 
+/// The I/O APIC the MADT names: (address, GSI base, GSI of ISA IRQ 4).
+static IOAPIC: spin::Once<(u64, u32, u32)> = spin::Once::new();
+
+/// ISA IRQ of COM1.
+const COM1_IRQ: u8 = 4;
+
 /// `len` bytes of physical memory at `phys`.
 fn bytes(phys: u64, len: usize) -> &'static [u8] {
     let virt = crate::mm::map_phys(phys, len as u64, true);
@@ -30,17 +36,36 @@ fn sdt(phys: u64, signature: &[u8; 4]) -> Result<&'static [u8], AcpiError> {
     acpi::table(bytes(phys, length), signature)
 }
 
-fn find_soft_off(rsdp: u64) -> Result<(u16, u16), AcpiError> {
+/// Walks the root table: remembers the MADT's I/O APIC and returns the
+/// soft-off method.
+fn scan(rsdp: u64) -> Result<(u16, u16), AcpiError> {
     let (root, wide) = acpi::rsdp_root(bytes(rsdp, 36))?;
     let root = sdt(root, if wide { b"XSDT" } else { b"RSDT" })?;
+    let mut soft_off = Err(AcpiError::NotFound("FADT"));
     for entry in acpi::root_entries(root, wide) {
-        if bytes(entry, 4) == b"FACP" {
-            let (port, dsdt) = acpi::fadt_power(sdt(entry, b"FACP")?)?;
-            let sleep_type = acpi::s5_sleep_type(sdt(dsdt, b"DSDT")?)?;
-            return Ok((port, sleep_type));
+        match bytes(entry, 4) {
+            b"FACP" => {
+                soft_off = sdt(entry, b"FACP")
+                    .and_then(acpi::fadt_power)
+                    .and_then(|(port, dsdt)| Ok((port, acpi::s5_sleep_type(sdt(dsdt, b"DSDT")?)?)));
+            }
+            b"APIC" => {
+                if let Some(found) = sdt(entry, b"APIC")
+                    .ok()
+                    .and_then(|madt| acpi::madt_ioapic(madt, COM1_IRQ))
+                {
+                    IOAPIC.call_once(|| found);
+                }
+            }
+            _ => {}
         }
     }
-    Err(AcpiError::NotFound("FADT"))
+    soft_off
+}
+
+/// The I/O APIC (address, GSI base) and the GSI COM1's IRQ arrives on.
+pub fn ioapic_for_com1() -> Option<(u64, u32, u32)> {
+    IOAPIC.get().copied()
 }
 
 /// Looks for the soft-off method. Call once, after memory is up.
@@ -49,7 +74,7 @@ pub fn init(rsdp: Option<u64>) {
         log::info!("acpi: no RSDP from the boot loader");
         return;
     };
-    match find_soft_off(rsdp) {
+    match scan(rsdp) {
         Ok((port, sleep_type)) => {
             SOFT_OFF.store(
                 u32::from(port) | u32::from(sleep_type) << 16,

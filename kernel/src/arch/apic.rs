@@ -77,6 +77,13 @@ fn write(reg: u32, value: u32) {
     }
 }
 
+static ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// This CPU's local APIC id (valid after `init`).
+pub fn id() -> u32 {
+    ID.load(Ordering::Relaxed)
+}
+
 /// Signals end of interrupt to the local APIC.
 pub fn eoi() {
     write(REG_EOI, 0);
@@ -139,6 +146,7 @@ pub fn init() -> Result<(), ApicError> {
     } else {
         read(REG_ID) >> 24
     };
+    ID.store(id, Ordering::Relaxed);
 
     // Measure the timer's count rate against the TSC over 2 ms: plenty for
     // a timer whose deadlines the scheduler re-checks against the clock

@@ -9,6 +9,7 @@ pub mod boot;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod ioapic;
 pub mod layout;
 pub mod pit;
 pub mod traps;

@@ -23,6 +23,8 @@ pub const VECTOR_PIC_SPURIOUS_SLAVE: u8 = 0x2f;
 /// Local APIC timer and spurious-interrupt vectors.
 pub const VECTOR_APIC_TIMER: u8 = 0x30;
 pub const VECTOR_APIC_SPURIOUS: u8 = 0xff;
+/// COM1's receive interrupt, through the I/O APIC.
+pub const VECTOR_COM1: u8 = 0x34;
 
 /// Each stub is padded to this many bytes so stub `n` sits at
 /// `trap_stubs + n * TRAP_STUB_SIZE`.
