@@ -46,6 +46,12 @@ pub enum Fixture {
     /// `-initrd`: a file of exactly `size` bytes of `prepare::initrd_pattern`,
     /// so the kernel can report (and check) what it was handed.
     Initrd { size: usize },
+    /// Typed on the serial console (`-serial stdio`) once the log shows
+    /// `after`: a person at the shell.
+    SerialInput {
+        after: &'static str,
+        input: &'static str,
+    },
 }
 
 /// What must hold on the host for a configuration to be meaningful. When it
@@ -337,6 +343,41 @@ pub const MATRIX: &[Config] = &[
             forbidden: FORBIDDEN,
         },
     },
+    // The shell, as a person uses it: typed on the serial console (the
+    // UART's receive interrupt through the I/O APIC), ending with an ACPI
+    // power-off, which ends QEMU with status 0.
+    Config {
+        name: "qemu-tcg-shell",
+        accel: Accel::Tcg,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "",
+        fixture: Some(Fixture::SerialInput {
+            after: "sanos> ",
+            input: "help\rthreads\rbogus\ruptime\rpoweroff\r",
+        }),
+        requires: None,
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status: 0,
+            closing_line: false,
+            lines: &[
+                BANNER,
+                Pattern::Contains("console: UART input on GSI 4"),
+                Pattern::Contains("acpi: soft-off through PM1a control port"),
+                Pattern::Contains("  poweroff  power the machine off"),
+                Pattern::Glob("* shell * running *"),
+                Pattern::Contains("unknown command 'bogus'"),
+                Pattern::Glob("  up *.* s"),
+                Pattern::Contains("  PowerOff"),
+            ],
+            forbidden: &[
+                Pattern::Contains("panic"),
+                Pattern::Contains("EXCEPTION"),
+                Pattern::Contains("the platform did not"),
+            ],
+        },
+    },
     // The failure paths: a deliberate crash must be reported (where, why,
     // backtrace) and must end the run with the panic status, not a hang or
     // a triple fault.
@@ -440,6 +481,7 @@ mod tests {
                 "qemu-kvm-pvh-off",
                 "qemu-tcg-backend-refused",
                 "xen-pvh-dom0",
+                "qemu-tcg-shell",
                 "qemu-tcg-crash-panic",
                 "qemu-tcg-crash-stack",
                 "qemu-tcg-crash-pagefault"
@@ -462,6 +504,13 @@ mod tests {
     #[test]
     fn every_config_checks_the_test_summary_or_the_failure_and_banner() {
         for config in MATRIX {
+            if matches!(config.fixture, Some(Fixture::SerialInput { .. })) {
+                // Interactive: it ends by powering off (status 0), which is
+                // why it must also show its answers.
+                assert_eq!(config.expect.status, 0);
+                assert!(config.expect.lines.len() >= 3);
+                continue;
+            }
             let crashes = config.cmdline.contains("crash=");
             assert_eq!(config.expect.closing_line, !crashes, "{}", config.name);
             assert_eq!(

@@ -108,6 +108,8 @@ pub fn write_fixture(fixture: Fixture, paths: &Paths) -> Result<(), String> {
             fs::write(&path, initrd_pattern(size))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
+        // Typed while the machine runs (runner), nothing to write first.
+        Fixture::SerialInput { .. } => Ok(()),
     }
 }
 

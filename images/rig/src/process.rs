@@ -112,6 +112,63 @@ pub fn run_helper(program: &OsStr, args: &[OsString]) -> Result<(), String> {
     ))
 }
 
+/// Like [`run_with_timeout`], with stdout to `output` (the serial log at
+/// `log`) and `input` written to the child's stdin once the log contains
+/// `after`. Stdin stays open until the child exits: QEMU's stdio serial
+/// ends the machine on end of file.
+pub fn run_with_input(
+    program: &OsStr,
+    args: &[OsString],
+    output: File,
+    timeout: Duration,
+    log: &std::path::Path,
+    after: &str,
+    input: &str,
+) -> Result<(Exit, Duration), String> {
+    use std::io::Write;
+    let start = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(output)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| spawn_error(program, e))?;
+    let mut stdin = child.stdin.take();
+    let mut typed = false;
+    loop {
+        if !typed {
+            let seen =
+                std::fs::read(log).map(|bytes| String::from_utf8_lossy(&bytes).contains(after));
+            if seen.unwrap_or(false) {
+                if let Some(stdin) = stdin.as_mut() {
+                    // Byte by byte, with a pause: a UART's FIFO is 16 bytes.
+                    for byte in input.bytes() {
+                        let _ = stdin.write_all(&[byte]);
+                        let _ = stdin.flush();
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                typed = true;
+            }
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok((exit_of(status), start.elapsed())),
+            Ok(None) if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok((Exit::Timeout(timeout), start.elapsed()));
+            }
+            Ok(None) => thread::sleep(POLL),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("cannot wait for QEMU: {e}"));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,8 @@ pub enum Serial {
     File(PathBuf),
     /// Multiplexed with the QEMU monitor on the terminal (Ctrl-A prefix).
     Terminal,
+    /// QEMU's stdin and stdout (the rig types and logs).
+    Stdio,
 }
 
 /// Everything that varies between two QEMU invocations.
@@ -104,7 +106,11 @@ impl Launch {
             accel: config.accel,
             cpu: config.cpu.map(str::to_string),
             media,
-            serial: Serial::File(paths.serial_log(config.name)),
+            serial: if matches!(config.fixture, Some(Fixture::SerialInput { .. })) {
+                Serial::Stdio
+            } else {
+                Serial::File(paths.serial_log(config.name))
+            },
         }
     }
 
@@ -138,6 +144,7 @@ impl Launch {
                 args.extend([OsString::from("-serial"), spec]);
             }
             Serial::Terminal => args.extend(["-serial", "mon:stdio"].map(OsString::from)),
+            Serial::Stdio => args.extend(["-serial", "stdio"].map(OsString::from)),
         }
         match &self.media {
             Media::Kernel {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::check::{self, describe_exit, Exit};
 use crate::cli::{RunArgs, TestArgs};
-use crate::matrix::{Accel, Boot, Config, Requirement, MATRIX};
+use crate::matrix::{Accel, Boot, Config, Fixture, Requirement, MATRIX};
 use crate::prepare;
 use crate::process;
 use crate::qemu::{qemu_program, shell_line, Launch, Media, Serial};
@@ -118,7 +118,17 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
         } else {
             Duration::ZERO
         };
-    let (exit, elapsed) = match process::run_with_timeout(&program, &qemu_args, output, backstop) {
+    let run = match config.fixture {
+        Some(Fixture::SerialInput { after, input }) => {
+            let log_file = match File::create(&log) {
+                Ok(file) => file,
+                Err(e) => return fail(format!("cannot create {}: {e}", log.display())),
+            };
+            process::run_with_input(&program, &qemu_args, log_file, backstop, &log, after, input)
+        }
+        _ => process::run_with_timeout(&program, &qemu_args, output, backstop),
+    };
+    let (exit, elapsed) = match run {
         Ok(result) => result,
         Err(reason) => return fail(reason),
     };
