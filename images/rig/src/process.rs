@@ -57,7 +57,19 @@ pub fn run_with_timeout(
         .stderr(stderr)
         .spawn()
         .map_err(|e| spawn_error(program, e))?;
+    wait_until(&mut child, start, timeout, || {})
+}
+
+/// Polls `child` until it exits or `timeout` (from `start`) passes, then
+/// kills it; calls `each_poll` between polls.
+fn wait_until(
+    child: &mut std::process::Child,
+    start: Instant,
+    timeout: Duration,
+    mut each_poll: impl FnMut(),
+) -> Result<(Exit, Duration), String> {
     loop {
+        each_poll();
         match child.try_wait() {
             Ok(Some(status)) => return Ok((exit_of(status), start.elapsed())),
             Ok(None) if start.elapsed() >= timeout => {
@@ -136,37 +148,25 @@ pub fn run_with_input(
         .map_err(|e| spawn_error(program, e))?;
     let mut stdin = child.stdin.take();
     let mut typed = false;
-    loop {
-        if !typed {
-            let seen =
-                std::fs::read(log).map(|bytes| String::from_utf8_lossy(&bytes).contains(after));
-            if seen.unwrap_or(false) {
-                if let Some(stdin) = stdin.as_mut() {
-                    // Byte by byte, with a pause: a UART's FIFO is 16 bytes.
-                    for byte in input.bytes() {
-                        let _ = stdin.write_all(&[byte]);
-                        let _ = stdin.flush();
-                        thread::sleep(Duration::from_millis(5));
-                    }
+    // Stdin (`stdin`) lives until this function returns: QEMU's stdio
+    // serial would end the machine on end of file.
+    wait_until(&mut child, start, timeout, || {
+        if typed {
+            return;
+        }
+        let seen = std::fs::read(log).map(|bytes| String::from_utf8_lossy(&bytes).contains(after));
+        if seen.unwrap_or(false) {
+            if let Some(stdin) = stdin.as_mut() {
+                // Byte by byte, with a pause: a UART's FIFO is 16 bytes.
+                for byte in input.bytes() {
+                    let _ = stdin.write_all(&[byte]);
+                    let _ = stdin.flush();
+                    thread::sleep(Duration::from_millis(5));
                 }
-                typed = true;
             }
+            typed = true;
         }
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok((exit_of(status), start.elapsed())),
-            Ok(None) if start.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Ok((Exit::Timeout(timeout), start.elapsed()));
-            }
-            Ok(None) => thread::sleep(POLL),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("cannot wait for QEMU: {e}"));
-            }
-        }
-    }
+    })
 }
 
 #[cfg(test)]

@@ -47,6 +47,31 @@ impl core::fmt::Display for XenInitError {
     }
 }
 
+/// Hypercall `hypercall` with command `cmd` and one argument structure,
+/// the shape of most Xen operations (`HYPERVISOR_*_op(cmd, arg)`).
+pub(super) fn xen_op<T>(hypercall: u32, cmd: u32, arg: &mut T) -> Result<u64, XenError> {
+    // SAFETY: callers pass, for each (hypercall, cmd), the argument
+    // structure Xen's interface defines for it (xen/include/public/*.h),
+    // which lives for the call; Xen reads and fills only that structure.
+    unsafe { hypercall::call(hypercall, u64::from(cmd), (arg as *mut T) as u64, 0, 0, 0) }
+}
+
+/// `HYPERVISOR_vcpu_op(cmd, vcpu 0, arg)`.
+fn vcpu_op<T>(cmd: u32, arg: &mut T) -> Result<u64, XenError> {
+    // SAFETY: as in `xen_op`: `arg` is the structure VCPUOP `cmd` takes
+    // (xen/include/public/vcpu.h), for vCPU 0, the only one.
+    unsafe {
+        hypercall::call(
+            __HYPERVISOR_vcpu_op,
+            u64::from(cmd),
+            0,
+            (arg as *mut T) as u64,
+            0,
+            0,
+        )
+    }
+}
+
 fn hvm_get_param(index: u32) -> Result<u64, XenError> {
     let mut param = xen_hvm_param {
         domid: DOMID_SELF,
@@ -54,18 +79,7 @@ fn hvm_get_param(index: u32) -> Result<u64, XenError> {
         index,
         value: 0,
     };
-    // SAFETY: HVMOP_get_param reads and fills a xen_hvm_param, which lives
-    // on this stack for the call.
-    unsafe {
-        hypercall::call(
-            __HYPERVISOR_hvm_op,
-            u64::from(HVMOP_get_param),
-            (&raw mut param) as u64,
-            0,
-            0,
-            0,
-        )
-    }?;
+    xen_op(__HYPERVISOR_hvm_op, HVMOP_get_param, &mut param)?;
     Ok(param.value)
 }
 
@@ -137,18 +151,7 @@ pub fn memory_map(map: &mut [hv::xen::E820Entry]) -> Result<usize, XenError> {
             p: map.as_mut_ptr().cast(),
         },
     };
-    // SAFETY: XENMEM_memory_map writes at most `nr_entries` 20-byte
-    // entries to `buffer` (our slice) and the count back to `nr_entries`.
-    unsafe {
-        hypercall::call(
-            __HYPERVISOR_memory_op,
-            u64::from(XENMEM_memory_map),
-            (&raw mut request) as u64,
-            0,
-            0,
-            0,
-        )
-    }?;
+    xen_op(__HYPERVISOR_memory_op, XENMEM_memory_map, &mut request)?;
     Ok((request.nr_entries as usize).min(map.len()))
 }
 
@@ -164,17 +167,7 @@ pub fn shared_page() -> Option<u64> {
 
 fn notify(port: u32) {
     let mut send = evtchn_send { port };
-    // SAFETY: EVTCHNOP_send reads an evtchn_send on this stack.
-    let _ = unsafe {
-        hypercall::call(
-            __HYPERVISOR_event_channel_op,
-            u64::from(EVTCHNOP_send),
-            (&raw mut send) as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    let _ = xen_op(__HYPERVISOR_event_channel_op, EVTCHNOP_send, &mut send);
 }
 
 fn ring_write(ring: u64, mut bytes: &[u8]) {
@@ -296,18 +289,7 @@ extern "C" fn set_timer(deadline_ns: u64) {
         // Not VCPU_SSHOTTMR_future: a deadline already past fires at once.
         flags: 0,
     };
-    // SAFETY: VCPUOP_set_singleshot_timer reads the struct on this stack
-    // for vCPU 0.
-    let _ = unsafe {
-        hypercall::call(
-            __HYPERVISOR_vcpu_op,
-            u64::from(VCPUOP_set_singleshot_timer),
-            0,
-            (&raw mut timer) as u64,
-            0,
-            0,
-        )
-    };
+    let _ = vcpu_op(VCPUOP_set_singleshot_timer, &mut timer);
 }
 
 /// Stolen time: runnable or offline while Xen ran something else.
@@ -363,33 +345,13 @@ fn start_xen_time() -> Result<(), XenError> {
         vcpu: 0,
         port: 0,
     };
-    // SAFETY: EVTCHNOP_bind_virq reads the request and writes the port.
-    unsafe {
-        hypercall::call(
-            __HYPERVISOR_event_channel_op,
-            u64::from(EVTCHNOP_bind_virq),
-            (&raw mut bind) as u64,
-            0,
-            0,
-            0,
-        )
-    }?;
+    xen_op(__HYPERVISOR_event_channel_op, EVTCHNOP_bind_virq, &mut bind)?;
     let mut area = vcpu_register_runstate_memory_area {
         addr: vcpu_register_runstate_memory_area__bindgen_ty_1 {
             v: RUNSTATE_AREA.0.get(),
         },
     };
-    // SAFETY: registers a static area for vCPU 0, by virtual address.
-    match unsafe {
-        hypercall::call(
-            __HYPERVISOR_vcpu_op,
-            u64::from(VCPUOP_register_runstate_memory_area),
-            0,
-            (&raw mut area) as u64,
-            0,
-            0,
-        )
-    } {
+    match vcpu_op(VCPUOP_register_runstate_memory_area, &mut area) {
         Ok(_) => RUNSTATE.store(RUNSTATE_AREA.0.get() as u64, Ordering::Release),
         Err(error) => log::warn!("xen: no runstate area ({error}); no stolen time"),
     }
@@ -418,17 +380,7 @@ extern "C" fn shutdown(reason: u64) {
         ShutdownReason::Crash | ShutdownReason::Exit(_) => SHUTDOWN_crash,
     };
     let mut arg = sched_shutdown { reason };
-    // SAFETY: SCHEDOP_shutdown reads a sched_shutdown on this stack.
-    let _ = unsafe {
-        hypercall::call(
-            __HYPERVISOR_sched_op,
-            u64::from(SCHEDOP_shutdown),
-            (&raw mut arg) as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    let _ = xen_op(__HYPERVISOR_sched_op, SCHEDOP_shutdown, &mut arg);
 }
 
 const fn build() -> Backend {
@@ -472,18 +424,7 @@ fn hvm_set_param(index: u32, value: u64) -> Result<(), XenError> {
         index,
         value,
     };
-    // SAFETY: HVMOP_set_param reads a xen_hvm_param on this stack.
-    unsafe {
-        hypercall::call(
-            __HYPERVISOR_hvm_op,
-            u64::from(HVMOP_set_param),
-            (&raw mut param) as u64,
-            0,
-            0,
-            0,
-        )
-    }
-    .map(|_| ())
+    xen_op(__HYPERVISOR_hvm_op, HVMOP_set_param, &mut param).map(|_| ())
 }
 
 /// Maps shared_info over a frame of ours (`XENMEM_add_to_physmap`) and
@@ -516,19 +457,7 @@ pub fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> Result<(), XenError> {
         idx,
         gpfn,
     };
-    // SAFETY: XENMEM_add_to_physmap reads the request on this stack; the
-    // caller gives up `gpfn` (a frame of ours) to Xen's page.
-    unsafe {
-        hypercall::call(
-            __HYPERVISOR_memory_op,
-            u64::from(XENMEM_add_to_physmap),
-            (&raw mut request) as u64,
-            0,
-            0,
-            0,
-        )
-    }
-    .map(|_| ())
+    xen_op(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &mut request).map(|_| ())
 }
 
 /// Routes events on `port` to `handler` and unmasks the port.
@@ -536,34 +465,12 @@ pub fn bind_port(port: u32, handler: PortHandler) {
     if let Some(slot) = PORT_HANDLERS.get(port as usize) {
         slot.store(handler as usize as u64, Ordering::Release);
         let mut unmask = evtchn_unmask { port };
-        // SAFETY: EVTCHNOP_unmask reads an evtchn_unmask on this stack.
-        let _ = unsafe {
-            hypercall::call(
-                __HYPERVISOR_event_channel_op,
-                u64::from(EVTCHNOP_unmask),
-                (&raw mut unmask) as u64,
-                0,
-                0,
-                0,
-            )
-        };
+        let _ = xen_op(__HYPERVISOR_event_channel_op, EVTCHNOP_unmask, &mut unmask);
     }
 }
 
 fn event_channel_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError> {
-    // SAFETY: every EVTCHNOP_* used here reads and fills one struct of the
-    // type the caller passes for that command, on the caller's stack.
-    unsafe {
-        hypercall::call(
-            __HYPERVISOR_event_channel_op,
-            u64::from(cmd),
-            (arg as *mut T) as u64,
-            0,
-            0,
-            0,
-        )
-    }
-    .map(|_| ())
+    xen_op(__HYPERVISOR_event_channel_op, cmd, arg).map(|_| ())
 }
 
 /// A new port that domain `remote` may bind to (EVTCHNOP_alloc_unbound).
