@@ -33,6 +33,7 @@ pub enum BootError {
     BadPvhMagic(u32),
     Multiboot2(multiboot2::LoadError),
     Unreachable(u64),
+    XenPv(sanos_kernel::bootinfo::XenPvRangeError),
 }
 
 impl core::fmt::Display for BootError {
@@ -46,6 +47,7 @@ impl core::fmt::Display for BootError {
             }
             BootError::BadPvhMagic(magic) => write!(f, "PVH start info has magic {magic:#x}"),
             BootError::Multiboot2(error) => write!(f, "multiboot2 information: {error:?}"),
+            BootError::XenPv(error) => write!(f, "{error}"),
             BootError::Unreachable(address) => {
                 write!(
                     f,
@@ -180,6 +182,60 @@ fn phys_c_str(phys: u64, what: &str) -> &'static str {
             ""
         }
     }
+}
+
+/// Reads a Xen PV start info at virtual `info` (in the bootstrap mapping,
+/// which the kernel keeps): memory is pseudo-physical `[0, nr_pages)`,
+/// the builder's structures are kept, the module is the initrd.
+pub fn collect_xen_pv(
+    info: u64,
+    layout: &sanos_kernel::bootinfo::XenPvStart,
+) -> Result<BootInfo<'static>, BootError> {
+    // SAFETY: the PV entry checked the magic of the start info at `info`,
+    // which stays mapped for good.
+    let start_info = unsafe { &*(info as *const hv::xen::bindings::start_info) };
+    let mut boot = BootInfo::new(BootProtocol::XenPv);
+    boot.loader_name = "Xen PV domain builder";
+    boot.start_flags = start_info.flags;
+    // SAFETY: cmd_line is a char array inside the start info.
+    let cmdline = unsafe {
+        core::slice::from_raw_parts(
+            start_info.cmd_line.as_ptr().cast::<u8>(),
+            start_info.cmd_line.len(),
+        )
+    };
+    boot.cmdline = c_str(cmdline).unwrap_or_else(|error| {
+        log::error!("boot: Xen PV command line: {error:?}; ignored");
+        ""
+    });
+    if let Err(error) = boot
+        .memory
+        .add_firmware(0, layout.memory_bytes(), RegionKind::Usable)
+    {
+        log::error!("boot: Xen PV memory: {error}");
+    }
+    match layout.module(KERNEL_VMA) {
+        Ok(Some((start, end))) => {
+            if let Err(error) = boot.add_module(start, end, "") {
+                log::error!("boot: {error}; dropped");
+            }
+        }
+        Ok(None) => {}
+        Err(error) => log::error!("boot: {error}; module dropped"),
+    }
+    match layout.boot_data(KERNEL_VMA) {
+        Ok(ranges) => {
+            for (start, end) in ranges {
+                if start != end && !boot.add_boot_data(start, end) {
+                    log::error!(
+                        "boot: too many boot structures; [{start:#x}, {end:#x}) not reserved"
+                    );
+                }
+            }
+        }
+        Err(error) => return Err(BootError::XenPv(error)),
+    }
+    Ok(boot)
 }
 
 fn collect_pvh(info: u64) -> Result<BootInfo<'static>, BootError> {

@@ -26,6 +26,8 @@ pub enum BootProtocol {
     Pvh,
     /// Multiboot2: GRUB.
     Multiboot2,
+    /// Xen PV: `type="pv"`, the kernel deprivileged.
+    XenPv,
 }
 
 impl fmt::Display for BootProtocol {
@@ -33,6 +35,7 @@ impl fmt::Display for BootProtocol {
         f.write_str(match self {
             BootProtocol::Pvh => "PVH",
             BootProtocol::Multiboot2 => "multiboot2",
+            BootProtocol::XenPv => "Xen PV",
         })
     }
 }
@@ -214,6 +217,126 @@ pub fn c_str(bytes: &[u8]) -> Result<&str, CStrError> {
     })
 }
 
+/// What a Xen PV start info says about the domain builder's bootstrap
+/// region (`xen/include/public/xen.h`, "start_info"): virtual addresses
+/// there lie in the kernel's mapping, pfn `n` at `virt_base + n * 4096`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XenPvStart {
+    pub nr_pages: u64,
+    /// Virtual addresses of the start info, the bootstrap page tables
+    /// (`nr_pt_frames` pages) and the P2M list (8 bytes per page).
+    pub start_info: u64,
+    pub pt_base: u64,
+    pub nr_pt_frames: u64,
+    pub mfn_list: u64,
+    /// Pseudo-physical frames of the xenstore and console rings (domU).
+    pub store_pfn: Option<u64>,
+    pub console_pfn: Option<u64>,
+    /// The stack pointer at entry (top of the builder's boot stack).
+    pub stack: u64,
+    /// The module (initrd): `mod_start` is a pfn when the start info's
+    /// `SIF_MOD_START_PFN` flag says so, a virtual address otherwise.
+    pub mod_start: u64,
+    pub mod_len: u64,
+    pub mod_start_is_pfn: bool,
+}
+
+/// A start-info address that does not lie in the domain's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XenPvRangeError {
+    pub what: &'static str,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl fmt::Display for XenPvRangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Xen PV start info: {} at [{:#x}, {:#x}) lies outside the domain's memory",
+            self.what, self.start, self.end
+        )
+    }
+}
+
+const PAGE: u64 = 4096;
+
+impl XenPvStart {
+    /// Bytes of pseudo-physical memory.
+    pub fn memory_bytes(&self) -> u64 {
+        self.nr_pages.saturating_mul(PAGE)
+    }
+
+    fn physical(
+        &self,
+        what: &'static str,
+        virt_base: u64,
+        virt: u64,
+        len: u64,
+    ) -> Result<(u64, u64), XenPvRangeError> {
+        let bad = XenPvRangeError {
+            what,
+            start: virt,
+            end: virt.wrapping_add(len),
+        };
+        let start = virt.checked_sub(virt_base).ok_or(bad)?;
+        let end = start.checked_add(len).ok_or(bad)?;
+        let (start, end) = (start & !(PAGE - 1), end.next_multiple_of(PAGE));
+        if end > self.memory_bytes() || start == end {
+            return Err(bad);
+        }
+        Ok((start, end))
+    }
+
+    /// The builder's structures the kernel keeps using, as page-rounded
+    /// pseudo-physical ranges: start info, page tables, P2M list, the two
+    /// rings, the boot stack.
+    pub fn boot_data(&self, virt_base: u64) -> Result<[(u64, u64); 6], XenPvRangeError> {
+        let ring = |what, pfn: Option<u64>| match pfn {
+            Some(pfn) => self.physical(what, 0, pfn.saturating_mul(PAGE), PAGE),
+            None => Ok((0, 0)),
+        };
+        Ok([
+            self.physical("start info", virt_base, self.start_info, PAGE)?,
+            self.physical(
+                "page tables",
+                virt_base,
+                self.pt_base,
+                self.nr_pt_frames.saturating_mul(PAGE),
+            )?,
+            self.physical(
+                "P2M list",
+                virt_base,
+                self.mfn_list,
+                self.nr_pages.saturating_mul(8),
+            )?,
+            ring("xenstore ring", self.store_pfn)?,
+            ring("console ring", self.console_pfn)?,
+            self.physical(
+                "boot stack",
+                virt_base,
+                self.stack.saturating_sub(PAGE),
+                PAGE,
+            )?,
+        ])
+    }
+
+    /// The module's pseudo-physical range, if there is one.
+    pub fn module(&self, virt_base: u64) -> Result<Option<(u64, u64)>, XenPvRangeError> {
+        if self.mod_start == 0 || self.mod_len == 0 {
+            return Ok(None);
+        }
+        let (base, start) = if self.mod_start_is_pfn {
+            (0, self.mod_start.saturating_mul(PAGE))
+        } else {
+            (virt_base, self.mod_start)
+        };
+        let (first, _) = self.physical("module", base, start, self.mod_len)?;
+        let offset = start - base - first;
+        Ok(Some((first + offset, first + offset + self.mod_len)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +404,87 @@ mod tests {
             c_str(b"ab\xff\0"),
             Err(CStrError::NotUtf8 { valid_up_to: 2 })
         );
+    }
+
+    const VB: u64 = 0xffff_ffff_8000_0000;
+
+    fn pv_start() -> XenPvStart {
+        XenPvStart {
+            nr_pages: 32768,
+            start_info: VB + 0x62_0000,
+            pt_base: VB + 0x62_3000,
+            nr_pt_frames: 6,
+            mfn_list: VB + 0x60_0000,
+            store_pfn: Some(0x621),
+            console_pfn: Some(0x622),
+            stack: VB + 0x62_a000,
+            mod_start: 0,
+            mod_len: 0,
+            mod_start_is_pfn: false,
+        }
+    }
+
+    #[test]
+    fn xen_pv_boot_data_is_page_rounded_physical() {
+        let start = pv_start();
+        assert_eq!(start.memory_bytes(), 128 << 20);
+        let data = start.boot_data(VB).unwrap();
+        assert_eq!(data[0], (0x62_0000, 0x62_1000));
+        assert_eq!(data[1], (0x62_3000, 0x62_9000));
+        // 32768 entries of 8 bytes: 256 KiB.
+        assert_eq!(data[2], (0x60_0000, 0x64_0000));
+        assert_eq!(data[3], (0x62_1000, 0x62_2000));
+        assert_eq!(data[4], (0x62_2000, 0x62_3000));
+        assert_eq!(data[5], (0x62_9000, 0x62_a000));
+        let dom0 = XenPvStart {
+            store_pfn: None,
+            console_pfn: None,
+            ..start
+        };
+        assert_eq!(dom0.boot_data(VB).unwrap()[3], (0, 0));
+    }
+
+    #[test]
+    fn xen_pv_addresses_outside_memory_are_refused() {
+        let below = XenPvStart {
+            start_info: 0x1000,
+            ..pv_start()
+        };
+        assert_eq!(below.boot_data(VB).unwrap_err().what, "start info");
+        let beyond = XenPvStart {
+            console_pfn: Some(32768),
+            ..pv_start()
+        };
+        assert_eq!(beyond.boot_data(VB).unwrap_err().what, "console ring");
+        let huge = XenPvStart {
+            nr_pt_frames: u64::MAX,
+            ..pv_start()
+        };
+        assert!(huge.boot_data(VB).is_err());
+    }
+
+    #[test]
+    fn xen_pv_module_by_pfn_or_virtual_address() {
+        assert_eq!(pv_start().module(VB), Ok(None));
+        let by_virt = XenPvStart {
+            mod_start: VB + 0x40_0010,
+            mod_len: 0x2000,
+            ..pv_start()
+        };
+        assert_eq!(by_virt.module(VB), Ok(Some((0x40_0010, 0x40_2010))));
+        let by_pfn = XenPvStart {
+            mod_start: 0x400,
+            mod_len: 100,
+            mod_start_is_pfn: true,
+            ..pv_start()
+        };
+        assert_eq!(by_pfn.module(VB), Ok(Some((0x40_0000, 0x40_0064))));
+        let outside = XenPvStart {
+            mod_start: 0x8000,
+            mod_len: 1,
+            mod_start_is_pfn: true,
+            ..pv_start()
+        };
+        assert!(outside.module(VB).is_err());
     }
 }

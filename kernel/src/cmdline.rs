@@ -97,6 +97,7 @@ pub enum BackendName {
     Native,
     Kvm,
     XenPvh,
+    XenPv,
 }
 
 impl BackendName {
@@ -105,12 +106,17 @@ impl BackendName {
             BackendName::Native => "native",
             BackendName::Kvm => "kvm",
             BackendName::XenPvh => "xen-pvh",
+            BackendName::XenPv => "xen-pv",
         }
     }
 }
 
-const BACKEND_NAMES: [BackendName; 3] =
-    [BackendName::Native, BackendName::Kvm, BackendName::XenPvh];
+const BACKEND_NAMES: [BackendName; 4] = [
+    BackendName::Native,
+    BackendName::Kvm,
+    BackendName::XenPvh,
+    BackendName::XenPv,
+];
 const VMOPS_MODES: [VmopsMode; 3] = [VmopsMode::Eager, VmopsMode::Lazy, VmopsMode::Off];
 
 const CRASH_KINDS: [(&str, CrashKind); 3] = [
@@ -352,7 +358,7 @@ fn apply_vmops_backend<'a>(
             .into_iter()
             .find(|backend| backend.name() == value)
             .ok_or(ValueError::Invalid {
-                expected: "native|kvm|xen-pvh",
+                expected: "native|kvm|xen-pvh|xen-pv",
             })?,
     );
     Ok(())

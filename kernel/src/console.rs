@@ -46,11 +46,16 @@ impl Write for Writer {
 /// Brings up COM1 and installs the logger (level Info until the command
 /// line says otherwise). Without a UART the native console is silent.
 pub fn init() {
-    // SAFETY: 0x3f8..0x3ff is COM1's fixed port range on PCs, owned by this
-    // module for the kernel's whole life.
-    let uart = unsafe { Uart16550::new_port(COM1) }
-        .ok()
-        .and_then(|mut uart| uart.init(Config::default()).ok().map(|()| uart));
+    // A Xen PV kernel has no I/O ports (its console is Xen's).
+    let uart = if crate::mm::xlate::is_xen_pv() {
+        None
+    } else {
+        // SAFETY: 0x3f8..0x3ff is COM1's fixed port range on PCs, owned by
+        // this module for the kernel's whole life.
+        unsafe { Uart16550::new_port(COM1) }
+            .ok()
+            .and_then(|mut uart| uart.init(Config::default()).ok().map(|()| uart))
+    };
     *UART.lock() = uart;
     READY.store(true, Ordering::Release);
     // A second set_logger call is the only error; there is none.

@@ -64,6 +64,16 @@ pub fn registered() -> &'static [KTest] {
     unsafe { core::slice::from_raw_parts(start, count) }
 }
 
+/// Why the running test does not apply here, if it said so.
+static NOT_APPLICABLE: spin::Mutex<Option<&'static str>> = spin::Mutex::new(None);
+
+/// Ends the calling test as skipped, for a check that cannot apply on
+/// this platform (say why: the reason is printed with the result).
+pub fn not_applicable(reason: &'static str) -> TestResult {
+    *NOT_APPLICABLE.lock() = Some(reason);
+    Ok(())
+}
+
 /// Runs the tests whose name contains `filter` (all when it is empty),
 /// except those whose name contains `skip` (reported as skipped), prints
 /// each result and the closing line, and returns (passed, failed).
@@ -92,9 +102,19 @@ pub fn run(filter: &str, skip: Option<&str>) -> (usize, usize) {
             continue;
         }
         let start = crate::time::since_boot_ns();
+        *NOT_APPLICABLE.lock() = None;
         let result = (test.func)();
         let us = (crate::time::since_boot_ns() - start) / 1000;
+        let not_applicable = NOT_APPLICABLE.lock().take();
         match result {
+            Ok(()) if not_applicable.is_some() => {
+                skipped += 1;
+                crate::kprintln!(
+                    "test {} ... skipped ({})",
+                    test.name,
+                    not_applicable.unwrap_or_default()
+                );
+            }
             Ok(()) => {
                 passed += 1;
                 crate::kprintln!("test {} ... ok ({us} us)", test.name);

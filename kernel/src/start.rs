@@ -14,16 +14,28 @@ pub fn boot_info() -> &'static BootInfo<'static> {
     BOOT_INFO.get().expect("boot_info before start-up finished")
 }
 
-/// Called by the boot assembly with the protocol, the physical address of
-/// the protocol's boot information, and the TSC at the first instruction.
-pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> ! {
+/// Called by the boot assembly with the protocol, the address of the
+/// protocol's boot information (physical; Xen PV: the start info's virtual
+/// address), the TSC at the first instruction, and (Xen PV) the stack
+/// pointer the domain builder entered with.
+pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entry_sp: u64) -> ! {
     time::set_boot_tsc(tsc_at_entry);
+    let xen_pv = protocol == crate::arch::boot::PROTOCOL_XEN_PV;
+    // Deprivileged under Xen PV: the backend goes in before any vmops site
+    // runs, and Xen's trap table and segments replace the IDT and GDT.
+    let pv_layout = xen_pv.then(|| platform::xenpv::early(info, entry_sp));
     console::init();
-    gdt::init();
-    idt::init();
-    cpu::enable_sse();
+    if !xen_pv {
+        gdt::init();
+        idt::init();
+        cpu::enable_sse();
+    }
 
-    let mut boot = match boot::collect(protocol, u64::from(info)) {
+    let collected = match pv_layout {
+        Some(layout) => boot::collect_xen_pv(info, &layout),
+        None => boot::collect(protocol, info),
+    };
+    let mut boot = match collected {
         Ok(boot) => boot,
         Err(error) => {
             panic!("cannot read the boot information: {error} (protocol {protocol}, at {info:#x})")
@@ -46,15 +58,22 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u32, tsc_at_entry: u64) -> !
     if let Err(error) = mm::init(&mut boot, platform::shared_page().as_slice()) {
         panic!("memory: {error}");
     }
-    crate::arch::acpi::init(boot.rsdp);
-    apic::disable_legacy_pic();
-    if let Err(error) = apic::init() {
-        log::error!("apic: {error:?}; no timer interrupts");
+    if xen_pv {
+        // No firmware tables, PICs, APIC or UART: events and Xen time.
+        platform::after_memory();
+    } else {
+        crate::arch::acpi::init(boot.rsdp);
+        apic::disable_legacy_pic();
+        if let Err(error) = apic::init() {
+            log::error!("apic: {error:?}; no timer interrupts");
+        }
     }
     sched::init();
     cpu::irq_enable();
     platform::after_threads();
-    console::enable_input_interrupt();
+    if !xen_pv {
+        console::enable_input_interrupt();
+    }
 
     match boot.initrd() {
         Some(initrd) => log::info!(

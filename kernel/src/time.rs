@@ -30,6 +30,7 @@ static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 pub enum TscSource {
     KvmClock,
     XenCpuid,
+    XenPvclock,
     Cpuid15,
     Pit,
     Guess,

@@ -30,6 +30,19 @@ pub unsafe fn write_site(alias: *mut u8, bytes: &[u8]) {
     }
 }
 
+/// Copies `bytes` to `alias` without touching the interrupt state: for a
+/// platform where `cli` is not the way to mask interrupts (a Xen PV
+/// kernel runs in ring 3 and masks events instead).
+///
+/// # Safety
+/// As [`write_site`], and the caller has masked interrupts itself.
+pub unsafe fn write_site_masked(alias: *mut u8, bytes: &[u8]) {
+    for (i, &byte) in bytes.iter().enumerate() {
+        // SAFETY: the caller guarantees `alias..alias + len` is writable.
+        unsafe { alias.add(i).write_volatile(byte) };
+    }
+}
+
 /// Serialises instruction fetch after code was modified: an `iretq` to the
 /// next instruction (as Linux's `sync_core`), which unlike CPUID does not
 /// exit to the hypervisor.

@@ -103,6 +103,16 @@ mod page {
         READY.store(true, Ordering::Release);
     }
 
+    /// Declares the page filled by Xen's PV domain builder, which writes
+    /// the stubs at the address the kernel's `XEN_ELFNOTE_HYPERCALL_PAGE`
+    /// note names before the guest's first instruction.
+    ///
+    /// # Safety
+    /// Only on a Xen PV guest whose image carries that note for this page.
+    pub unsafe fn mark_filled() {
+        READY.store(true, Ordering::Release);
+    }
+
     /// Whether hypercalls can be made.
     pub fn ready() -> bool {
         READY.load(Ordering::Acquire)
@@ -148,7 +158,7 @@ mod page {
 }
 
 #[cfg(target_os = "none")]
-pub use page::{call, install, page_address, ready};
+pub use page::{call, install, mark_filled, page_address, ready};
 
 #[cfg(test)]
 mod tests {

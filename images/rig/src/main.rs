@@ -24,6 +24,7 @@ fn list() {
             Boot::Pvh => "pvh".to_string(),
             Boot::Iso { file_name } => format!("iso {file_name}"),
             Boot::XenPvhDom0 => "xen pvh dom0".to_string(),
+            Boot::XenPvDom0 => "xen pv dom0".to_string(),
         };
         let requires = match config.requires {
             Some(requirement) => format!(", needs {requirement:?}"),

@@ -38,6 +38,15 @@ pub enum Boot {
     /// dom0, through `images/xen/dom0-kernel.sh`, which ends QEMU with
     /// status 33 when dom0 powers off and 37 when it crashes.
     XenPvhDom0,
+    /// The same, the kernel as a deprivileged PV dom0.
+    XenPvDom0,
+}
+
+impl Boot {
+    /// Whether the kernel is Xen's dom0 (booted by the fast Xen rig).
+    pub fn is_xen_dom0(self) -> bool {
+        matches!(self, Boot::XenPvhDom0 | Boot::XenPvDom0)
+    }
 }
 
 /// Inputs the rig makes itself before booting.
@@ -343,6 +352,31 @@ pub const MATRIX: &[Config] = &[
             forbidden: FORBIDDEN,
         },
     },
+    // The kernel as a deprivileged PV dom0: Xen's page tables extended by
+    // mmu_update, the trap table, events for interrupts, pvclock time.
+    Config {
+        name: "xen-pv-dom0",
+        accel: Accel::Tcg,
+        cpu: None,
+        boot: Boot::XenPvDom0,
+        cmdline: "test",
+        fixture: None,
+        requires: None,
+        timeout: Duration::from_secs(240),
+        expect: Expect {
+            status: STATUS_TESTS_PASSED,
+            closing_line: true,
+            lines: &[
+                BANNER,
+                Pattern::Contains("vmops: platform=xen backend=xen-pv mode=eager"),
+                Pattern::Glob("*vmops: * (irq_disable * -> inline, *"),
+                Pattern::Contains("mm: Xen PV page tables at"),
+                Pattern::Contains("xen: clock from pvclock, timer on VIRQ_TIMER"),
+                Pattern::Contains("Hardware Dom0 halted"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
     // The shell, as a person uses it: typed on the serial console (the
     // UART's receive interrupt through the I/O APIC), ending with an ACPI
     // power-off, which ends QEMU with status 0.
@@ -481,6 +515,7 @@ mod tests {
                 "qemu-kvm-pvh-off",
                 "qemu-tcg-backend-refused",
                 "xen-pvh-dom0",
+                "xen-pv-dom0",
                 "qemu-tcg-shell",
                 "qemu-tcg-crash-panic",
                 "qemu-tcg-crash-stack",

@@ -96,7 +96,7 @@ impl Launch {
             Boot::Iso { file_name } => Media::Cdrom(paths.iso(file_name)),
             // Launched through images/xen/dom0-kernel.sh instead (see
             // runner); this is only its kernel and command line.
-            Boot::XenPvhDom0 => Media::Kernel {
+            Boot::XenPvhDom0 | Boot::XenPvDom0 => Media::Kernel {
                 kernel: paths.kernel.clone(),
                 cmdline: config.cmdline.to_string(),
                 initrd: None,

@@ -91,7 +91,7 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
         Ok(file) => file,
         Err(e) => return fail(format!("cannot create {}: {e}", stderr_path.display())),
     };
-    let (program, qemu_args, output) = if config.boot == Boot::XenPvhDom0 {
+    let (program, qemu_args, output) = if config.boot.is_xen_dom0() {
         // Xen's console (and dom0's) is the script's stdout: that is the
         // serial log.
         let log_file = match File::create(&log) {
@@ -99,7 +99,7 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
             Err(e) => return fail(format!("cannot create {}: {e}", log.display())),
         };
         let mut args: Vec<std::ffi::OsString> = vec![
-            "DOM0_PVH=1".into(),
+            format!("DOM0_PVH={}", u8::from(config.boot == Boot::XenPvhDom0)).into(),
             format!("TIMEOUT={}", config.timeout.as_secs()).into(),
             "bash".into(),
             "images/xen/dom0-kernel.sh".into(),
@@ -113,7 +113,7 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
     };
     // The script has its own timeout; ours is the backstop.
     let backstop = config.timeout
-        + if config.boot == Boot::XenPvhDom0 {
+        + if config.boot.is_xen_dom0() {
             Duration::from_secs(30)
         } else {
             Duration::ZERO

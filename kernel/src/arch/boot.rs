@@ -22,11 +22,13 @@
 
 use crate::arch::layout::{KERNEL_VMA, PHYS_MAP_BASE};
 use hv::pvh::XEN_ELFNOTE_PHYS32_ENTRY;
+use hv::xen::bindings as xb;
 
 /// The boot protocol the entry code saw, passed to `kernel_entry`.
 pub const PROTOCOL_UNKNOWN: u32 = 0;
 pub const PROTOCOL_PVH: u32 = 1;
 pub const PROTOCOL_MULTIBOOT2: u32 = 2;
+pub const PROTOCOL_XEN_PV: u32 = 3;
 
 /// Multiboot2 spec 3.1.1 and 3.2: header magic, and what the loader leaves in
 /// `%eax`.
@@ -67,6 +69,78 @@ core::arch::global_asm!(
     ".balign 4",
     ".quad pvh_entry32 - {kvma}",
     ".balign 4",
+    // ---- Xen PV notes (xen/include/public/elfnote.h), read by Xen's
+    // domain builders for `type="pv"` and a PV dom0: load the segments at
+    // VIRT_BASE + p_paddr (PADDR_OFFSET 0), fill the hypercall page, and
+    // enter 64-bit `xen_pv_entry` with the start info in RSI.
+    ".macro XEN_NOTE_STR type, text",
+    ".balign 4",
+    ".long 4",
+    ".long 2f - 1f",
+    ".long \\type",
+    ".asciz \"Xen\"",
+    ".balign 4",
+    "1: .asciz \"\\text\"",
+    "2: .balign 4",
+    ".endm",
+    ".macro XEN_NOTE_QUAD type, value",
+    ".balign 4",
+    ".long 4",
+    ".long 8",
+    ".long \\type",
+    ".asciz \"Xen\"",
+    ".balign 4",
+    ".quad \\value",
+    ".balign 4",
+    ".endm",
+    "XEN_NOTE_STR {note_guest_os}, sanos",
+    concat!(
+        "XEN_NOTE_STR {note_guest_version}, ",
+        env!("CARGO_PKG_VERSION")
+    ),
+    "XEN_NOTE_STR {note_xen_version}, xen-3.0",
+    "XEN_NOTE_STR {note_loader}, generic",
+    "XEN_NOTE_STR {note_pae_mode}, yes",
+    "XEN_NOTE_STR {note_features}, pae_pgdir_above_4gb",
+    "XEN_NOTE_QUAD {note_entry}, xen_pv_entry",
+    "XEN_NOTE_QUAD {note_virt_base}, {kvma}",
+    "XEN_NOTE_QUAD {note_paddr_offset}, 0",
+    "XEN_NOTE_QUAD {note_hypercall_page}, hv_xen_hypercall_page",
+    ".balign 4",
+    ".long 4",
+    ".long 4",
+    ".long {note_suspend_cancel}",
+    ".asciz \"Xen\"",
+    ".balign 4",
+    ".long 1",
+    ".balign 4",
+    ".long 4",
+    ".long 4",
+    ".long {note_supported_features}",
+    ".asciz \"Xen\"",
+    ".balign 4",
+    ".long 1 << {feat_dom0}",
+    // ---- The Xen PV entry: 64-bit, paging on with the builder's tables,
+    // the kernel at its link address, events masked, ring 3, RSI = start
+    // info, RSP = the builder's boot stack. The builder zero-fills .bss.
+    ".section .text.xen_pv_entry, \"ax\"",
+    ".code64",
+    ".global xen_pv_entry",
+    "xen_pv_entry:",
+    "mov r12, rsi",
+    "mov r13, rsp",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "mov qword ptr [rip + boot_tsc], rax",
+    "lea rsp, [rip + boot_stack_top]",
+    "mov edi, {proto_xen_pv}",
+    "mov rsi, r12",
+    "mov rdx, rax",
+    "mov rcx, r13",
+    "xor ebp, ebp",
+    "call {kernel_entry}",
+    "ud2",
     // ---- 32-bit entry points.
     ".section .boot.text, \"ax\"",
     ".code32",
@@ -208,6 +282,7 @@ core::arch::global_asm!(
     "mov edi, r12d",
     "mov esi, r13d",
     "mov rdx, qword ptr [rip + boot_tsc]",
+    "xor ecx, ecx",
     "xor ebp, ebp",
     "call {kernel_entry}",
     "ud2",
@@ -270,6 +345,20 @@ core::arch::global_asm!(
     proto_unknown = const PROTOCOL_UNKNOWN,
     proto_pvh = const PROTOCOL_PVH,
     proto_mb2 = const PROTOCOL_MULTIBOOT2,
+    proto_xen_pv = const PROTOCOL_XEN_PV,
+    note_guest_os = const xb::XEN_ELFNOTE_GUEST_OS,
+    note_guest_version = const xb::XEN_ELFNOTE_GUEST_VERSION,
+    note_xen_version = const xb::XEN_ELFNOTE_XEN_VERSION,
+    note_loader = const xb::XEN_ELFNOTE_LOADER,
+    note_pae_mode = const xb::XEN_ELFNOTE_PAE_MODE,
+    note_features = const xb::XEN_ELFNOTE_FEATURES,
+    note_entry = const xb::XEN_ELFNOTE_ENTRY,
+    note_virt_base = const xb::XEN_ELFNOTE_VIRT_BASE,
+    note_paddr_offset = const xb::XEN_ELFNOTE_PADDR_OFFSET,
+    note_hypercall_page = const xb::XEN_ELFNOTE_HYPERCALL_PAGE,
+    note_suspend_cancel = const xb::XEN_ELFNOTE_SUSPEND_CANCEL,
+    note_supported_features = const xb::XEN_ELFNOTE_SUPPORTED_FEATURES,
+    feat_dom0 = const xb::XENFEAT_dom0,
     boot_stack_size = const BOOT_STACK_SIZE,
     df_stack_size = const DF_STACK_SIZE,
     kernel_entry = sym crate::kernel_entry,

@@ -175,9 +175,37 @@ pub fn native_shutdown(reason: ShutdownReason) {
     }
 }
 
-/// Reads CPUID leaf `leaf`, subleaf 0.
+/// Reads CPUID leaf `leaf`, subleaf 0. A Xen PV guest asks through Xen's
+/// forced-emulation prefix (`ud2; .ascii "xen"; cpuid`,
+/// `xen/include/public/arch-x86/xen.h`), so it sees Xen's leaves and the
+/// guest's policy instead of the raw CPU.
 #[inline]
 pub fn cpuid(leaf: u32) -> core::arch::x86_64::CpuidResult {
+    if crate::mm::xlate::is_xen_pv() {
+        let (eax, ebx, ecx, edx): (u32, u64, u32, u32);
+        // SAFETY: Xen's #UD handler recognises the prefix and emulates the
+        // CPUID that follows; RBX (reserved by LLVM) is saved around it.
+        unsafe {
+            core::arch::asm!(
+                "mov {rbx_save}, rbx",
+                "ud2",
+                ".ascii \"xen\"",
+                "cpuid",
+                "xchg {rbx_save}, rbx",
+                rbx_save = out(reg) ebx,
+                inout("eax") leaf => eax,
+                inout("ecx") 0 => ecx,
+                out("edx") edx,
+                options(nostack),
+            )
+        };
+        return core::arch::x86_64::CpuidResult {
+            eax,
+            ebx: ebx as u32,
+            ecx,
+            edx,
+        };
+    }
     // CPUID is safe to execute in any mode and for any leaf.
     core::arch::x86_64::__cpuid_count(leaf, 0)
 }

@@ -4,7 +4,8 @@
 //!
 //! | area | base | PML4 slot |
 //! |---|---|---|
-//! | direct map of physical memory | `0xffff_8000_0000_0000` | 256.. |
+//! | (Xen PV: the hypervisor's, M2P table at its start) | `0xffff_8000_0000_0000` | 256..271 |
+//! | direct map of physical memory | `0xffff_8880_0000_0000` | 273.. |
 //! | MMIO mappings (uncached) | `0xffff_fd00_0000_0000` | 506 |
 //! | kernel stacks, each above an unmapped guard page | `0xffff_fe00_0000_0000` | 508 |
 //! | kernel image (code model "kernel") | `0xffff_ffff_8000_0000` | 511 |
@@ -13,7 +14,7 @@
 pub const KERNEL_VMA: u64 = 0xFFFF_FFFF_8000_0000;
 /// Start of the direct map: physical address `p` is visible at
 /// `PHYS_MAP_BASE + p`.
-pub const PHYS_MAP_BASE: u64 = 0xFFFF_8000_0000_0000;
+pub const PHYS_MAP_BASE: u64 = 0xFFFF_8880_0000_0000;
 /// Start of the MMIO window.
 pub const MMIO_BASE: u64 = 0xFFFF_FD00_0000_0000;
 /// Size of the MMIO window (one PML4 slot).

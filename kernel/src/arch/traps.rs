@@ -91,12 +91,15 @@ core::arch::global_asm!(
     "push r13",
     "push r14",
     "push r15",
-    // The CPU aligned RSP to 16 before pushing its 5-word frame; with the
-    // 2 words of vector/error and 15 registers the frame is 22 words, so
-    // RSP is 16-byte aligned here as the ABI wants at a call.
+    // The frame is 22 words; the CPU aligns RSP to 16 before pushing its
+    // part, Xen PV's bounce frame need not: align for the call, keep the
+    // frame's address in RBX (saved in the frame, restored below).
     "mov rdi, rsp",
+    "mov rbx, rsp",
+    "and rsp, -16",
     "cld",
     "call {dispatch}",
+    "mov rsp, rbx",
     "pop r15",
     "pop r14",
     "pop r13",
@@ -113,9 +116,72 @@ core::arch::global_asm!(
     "pop rbx",
     "pop rax",
     "add rsp, 16",
+    // `iretq` natively; Xen PV returns through HYPERVISOR_iret instead
+    // (`set_trap_return`).
+    "jmp qword ptr [rip + trap_return]",
+    ".global trap_iretq",
+    "trap_iretq:",
     "iretq",
+    // ---- Xen PV entry points (xen/include/public/arch-x86/xen-x86_64.h):
+    // Xen's bounce frame is the CPU's plus RCX and R11 on top; pop them
+    // and continue as the native stub of the vector. Exceptions only:
+    // interrupts arrive as events, through `xen_pv_event_entry`.
+    ".balign 16",
+    ".global xen_pv_trap_stubs",
+    "xen_pv_trap_stubs:",
+    ".set trap_vec, 0",
+    ".rept 32",
+    ".balign 16",
+    "pop rcx",
+    "pop r11",
+    "jmp trap_stubs + trap_vec * 16",
+    ".set trap_vec, trap_vec + 1",
+    ".endr",
+    ".global xen_pv_event_entry",
+    "xen_pv_event_entry:",
+    "pop rcx",
+    "pop r11",
+    "jmp trap_stubs + {upcall} * 16",
+    ".section .data.trap_return, \"aw\"",
+    ".balign 8",
+    ".global trap_return",
+    "trap_return:",
+    ".quad trap_iretq",
     dispatch = sym trap_dispatch,
+    upcall = const VECTOR_XEN_UPCALL,
 );
+
+/// The vector that Xen's event upcall arrives on (PVH: the HVM callback
+/// vector; PV: the event callback's stub enters the common path with it).
+pub const VECTOR_XEN_UPCALL: u8 = 0xf3;
+
+unsafe extern "C" {
+    static xen_pv_trap_stubs: u8;
+    static xen_pv_event_entry: u8;
+    static mut trap_return: u64;
+}
+
+/// Address of the Xen PV entry stub of exception `vector` (< 32).
+pub fn xen_pv_trap_stub(vector: u8) -> u64 {
+    (&raw const xen_pv_trap_stubs) as u64 + u64::from(vector) * TRAP_STUB_SIZE
+}
+
+/// Address of the Xen PV event-callback entry.
+pub fn xen_pv_event_entry_address() -> u64 {
+    (&raw const xen_pv_event_entry) as u64
+}
+
+/// Makes every trap return through `target` (which finds the CPU's frame
+/// on the stack) instead of `iretq`.
+///
+/// # Safety
+/// `target` must return from an interrupt frame correctly on this
+/// platform; call before interrupts or events can arrive.
+pub unsafe fn set_trap_return(target: u64) {
+    // SAFETY: a single aligned store to the pointer the common stub jumps
+    // through; nothing is in a trap yet (the caller's promise).
+    unsafe { (&raw mut trap_return).write_volatile(target) };
+}
 
 unsafe extern "C" {
     static trap_stubs: u8;

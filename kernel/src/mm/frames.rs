@@ -5,12 +5,12 @@
 //! Lock order: the page-table lock and the heap lock may be held while
 //! taking this one; code holding this lock takes no other.
 
+use super::xlate;
 use super::MmError;
-use crate::arch::layout::{BOOT_PHYS_MAP_LIMIT, PHYS_MAP_BASE};
 use sanos_kernel::frames::{storage_words, FrameBitmap};
 use sanos_kernel::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
 use spin::Mutex;
-use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
+use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
 static FRAMES: Mutex<Option<FrameBitmap<'static>>> = Mutex::new(None);
@@ -27,7 +27,7 @@ pub(super) fn init(map: &mut MemoryMap) -> Result<(), MmError> {
     let words = storage_words(highest);
     let bytes = ((words * 8) as u64).next_multiple_of(PAGE_SIZE);
     let place = map
-        .find_free(bytes, PAGE_SIZE, BOOT_PHYS_MAP_LIMIT)
+        .find_free(bytes, PAGE_SIZE, xlate::early_limit())
         .ok_or(MmError::NoRoomForFrameBitmap { bytes })?;
     crate::boot::reserve(
         map,
@@ -36,11 +36,13 @@ pub(super) fn init(map: &mut MemoryMap) -> Result<(), MmError> {
         RegionKind::FrameBitmap,
         "frame bitmap",
     );
-    // SAFETY: [place, place + bytes) is usable RAM below 4 GiB (find_free),
-    // now reserved for the bitmap alone; the boot page tables and the
-    // kernel's own both map it at PHYS_MAP_BASE, 8-byte aligned.
+    // SAFETY: [place, place + bytes) is usable RAM below the early limit
+    // (find_free), now reserved for the bitmap alone; `phys_to_virt`
+    // reaches it there for good (the boot direct map, which the kernel's
+    // tables keep, or Xen PV's bootstrap mapping, which stays), 8-byte
+    // aligned.
     let storage =
-        unsafe { core::slice::from_raw_parts_mut((PHYS_MAP_BASE + place) as *mut u64, words) };
+        unsafe { core::slice::from_raw_parts_mut(xlate::phys_to_virt(place) as *mut u64, words) };
     let mut bitmap = FrameBitmap::new(storage, highest).map_err(MmError::FrameBitmap)?;
     for (start, end) in map.usable_frames() {
         bitmap.add_free_range(start.max(FIRST_FRAME), end.max(FIRST_FRAME));
@@ -89,20 +91,6 @@ pub fn free(frame: PhysFrame) {
 /// (free, total) frame counts.
 pub fn counts() -> (usize, usize) {
     with(|frames| (frames.free_frames(), frames.total_frames())).unwrap_or((0, 0))
-}
-
-/// Hands the `x86_64` crate's page-table code frames for new tables, from
-/// below `limit` (the boot page tables reach only the first 4 GiB).
-pub struct TableFrames {
-    pub limit: u64,
-}
-
-// SAFETY: every frame returned is free in the bitmap and is marked
-// allocated before it is returned, so no frame is handed out twice.
-unsafe impl FrameAllocator<Size4KiB> for TableFrames {
-    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        alloc_below(self.limit)
-    }
 }
 
 mod tests {

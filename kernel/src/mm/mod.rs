@@ -9,6 +9,7 @@
 pub mod frames;
 pub mod heap;
 pub mod paging;
+pub mod xlate;
 
 pub use paging::{is_kernel_stack, is_stack_guard, map_mmio, map_phys, KernelStack};
 
@@ -21,6 +22,7 @@ pub enum MmError {
     NoRoomForFrameBitmap { bytes: u64 },
     FrameBitmap(sanos_kernel::frames::FrameError),
     OutOfFrames,
+    Map(paging::MapError),
 }
 
 impl core::fmt::Display for MmError {
@@ -35,6 +37,7 @@ impl core::fmt::Display for MmError {
             }
             MmError::FrameBitmap(error) => write!(f, "frame bitmap: {error}"),
             MmError::OutOfFrames => write!(f, "out of frames while building the page tables"),
+            MmError::Map(error) => write!(f, "building the page tables: {error:?}"),
         }
     }
 }

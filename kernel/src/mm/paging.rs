@@ -1,34 +1,44 @@
-//! The kernel's page tables (Intel SDM Vol. 3A 4.5), built once at boot to
-//! replace the entry code's temporary ones:
+//! The kernel's page tables (Intel SDM Vol. 3A 4.5):
 //!
-//! - the direct map: every RAM region of the memory map at
-//!   `PHYS_MAP_BASE + phys`, 2 MiB pages, read-write, no-execute;
+//! - the direct map: all RAM at `PHYS_MAP_BASE + phys`, read-write,
+//!   no-execute (2 MiB pages natively; 4 KiB pages under Xen PV, where
+//!   page-table pages must be mapped read-only and Xen offers no large
+//!   pages);
 //! - the kernel image with W^X: text read-execute, rodata read-only, data
 //!   and bss read-write no-execute; the boot and double-fault stacks' guard
-//!   pages stay unmapped;
+//!   pages unmapped;
 //! - on demand: MMIO windows (uncached) and kernel stacks, each above an
-//!   unmapped guard page, so an overflow faults instead of corrupting.
+//!   unmapped guard page, so an overflow faults instead of corrupting;
+//!   a stack's pages go back to the frame allocator when it is dropped.
 //!
-//! Mappings outside the direct map go through [`KERNEL_PAGE_TABLE`]. Every
-//! kernel mapping is global (CR4.PGE): it is the same in every address
-//! space. The CR3 write goes through the vmops `write_cr3` op.
+//! Natively the tables are built once at boot to replace the entry code's
+//! temporary ones and loaded through the vmops `write_cr3` op. Under Xen
+//! PV the kernel keeps the tables Xen built and pinned (the start info's
+//! `pt_base`) and extends them: there, a page-table page may only be
+//! mapped read-only, and every entry store is validated by Xen.
+//!
+//! So this module has its own small walker instead of a crate's mapper:
+//! every entry store goes through the vmops `set_pte` op (a plain store
+//! natively, `HYPERVISOR_mmu_update` under PV), entries hold machine
+//! addresses ([`xlate`]), and a new table page is made read-only in every
+//! mapping of it before it is linked in.
 
-use super::frames::{self, TableFrames};
+use super::frames;
+use super::xlate::{self, is_xen_pv, phys_to_virt};
 use super::MmError;
 use crate::arch::boot::{BOOT_STACK_SIZE, DF_STACK_SIZE};
 use crate::arch::cpu;
 use crate::arch::layout::*;
+use crate::platform::ops;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use sanos_kernel::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
 use spin::Mutex;
-use x86_64::structures::paging::{
-    Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as Flags, PhysFrame,
-    Size2MiB, Size4KiB, Translate,
-};
-use x86_64::{PhysAddr, VirtAddr};
+pub use x86_64::structures::paging::PageTableFlags as Flags;
 
-static KERNEL_PAGE_TABLE: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
+/// The kernel's tables, by the physical address of their root (PML4).
+static KERNEL_PAGE_TABLE: Mutex<Option<Tables>> = Mutex::new(None);
 static NX_ENABLED: AtomicBool = AtomicBool::new(false);
+static GLOBAL_ENABLED: AtomicBool = AtomicBool::new(false);
 static NEXT_MMIO: AtomicU64 = AtomicU64::new(MMIO_BASE);
 static NEXT_STACK: AtomicU64 = AtomicU64::new(KSTACK_BASE);
 
@@ -49,6 +59,10 @@ fn addr(symbol: *const u8) -> u64 {
     symbol as u64
 }
 
+/// Address bits of an entry (bits 12..51).
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+const SIZE_2M: u64 = 2 << 20;
+
 /// Adds NO_EXECUTE when the CPU supports it (it is a reserved bit
 /// otherwise).
 fn no_exec(flags: Flags) -> Flags {
@@ -59,120 +73,309 @@ fn no_exec(flags: Flags) -> Flags {
     }
 }
 
+/// GLOBAL where it means something: natively with CR4.PGE. A Xen PV kernel
+/// runs in its own address space already, and Xen warns about global
+/// kernel pages.
+fn global() -> Flags {
+    if GLOBAL_ENABLED.load(Ordering::Relaxed) {
+        Flags::GLOBAL
+    } else {
+        Flags::empty()
+    }
+}
+
 /// Intermediate tables grant everything; the leaf entries decide.
 const TABLE_FLAGS: Flags = Flags::PRESENT.union(Flags::WRITABLE);
+
+/// Why a mapping could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    OutOfFrames,
+    /// The page is mapped already.
+    Present(u64),
+    /// A large page covers the address.
+    LargePage(u64),
+    /// The platform refused the entry (Xen PV validation).
+    Refused(u64),
+    /// No machine frame for this physical address (beyond the P2M).
+    NoMachineFrame(u64),
+    /// Nothing maps the address.
+    NotMapped(u64),
+}
+
+/// The entry at `index` of the table at physical `table`.
+fn entry_ptr(table: u64, index: usize) -> *mut u64 {
+    (phys_to_virt(table) + index as u64 * 8) as *mut u64
+}
+
+fn read_entry(entry: *mut u64) -> u64 {
+    // SAFETY: `entry` points into a page-table page reached through
+    // `phys_to_virt`, mapped (read-only under PV) for the kernel's life.
+    unsafe { entry.read_volatile() }
+}
+
+/// The bits a store must leave as written; Xen PV adds USER to kernel
+/// entries, and the CPU sets ACCESSED and DIRTY.
+const CHECKED_BITS: u64 = ADDR_MASK | (1 << 63) | 0b11;
+
+/// Stores `value` and checks it arrived (under PV, Xen may refuse it).
+fn write_entry(entry: *mut u64, value: u64) -> Result<(), MapError> {
+    // SAFETY: callers hold the table lock (or own the tables being built)
+    // and compute `value` from frames they own.
+    unsafe { ops::set_pte(entry, value) };
+    if (read_entry(entry) ^ value) & CHECKED_BITS == 0 {
+        Ok(())
+    } else {
+        Err(MapError::Refused(entry as u64))
+    }
+}
+
+/// The pseudo-physical frame an entry points at.
+fn entry_phys(entry: u64) -> u64 {
+    xlate::machine_to_phys(entry & ADDR_MASK)
+}
+
+fn make_entry(phys: u64, flags: Flags) -> Result<u64, MapError> {
+    let machine = xlate::phys_to_machine(phys).ok_or(MapError::NoMachineFrame(phys))?;
+    Ok(machine & ADDR_MASK | flags.bits())
+}
+
+fn index(virt: u64, level: u32) -> usize {
+    ((virt >> (12 + 9 * (level - 1))) & 0x1ff) as usize
+}
+
+/// Page-table pages allocated before the direct map covered them (Xen
+/// PV): the direct map must map them read-only. Bit n = frame n.
+static EARLY_TABLES: Mutex<[u64; EARLY_TABLE_WORDS]> = Mutex::new([0; EARLY_TABLE_WORDS]);
+/// Covers the first 256 MiB, far beyond any bootstrap mapping.
+const EARLY_TABLE_WORDS: usize = 1024;
+
+fn early_table_mark(phys: u64) {
+    let frame = (phys >> 12) as usize;
+    if let Some(word) = EARLY_TABLES.lock().get_mut(frame / 64) {
+        *word |= 1 << (frame % 64);
+    }
+}
+
+fn is_early_table(phys: u64) -> bool {
+    let frame = (phys >> 12) as usize;
+    EARLY_TABLES
+        .lock()
+        .get(frame / 64)
+        .is_some_and(|word| word & (1 << (frame % 64)) != 0)
+}
+
+/// A four-level page-table tree.
+struct Tables {
+    root: u64,
+    /// Below this, new table pages must be reachable before the direct map
+    /// (natively the boot tables' 4 GiB; under PV the bootstrap mapping).
+    table_limit: u64,
+}
+
+impl Tables {
+    /// A zeroed page for a new table, made read-only wherever it is mapped
+    /// when the platform demands it (Xen PV), ready to be linked in.
+    fn new_table(&mut self) -> Result<u64, MapError> {
+        let phys = frames::alloc_below(self.table_limit)
+            .ok_or(MapError::OutOfFrames)?
+            .start_address()
+            .as_u64();
+        // SAFETY: the frame is fresh from the allocator (nobody else refers
+        // to it) and `phys_to_virt` reaches it writable: it is no table yet.
+        unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_SIZE as usize) };
+        if is_xen_pv() {
+            early_table_mark(phys);
+            for alias in [KERNEL_VMA + phys, PHYS_MAP_BASE + phys] {
+                if let Some(leaf) = self.leaf(alias) {
+                    let value = read_entry(leaf);
+                    write_entry(leaf, value & !Flags::WRITABLE.bits())?;
+                    ops::flush_tlb_page(alias);
+                }
+            }
+        }
+        Ok(phys)
+    }
+
+    /// The entry for `virt` at `level` (1 = the 4 KiB leaf, 2 = a 2 MiB
+    /// leaf), creating the tables above it when `create`.
+    fn entry(&mut self, virt: u64, level: u32, create: bool) -> Result<*mut u64, MapError> {
+        let mut table = self.root;
+        for current in (level + 1..=4).rev() {
+            let entry = entry_ptr(table, index(virt, current));
+            let value = read_entry(entry);
+            if value & Flags::PRESENT.bits() == 0 {
+                if !create {
+                    return Err(MapError::NotMapped(virt));
+                }
+                let new = self.new_table()?;
+                write_entry(entry, make_entry(new, TABLE_FLAGS)?)?;
+                table = new;
+            } else if value & Flags::HUGE_PAGE.bits() != 0 {
+                return Err(MapError::LargePage(virt));
+            } else {
+                table = entry_phys(value);
+            }
+        }
+        Ok(entry_ptr(table, index(virt, level)))
+    }
+
+    /// The present leaf entry mapping `virt` (4 KiB or larger), if any.
+    fn leaf(&self, virt: u64) -> Option<*mut u64> {
+        let mut table = self.root;
+        for level in (1..=4).rev() {
+            let entry = entry_ptr(table, index(virt, level));
+            let value = read_entry(entry);
+            if value & Flags::PRESENT.bits() == 0 {
+                return None;
+            }
+            if level == 1 || value & Flags::HUGE_PAGE.bits() != 0 {
+                return Some(entry);
+            }
+            table = entry_phys(value);
+        }
+        None
+    }
+
+    /// Physical address and flags of the page mapping `virt`.
+    fn translate(&self, virt: u64) -> Option<(u64, Flags)> {
+        let mut table = self.root;
+        for level in (1..=4).rev() {
+            let value = read_entry(entry_ptr(table, index(virt, level)));
+            if value & Flags::PRESENT.bits() == 0 {
+                return None;
+            }
+            if level == 1 || value & Flags::HUGE_PAGE.bits() != 0 {
+                let size = 1u64 << (12 + 9 * (level - 1));
+                let base = entry_phys(value) & !(size - 1);
+                return Some((base + (virt & (size - 1)), Flags::from_bits_truncate(value)));
+            }
+            table = entry_phys(value);
+        }
+        None
+    }
+
+    /// Maps the 4 KiB page at `virt` to `phys`.
+    fn map(&mut self, virt: u64, phys: u64, flags: Flags) -> Result<(), MapError> {
+        let entry = self.entry(virt, 1, true)?;
+        if read_entry(entry) & Flags::PRESENT.bits() != 0 {
+            return Err(MapError::Present(virt));
+        }
+        write_entry(entry, make_entry(phys, flags | Flags::PRESENT)?)
+    }
+
+    /// Maps the 2 MiB page at `virt` to `phys` (native only).
+    fn map_2m(&mut self, virt: u64, phys: u64, flags: Flags) -> Result<(), MapError> {
+        let entry = self.entry(virt, 2, true)?;
+        if read_entry(entry) & Flags::PRESENT.bits() != 0 {
+            return Err(MapError::Present(virt));
+        }
+        write_entry(
+            entry,
+            make_entry(phys, flags | Flags::PRESENT | Flags::HUGE_PAGE)?,
+        )
+    }
+
+    /// Unmaps the 4 KiB page at `virt`; returns the frame it mapped.
+    fn unmap(&mut self, virt: u64) -> Option<u64> {
+        let entry = self.entry(virt, 1, false).ok()?;
+        let value = read_entry(entry);
+        if value & Flags::PRESENT.bits() == 0 {
+            return None;
+        }
+        write_entry(entry, 0).ok()?;
+        ops::flush_tlb_page(virt);
+        Some(entry_phys(value))
+    }
+
+    /// Gives the 4 KiB page at `virt` new flags, keeping its frame.
+    fn protect(&mut self, virt: u64, flags: Flags) -> Result<(), MapError> {
+        let entry = self.entry(virt, 1, false)?;
+        let value = read_entry(entry);
+        write_entry(entry, value & ADDR_MASK | (flags | Flags::PRESENT).bits())?;
+        ops::flush_tlb_page(virt);
+        Ok(())
+    }
+}
 
 /// Whether a region holds RAM that the direct map must cover.
 fn is_ram(kind: RegionKind) -> bool {
     !matches!(kind, RegionKind::Reserved | RegionKind::Defective)
 }
 
+/// The kernel image's sections and their protections.
+fn kernel_sections() -> [(u64, u64, Flags); 3] {
+    [
+        (
+            addr(&raw const __text_start),
+            addr(&raw const __text_end),
+            Flags::PRESENT | global(),
+        ),
+        (
+            addr(&raw const __rodata_start),
+            addr(&raw const __rodata_end),
+            no_exec(Flags::PRESENT | global()),
+        ),
+        (
+            addr(&raw const __data_start),
+            addr(&raw const __data_end),
+            no_exec(Flags::PRESENT | Flags::WRITABLE | global()),
+        ),
+    ]
+}
+
+fn stack_guards() -> [u64; 2] {
+    [
+        addr(&raw const boot_stack_guard),
+        addr(&raw const df_stack_guard),
+    ]
+}
+
 pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError> {
+    if is_xen_pv() {
+        return init_xen_pv(map);
+    }
     NX_ENABLED.store(cpu::enable_nx(), Ordering::Relaxed);
     cpu::enable_global_pages();
-    let mut table_frames = TableFrames {
-        limit: BOOT_PHYS_MAP_LIMIT,
+    GLOBAL_ENABLED.store(true, Ordering::Relaxed);
+    let mut tables = Tables {
+        root: 0,
+        table_limit: BOOT_PHYS_MAP_LIMIT,
     };
-    let pml4_frame = frames::alloc_below(BOOT_PHYS_MAP_LIMIT).ok_or(MmError::OutOfFrames)?;
-    let pml4_ptr = (PHYS_MAP_BASE + pml4_frame.start_address().as_u64()) as *mut PageTable;
-    // SAFETY: the frame was just allocated (nobody else refers to it) and
-    // lies in the boot direct map; zeroing makes it an empty PML4.
-    let pml4 = unsafe {
-        pml4_ptr.write(PageTable::new());
-        &mut *pml4_ptr
-    };
-    // SAFETY: every page-table frame this mapper will touch is reachable at
-    // PHYS_MAP_BASE + phys: the boot tables map the first 4 GiB there, and
-    // `TableFrames` hands out frames below 4 GiB only.
-    let mut mapper = unsafe { OffsetPageTable::new(pml4, VirtAddr::new(PHYS_MAP_BASE)) };
+    tables.root = tables.new_table().map_err(|_| MmError::OutOfFrames)?;
+    let failed = |error: MapError| MmError::Map(error);
 
     // The direct map.
-    let direct_flags = no_exec(Flags::PRESENT | Flags::WRITABLE | Flags::GLOBAL);
+    let direct_flags = no_exec(Flags::WRITABLE | global());
     let mut direct_bytes = 0u64;
     for region in map.regions().iter().filter(|r| is_ram(r.kind)) {
-        let mut phys = region.start & !(Size2MiB::SIZE - 1);
+        let mut phys = region.start & !(SIZE_2M - 1);
         while phys < region.end {
-            let page = Page::<Size2MiB>::containing_address(VirtAddr::new(PHYS_MAP_BASE + phys));
-            let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(phys));
-            // SAFETY: maps RAM at its direct-map address; nothing else uses
-            // that virtual range. Two regions may share a 2 MiB page, hence
-            // the already-mapped case.
-            match unsafe {
-                mapper.map_to_with_table_flags(
-                    page,
-                    frame,
-                    direct_flags,
-                    TABLE_FLAGS,
-                    &mut table_frames,
-                )
-            } {
-                Ok(flush) => {
-                    flush.ignore();
-                    direct_bytes += Size2MiB::SIZE;
-                }
-                Err(x86_64::structures::paging::mapper::MapToError::PageAlreadyMapped(_)) => {}
-                Err(_) => return Err(MmError::OutOfFrames),
+            // Two regions may share a 2 MiB page, hence the mapped case.
+            match tables.map_2m(PHYS_MAP_BASE + phys, phys, direct_flags) {
+                Ok(()) => direct_bytes += SIZE_2M,
+                Err(MapError::Present(_)) => {}
+                Err(error) => return Err(failed(error)),
             }
-            phys += Size2MiB::SIZE;
+            phys += SIZE_2M;
         }
     }
 
     // Pages the platform shares with the kernel outside RAM, 4 KiB each
     // (inside a RAM 2 MiB page they are mapped already).
     for &phys in shared_pages {
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(PHYS_MAP_BASE + phys));
-        let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(phys));
-        // SAFETY: maps a page the platform shares with us at its direct-map
-        // address, which nothing else uses (it is not RAM).
-        if let Ok(flush) = unsafe {
-            mapper.map_to_with_table_flags(
-                page,
-                frame,
-                direct_flags,
-                TABLE_FLAGS,
-                &mut table_frames,
-            )
-        } {
-            flush.ignore();
+        match tables.map(PHYS_MAP_BASE + phys, phys, direct_flags) {
+            Ok(()) | Err(MapError::LargePage(_)) | Err(MapError::Present(_)) => {}
+            Err(error) => return Err(failed(error)),
         }
     }
 
     // The kernel image, section by section.
-    let guards = [
-        addr(&raw const boot_stack_guard),
-        addr(&raw const df_stack_guard),
-    ];
-    let sections = [
-        (
-            addr(&raw const __text_start),
-            addr(&raw const __text_end),
-            Flags::PRESENT | Flags::GLOBAL,
-        ),
-        (
-            addr(&raw const __rodata_start),
-            addr(&raw const __rodata_end),
-            no_exec(Flags::PRESENT | Flags::GLOBAL),
-        ),
-        (
-            addr(&raw const __data_start),
-            addr(&raw const __data_end),
-            no_exec(Flags::PRESENT | Flags::WRITABLE | Flags::GLOBAL),
-        ),
-    ];
-    for (start, end, flags) in sections {
+    for (start, end, flags) in kernel_sections() {
         for virt in (start..end).step_by(PAGE_SIZE as usize) {
-            if guards.contains(&virt) {
-                continue;
+            if !stack_guards().contains(&virt) {
+                tables.map(virt, virt - KERNEL_VMA, flags).map_err(failed)?;
             }
-            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
-            let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(virt - KERNEL_VMA));
-            // SAFETY: maps the kernel image at its link address, as the
-            // boot tables did, with tighter permissions.
-            unsafe {
-                mapper.map_to_with_table_flags(page, frame, flags, TABLE_FLAGS, &mut table_frames)
-            }
-            .map_err(|_| MmError::OutOfFrames)?
-            .ignore();
         }
     }
 
@@ -180,17 +383,84 @@ pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError>
     // on: its image (code, data, the boot stack we run on), the direct map
     // (heap, frame bitmap, boot structures). The identity map goes away,
     // and nothing refers to low addresses any more.
-    unsafe { crate::platform::ops::write_cr3(pml4_frame.start_address().as_u64()) };
-    *KERNEL_PAGE_TABLE.lock() = Some(mapper);
+    unsafe { ops::write_cr3(tables.root) };
+    tables.table_limit = u64::MAX;
+    let root = tables.root;
+    *KERNEL_PAGE_TABLE.lock() = Some(tables);
     log::info!(
-        "mm: page tables at {:#x}: direct map {} MiB, kernel W^X{}",
-        pml4_frame.start_address().as_u64(),
+        "mm: page tables at {root:#x}: direct map {} MiB, kernel W^X{}",
         direct_bytes >> 20,
         if NX_ENABLED.load(Ordering::Relaxed) {
             ""
         } else {
             " (no NX on this CPU: data is executable)"
         }
+    );
+    Ok(())
+}
+
+/// Xen PV: extends the tables Xen built (already pinned and loaded) with the
+/// direct map, 4 KiB pages, page-table pages read-only; then tightens the
+/// kernel image to W^X and unmaps the stack guard pages.
+fn init_xen_pv(map: &MemoryMap) -> Result<(), MmError> {
+    // Xen runs PV guests with EFER.NXE set where the CPU has NX.
+    NX_ENABLED.store(
+        cpu::cpuid(0x8000_0001).edx & (1 << 20) != 0,
+        Ordering::Relaxed,
+    );
+    let root = xlate::machine_to_phys(ops::read_cr3() & ADDR_MASK);
+    let mut tables = Tables {
+        root,
+        table_limit: xlate::early_limit(),
+    };
+    for frame in crate::platform::xenpv::bootstrap_tables() {
+        early_table_mark(frame);
+    }
+    let failed = |error: MapError| MmError::Map(error);
+    let rw = no_exec(Flags::PRESENT | Flags::WRITABLE);
+    let ro = no_exec(Flags::PRESENT);
+    let mut direct_bytes = 0u64;
+    let started = crate::time::tsc_clock_ns();
+    // Ascending, so that once a page is direct-mapped, new tables can come
+    // from anywhere below it (`table_limit` follows the mapped end).
+    let mut covered = 0u64;
+    for region in map.regions().iter().filter(|r| is_ram(r.kind)) {
+        for phys in (region.start..region.end).step_by(PAGE_SIZE as usize) {
+            let flags = if is_early_table(phys) { ro } else { rw };
+            match tables.map(PHYS_MAP_BASE + phys, phys, flags) {
+                Ok(()) => direct_bytes += PAGE_SIZE,
+                Err(MapError::Present(_)) => {}
+                Err(error) => return Err(failed(error)),
+            }
+            if phys == covered {
+                covered = phys + PAGE_SIZE;
+                if covered.is_multiple_of(SIZE_2M) {
+                    xlate::set_direct_limit(covered);
+                    tables.table_limit = covered.max(xlate::early_limit());
+                }
+            }
+        }
+    }
+    xlate::set_direct_limit(covered);
+    tables.table_limit = u64::MAX;
+
+    // W^X for the image Xen mapped read-write-execute, and the guards.
+    for (start, end, flags) in kernel_sections() {
+        for virt in (start..end).step_by(PAGE_SIZE as usize) {
+            if stack_guards().contains(&virt) {
+                tables.unmap(virt);
+            } else if crate::platform::xenpv::is_shared_info(virt) {
+                // Maps Xen's page, not the image; stays as it is.
+            } else {
+                tables.protect(virt, flags).map_err(failed)?;
+            }
+        }
+    }
+    *KERNEL_PAGE_TABLE.lock() = Some(tables);
+    log::info!(
+        "mm: Xen PV page tables at {root:#x}: direct map {} MiB in 4 KiB pages ({} us), kernel W^X",
+        direct_bytes >> 20,
+        (crate::time::tsc_clock_ns() - started) / 1000
     );
     Ok(())
 }
@@ -208,6 +478,10 @@ pub fn map_mmio(phys: u64, size: u64) -> u64 {
 /// (write-back) or not, and returns the virtual address of `phys`: for
 /// memory outside the direct map, such as pages a hypervisor shares.
 pub fn map_phys(phys: u64, size: u64, cached: bool) -> u64 {
+    assert!(
+        !is_xen_pv(),
+        "map_phys under Xen PV: device memory has no pseudo-physical address"
+    );
     let first = phys & !(PAGE_SIZE - 1);
     let bytes = (phys + size - first).next_multiple_of(PAGE_SIZE);
     let base = NEXT_MMIO.fetch_add(bytes, Ordering::Relaxed);
@@ -220,31 +494,33 @@ pub fn map_phys(phys: u64, size: u64, cached: bool) -> u64 {
     } else {
         Flags::NO_CACHE | Flags::WRITE_THROUGH
     };
-    let flags = no_exec(Flags::PRESENT | Flags::WRITABLE | Flags::GLOBAL | caching);
+    let flags = no_exec(Flags::WRITABLE | global() | caching);
     let mut guard = KERNEL_PAGE_TABLE.lock();
-    let mapper = guard.as_mut().expect("map_phys before mm::init");
+    let tables = guard.as_mut().expect("map_phys before mm::init");
     for offset in (0..bytes).step_by(PAGE_SIZE as usize) {
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(base + offset));
-        let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(first + offset));
-        // SAFETY: `base` comes from a bump allocator over a window used for
-        // nothing else, so the page is unused; the frame is device memory
-        // the caller owns.
-        unsafe {
-            mapper.map_to_with_table_flags(
-                page,
-                frame,
-                flags,
-                TABLE_FLAGS,
-                &mut TableFrames { limit: u64::MAX },
-            )
-        }
-        .expect("MMIO mapping")
-        .flush();
+        tables
+            .map(base + offset, first + offset, flags)
+            .expect("MMIO mapping");
     }
     base + (phys - first)
 }
 
-/// A kernel stack in the stack area, above an unmapped guard page.
+/// Maps machine frame `mfn` (a page Xen shares, such as a grant-table
+/// frame) at a fresh address of the MMIO window, cached; Xen PV only,
+/// where such frames have no pseudo-physical address.
+pub fn map_machine_frame(mfn: u64) -> Result<u64, MapError> {
+    let virt = NEXT_MMIO.fetch_add(PAGE_SIZE, Ordering::Relaxed);
+    let mut guard = KERNEL_PAGE_TABLE.lock();
+    let tables = guard.as_mut().ok_or(MapError::OutOfFrames)?;
+    let entry = tables.entry(virt, 1, true)?;
+    let flags = no_exec(Flags::PRESENT | Flags::WRITABLE);
+    write_entry(entry, (mfn << 12) & ADDR_MASK | flags.bits())?;
+    Ok(virt)
+}
+
+/// A kernel stack in the stack area, above an unmapped guard page. Its
+/// pages are unmapped and their frames freed when it is dropped (the
+/// virtual range is not reused: the area is 512 GiB).
 pub struct KernelStack {
     bottom: u64,
     top: u64,
@@ -252,39 +528,30 @@ pub struct KernelStack {
 
 impl KernelStack {
     /// Allocates a stack of `pages` pages (plus the guard page below).
-    /// `None` when frames run out. Stacks are not freed yet: threads (the
-    /// next issue) bring their life cycle.
+    /// `None` when frames run out.
     pub fn new(pages: u64) -> Option<KernelStack> {
         let span = (pages + 1) * PAGE_SIZE;
         let guard = NEXT_STACK.fetch_add(span, Ordering::Relaxed);
         if guard + span > KSTACK_BASE + KSTACK_AREA_SIZE {
             return None;
         }
-        let bottom = guard + PAGE_SIZE;
-        let flags = no_exec(Flags::PRESENT | Flags::WRITABLE | Flags::GLOBAL);
-        let mut table = KERNEL_PAGE_TABLE.lock();
-        let mapper = table.as_mut()?;
-        for virt in (bottom..guard + span).step_by(PAGE_SIZE as usize) {
-            let frame = frames::alloc()?;
-            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
-            // SAFETY: the page is fresh from the stack area's bump allocator
-            // and the frame fresh from the frame allocator.
-            unsafe {
-                mapper.map_to_with_table_flags(
-                    page,
-                    frame,
-                    flags,
-                    TABLE_FLAGS,
-                    &mut TableFrames { limit: u64::MAX },
-                )
-            }
-            .ok()?
-            .flush();
-        }
-        Some(KernelStack {
-            bottom,
+        let stack = KernelStack {
+            bottom: guard + PAGE_SIZE,
             top: guard + span,
-        })
+        };
+        let flags = no_exec(Flags::WRITABLE | global());
+        let mut table = KERNEL_PAGE_TABLE.lock();
+        let tables = table.as_mut()?;
+        for virt in (stack.bottom..stack.top).step_by(PAGE_SIZE as usize) {
+            let frame = frames::alloc()?;
+            if let Err(error) = tables.map(virt, frame.start_address().as_u64(), flags) {
+                log::error!("mm: kernel stack page {virt:#x}: {error:?}");
+                frames::free(frame);
+                drop(table);
+                return None; // `stack` drops: what was mapped is freed.
+            }
+        }
+        Some(stack)
     }
 
     /// The initial stack pointer (one past the highest byte).
@@ -298,6 +565,20 @@ impl KernelStack {
     }
 }
 
+impl Drop for KernelStack {
+    fn drop(&mut self) {
+        let mut table = KERNEL_PAGE_TABLE.lock();
+        let Some(tables) = table.as_mut() else { return };
+        for virt in (self.bottom..self.top).step_by(PAGE_SIZE as usize) {
+            if let Some(phys) = tables.unmap(virt) {
+                frames::free(x86_64::structures::paging::PhysFrame::containing_address(
+                    x86_64::PhysAddr::new(phys),
+                ));
+            }
+        }
+    }
+}
+
 /// Whether `address` lies in a stack guard page.
 pub fn is_stack_guard(address: u64) -> bool {
     let in_page = |page: u64| (page..page + PAGE_SIZE).contains(&address);
@@ -305,7 +586,7 @@ pub fn is_stack_guard(address: u64) -> bool {
         return true;
     }
     // In the stack area, everything below the bump pointer that is not
-    // mapped is a guard page.
+    // mapped is a guard page (or a freed stack).
     (KSTACK_BASE..NEXT_STACK.load(Ordering::Relaxed)).contains(&address)
         && is_mapped(address) == Some(false)
 }
@@ -330,24 +611,23 @@ pub fn is_kernel_stack(address: u64, len: u64) -> bool {
 /// The flags of the page that maps `address`, or `None` when it is not
 /// mapped.
 pub fn flags_of(address: u64) -> Option<Flags> {
-    use x86_64::structures::paging::mapper::TranslateResult;
-    let guard = KERNEL_PAGE_TABLE.lock();
-    match guard.as_ref()?.translate(VirtAddr::new(address)) {
-        TranslateResult::Mapped { flags, .. } => Some(flags),
-        _ => None,
-    }
+    KERNEL_PAGE_TABLE
+        .lock()
+        .as_ref()?
+        .translate(address)
+        .map(|(_, flags)| flags)
+}
+
+/// The leaf entry that maps `address` (for tests of the `set_pte` op).
+pub fn leaf_entry(address: u64) -> Option<*mut u64> {
+    KERNEL_PAGE_TABLE.lock().as_ref()?.leaf(address)
 }
 
 /// Whether `address` is mapped in the kernel's tables; `None` if the table
 /// lock is held (the caller may be a fault path that interrupted its holder).
 fn is_mapped(address: u64) -> Option<bool> {
     let guard = KERNEL_PAGE_TABLE.try_lock()?;
-    Some(
-        guard
-            .as_ref()?
-            .translate_addr(VirtAddr::new(address))
-            .is_some(),
-    )
+    Some(guard.as_ref()?.translate(address).is_some())
 }
 
 mod tests {
@@ -437,6 +717,9 @@ mod tests {
 
     #[ktest]
     fn mmio_mappings_are_uncached() -> TestResult {
+        if is_xen_pv() {
+            return crate::ktest::not_applicable("a Xen PV guest maps no device memory");
+        }
         // The local APIC page (the architectural default base) is device
         // memory on every PC.
         let virt = map_mmio(0xfee0_0030, 4);

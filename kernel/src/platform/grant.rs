@@ -1,8 +1,11 @@
 //! Grant tables, version 1 (`xen/include/public/grant_table.h`): how this
 //! domain lets another (a backend in dom0) map or copy one of its pages.
 //! The table frames are mapped into our physical space with
-//! `XENMEM_add_to_physmap(XENMAPSPACE_grant_table)` (HVM/PVH); an entry is
-//! (flags, domid, frame), published by writing the flags last.
+//! `XENMEM_add_to_physmap(XENMAPSPACE_grant_table)` (HVM/PVH), or, for a PV
+//! guest, whose physical space Xen does not translate, listed by
+//! `GNTTABOP_setup_table` as machine frames and mapped by the kernel; an
+//! entry is (flags, domid, frame), published by writing the flags last. A
+//! PV guest grants machine frames: [`grant_access`] translates.
 //!
 //! Used by the split drivers to come (netfront, blkfront); tested now by
 //! granting a page to dom0 and revoking it.
@@ -28,6 +31,8 @@ pub enum GrantError {
     InUse,
     /// A reference that is not ours to end.
     BadRef(GrantRef),
+    /// A frame this guest does not have.
+    BadFrame(u64),
     Xen(XenError),
 }
 
@@ -69,6 +74,28 @@ pub fn init() -> Result<u32, GrantError> {
         return Err(GrantError::Unavailable);
     }
     let frames = query.nr_frames;
+    let entries = if crate::mm::xlate::is_xen_pv() {
+        map_frames_pv(frames)?
+    } else {
+        map_frames_hvm(frames)?
+    };
+    let per_frame = (4096 / core::mem::size_of::<grant_entry_v1>()) as u32;
+    let count = frames * per_frame;
+    let free = (GNTTAB_NR_RESERVED_ENTRIES..count).rev().collect();
+    TABLE.call_once(|| {
+        Mutex::new(Table {
+            entries,
+            count,
+            free,
+        })
+    });
+    log::info!("xen: grant table v1, {frames} frame(s), {count} entries");
+    Ok(count)
+}
+
+/// HVM/PVH: the frames go into our physical space, reached by the direct
+/// map.
+fn map_frames_hvm(frames: u32) -> Result<*mut grant_entry_v1, GrantError> {
     let first = crate::mm::frames::alloc_contiguous(frames as usize).ok_or(GrantError::Full)?;
     for i in 0..frames {
         xen::add_to_physmap(
@@ -78,18 +105,54 @@ pub fn init() -> Result<u32, GrantError> {
         )
         .map_err(GrantError::Xen)?;
     }
-    let per_frame = (4096 / core::mem::size_of::<grant_entry_v1>()) as u32;
-    let count = frames * per_frame;
-    let free = (GNTTAB_NR_RESERVED_ENTRIES..count).rev().collect();
-    TABLE.call_once(|| {
-        Mutex::new(Table {
-            entries: (crate::arch::layout::PHYS_MAP_BASE + first) as *mut grant_entry_v1,
-            count,
-            free,
-        })
-    });
-    log::info!("xen: grant table v1, {frames} frame(s), {count} entries");
-    Ok(count)
+    Ok(crate::mm::xlate::phys_to_virt(first) as *mut grant_entry_v1)
+}
+
+/// How many table frames a PV guest maps (more than one ever needed here).
+const MAX_PV_FRAMES: usize = 4;
+
+/// PV: Xen lists the table's machine frames; map them one after another.
+fn map_frames_pv(frames: u32) -> Result<*mut grant_entry_v1, GrantError> {
+    let frames = (frames as usize).min(MAX_PV_FRAMES);
+    let mut list = [0 as xen_pfn_t; MAX_PV_FRAMES];
+    let mut setup = gnttab_setup_table {
+        dom: DOMID_SELF,
+        nr_frames: frames as u32,
+        status: 0,
+        frame_list: __guest_handle_xen_pfn_t {
+            p: list.as_mut_ptr(),
+        },
+    };
+    // SAFETY: GNTTABOP_setup_table reads the struct and writes `frames`
+    // entries of `list`, both on this stack.
+    unsafe {
+        hypercall::call(
+            __HYPERVISOR_grant_table_op,
+            u64::from(GNTTABOP_setup_table),
+            (&raw mut setup) as u64,
+            1,
+            0,
+            0,
+        )
+    }
+    .map_err(GrantError::Xen)?;
+    if setup.status != GNTST_okay as i16 {
+        return Err(GrantError::Unavailable);
+    }
+    let mut first = 0;
+    for (i, &mfn) in list[..frames].iter().enumerate() {
+        let virt = crate::mm::paging::map_machine_frame(mfn).map_err(|error| {
+            log::error!("xen: grant frame {mfn:#x}: {error:?}");
+            GrantError::Unavailable
+        })?;
+        if i == 0 {
+            first = virt;
+        } else if virt != first + i as u64 * 4096 {
+            log::error!("xen: grant frames not mapped contiguously");
+            return Err(GrantError::Unavailable);
+        }
+    }
+    Ok(first as *mut grant_entry_v1)
 }
 
 /// Lets domain `domid` access our page `frame` (a guest frame number),
@@ -97,6 +160,9 @@ pub fn init() -> Result<u32, GrantError> {
 pub fn grant_access(domid: u16, frame: u64, readonly: bool) -> Result<GrantRef, GrantError> {
     let table = TABLE.get().ok_or(GrantError::Unavailable)?;
     let mut table = table.lock();
+    // A PV guest's page tables, and so its grants, hold machine frames.
+    let frame =
+        crate::mm::xlate::phys_to_machine(frame << 12).ok_or(GrantError::BadFrame(frame))? >> 12;
     let reference = table.free.pop().ok_or(GrantError::Full)?;
     // SAFETY: `reference` is below `count`, an entry of the mapped table
     // that no grant uses; domid and frame go first, the flags (which make
@@ -180,7 +246,11 @@ mod tests {
         kassert!(reference >= GNTTAB_NR_RESERVED_ENTRIES);
         kassert_eq!(
             entry(reference),
-            Some(((GTF_permit_access | GTF_readonly) as u16, 0, gfn as u32))
+            Some((
+                (GTF_permit_access | GTF_readonly) as u16,
+                0,
+                (crate::mm::xlate::phys_to_machine(gfn << 12).unwrap_or(0) >> 12) as u32
+            ))
         );
         kassert_eq!(end_access(reference), Ok(()));
         kassert_eq!(entry(reference).map(|e| e.0), Some(0));

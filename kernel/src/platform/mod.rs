@@ -16,6 +16,7 @@ pub mod native;
 pub mod ops;
 mod patch;
 pub mod xen;
+pub mod xenpv;
 pub mod xenstore;
 
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
@@ -93,6 +94,13 @@ pub fn chosen() -> Option<&'static Chosen> {
     CHOSEN.get()
 }
 
+/// Whether the chosen backend is one of Xen's (PVH or PV).
+fn on_xen() -> bool {
+    chosen().is_some_and(|c| {
+        core::ptr::eq(c.backend, &xen::BACKEND) || c.backend.name == xenpv::backend().name
+    })
+}
+
 /// A physical page the backend shares with the hypervisor outside RAM,
 /// which the kernel's page tables must keep at its direct-map address.
 /// (No heap yet when this is asked: an `Option`, not a list.)
@@ -106,16 +114,23 @@ pub fn shared_page() -> Option<u64> {
 /// Lets the backend start what needs threads (Xen: event channels,
 /// xenstore and the shutdown watch).
 pub fn after_threads() {
-    if chosen().is_some_and(|c| core::ptr::eq(c.backend, &xen::BACKEND)) {
+    if on_xen() {
         xen::after_threads();
+    }
+}
+
+/// Lets the backend start what needs memory but must run before the
+/// scheduler (Xen PV: events and Xen time, its only timer).
+pub fn after_memory() {
+    if crate::mm::xlate::is_xen_pv() {
+        xenpv::after_memory();
     }
 }
 
 /// Completes an empty memory map from the platform (Xen's PVH dom0 has
 /// none in its start info and asks the hypervisor).
 pub fn fill_memory_map(boot: &mut BootInfo<'_>) {
-    if !boot.memory.is_empty() || !chosen().is_some_and(|c| core::ptr::eq(c.backend, &xen::BACKEND))
-    {
+    if !boot.memory.is_empty() || !on_xen() {
         return;
     }
     let mut entries = [hv::xen::E820Entry::default(); 64];
@@ -147,9 +162,25 @@ pub fn init(options: &Options<'_>, boot: &BootInfo<'_>) -> &'static Chosen {
         Platform::Kvm { features, .. } if kvm::usable(features) => BackendName::Kvm,
         // Entered by PVH on Xen: no emulated devices, Xen provides them.
         Platform::Xen { .. } if boot.protocol == BootProtocol::Pvh => BackendName::XenPvh,
+        // Entered as a PV guest: deprivileged, nothing else can work.
+        _ if boot.protocol == BootProtocol::XenPv => BackendName::XenPv,
         _ => BackendName::Native,
     };
     let wanted = match options.vmops_backend {
+        Some(name) if detected == BackendName::XenPv && name != BackendName::XenPv => {
+            log::error!(
+                "vmops: backend {} refused: the kernel runs deprivileged as a Xen PV guest; using xen-pv",
+                name.name()
+            );
+            detected
+        }
+        Some(BackendName::XenPv) if detected != BackendName::XenPv => {
+            log::error!(
+                "vmops: backend xen-pv refused: the kernel was not entered as a Xen PV guest; using {}",
+                detected.name()
+            );
+            detected
+        }
         Some(BackendName::Kvm) if !matches!(platform, Platform::Kvm { .. }) => {
             log::error!(
                 "vmops: backend kvm refused: the platform is {}, not KVM; using {}",
@@ -188,6 +219,7 @@ pub fn init(options: &Options<'_>, boot: &BootInfo<'_>) -> &'static Chosen {
                 &native::BACKEND
             }
         },
+        BackendName::XenPv => xenpv::backend(),
         BackendName::Native => &native::BACKEND,
     };
     BACKEND_ID.store(
@@ -328,11 +360,28 @@ mod tests {
         kassert_eq!(ops::read_cr3(), cr3);
         ops::flush_tlb_page(cr3 as usize as u64 | crate::arch::layout::PHYS_MAP_BASE);
         ops::flush_tlb_all();
-        let mut entry: u64 = 0;
-        // SAFETY: `entry` is a local, not a live page-table entry: the op
-        // is a plain 8-byte store natively.
-        unsafe { ops::set_pte(&raw mut entry, 0x1234_5003) };
-        kassert_eq!(entry, 0x1234_5003);
+        // set_pte on a live entry: a fresh stack page made read-only and
+        // back (under Xen PV the store is Xen's to validate).
+        use crate::mm::paging::{flags_of, leaf_entry, Flags};
+        let stack = crate::mm::KernelStack::new(1);
+        kassert!(stack.is_some(), "no kernel stack");
+        let Some(stack) = stack else { return Ok(()) };
+        let page = stack.bottom();
+        let entry = leaf_entry(page);
+        kassert!(entry.is_some(), "stack page not mapped");
+        let Some(entry) = entry else { return Ok(()) };
+        // SAFETY: the entry maps the stack page just allocated, which
+        // nothing else uses; only its writable bit changes.
+        let before = unsafe { entry.read_volatile() };
+        // SAFETY: as above.
+        unsafe { ops::set_pte(entry, before & !Flags::WRITABLE.bits()) };
+        ops::flush_tlb_page(page);
+        let flags = flags_of(page).unwrap_or(Flags::WRITABLE);
+        kassert!(!flags.contains(Flags::WRITABLE), "set_pte left {flags:?}");
+        // SAFETY: as above.
+        unsafe { ops::set_pte(entry, before) };
+        ops::flush_tlb_page(page);
+        kassert!(flags_of(page).is_some_and(|f| f.contains(Flags::WRITABLE)));
         Ok(())
     }
 

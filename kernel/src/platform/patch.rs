@@ -15,7 +15,7 @@
 //! site stays the indirect call, which is always correct.
 
 use super::VMOPS_TABLE;
-use crate::arch::layout::{KERNEL_VMA, PHYS_MAP_BASE};
+use crate::arch::layout::KERNEL_VMA;
 use core::fmt;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use vmops::{check_site, plan, Backend, Mode, Op, Planned, Site, OP_COUNT, SITE_LEN};
@@ -89,9 +89,28 @@ fn text_range() -> (u64, u64) {
     )
 }
 
-/// The direct-map alias of a kernel-text address: writable, same bytes.
+/// A writable alias of a kernel-text address, same bytes: the direct map
+/// (under Xen PV, before the direct map exists, the image itself, which
+/// Xen maps writable until `mm` applies W^X).
 fn alias(address: u64) -> *mut u8 {
-    (PHYS_MAP_BASE + (address - KERNEL_VMA)) as *mut u8
+    crate::mm::xlate::phys_to_virt(address - KERNEL_VMA) as *mut u8
+}
+
+/// Writes a site with interrupts masked the platform's way, without
+/// running a vmops site (the patcher must not).
+///
+/// # Safety
+/// As [`vmops::write::write_site`].
+unsafe fn write_site(alias: *mut u8, bytes: &[u8]) {
+    if crate::mm::xlate::is_xen_pv() {
+        let was = super::xenpv::mask_events();
+        // SAFETY: the caller's promise; events are masked.
+        unsafe { vmops::write::write_site_masked(alias, bytes) };
+        super::xenpv::restore_events(was);
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { vmops::write::write_site(alias, bytes) };
+    }
 }
 
 fn table_function(backend: &Backend, op: Op) -> *const () {
@@ -181,7 +200,7 @@ pub(super) fn install(backend: &'static Backend, mode: Mode) -> PatchReport {
                     // SAFETY: the alias maps the site's text bytes writable
                     // (direct map); interrupts are off and no other CPU
                     // runs, so nothing executes the site meanwhile.
-                    unsafe { vmops::write::write_site(alias(site.address), &bytes[..SITE_LEN]) };
+                    unsafe { write_site(alias(site.address), &bytes[..SITE_LEN]) };
                 }
             }
             Err(error) => log::error!(
@@ -284,7 +303,7 @@ extern "C" fn lazy_patch(op_id: u64, return_address: u64) -> u64 {
                 // SAFETY: the alias maps the site's text writable; this CPU
                 // is inside the thunk called from this very site, and will
                 // re-execute it only after the write and serialisation.
-                unsafe { vmops::write::write_site(alias(site_start), &bytes[..SITE_LEN]) };
+                unsafe { write_site(alias(site_start), &bytes[..SITE_LEN]) };
                 vmops::write::serialize();
                 LAZY_PATCHED.fetch_add(1, Ordering::Relaxed);
                 return site_start;

@@ -57,7 +57,7 @@ pub(super) fn xen_op<T>(hypercall: u32, cmd: u32, arg: &mut T) -> Result<u64, Xe
 }
 
 /// `HYPERVISOR_vcpu_op(cmd, vcpu 0, arg)`.
-fn vcpu_op<T>(cmd: u32, arg: &mut T) -> Result<u64, XenError> {
+pub(super) fn vcpu_op<T>(cmd: u32, arg: &mut T) -> Result<u64, XenError> {
     // SAFETY: as in `xen_op`: `arg` is the structure VCPUOP `cmd` takes
     // (xen/include/public/vcpu.h), for vCPU 0, the only one.
     unsafe {
@@ -141,6 +141,20 @@ pub fn init(platform: Platform, start_flags: u32) -> Result<(), XenInitError> {
     Ok(())
 }
 
+/// Xen PV: the console as the start info gives it (dom0: console_io; a
+/// domU: the ring at virtual `ring` and its event channel).
+pub(super) fn set_console(dom0: bool, ring: u64, port: u32) {
+    DOM0.store(dom0, Ordering::Relaxed);
+    RING_PORT.store(port, Ordering::Relaxed);
+    RING.store(ring, Ordering::Release);
+}
+
+/// Xen PV: shared_info is mapped at `virt` (by the PV entry, before
+/// events can arrive).
+pub(super) fn set_shared_info(virt: u64) {
+    SHARED_INFO.store(virt, Ordering::Release);
+}
+
 /// Fills `map` with the memory map Xen keeps for this domain
 /// (`XENMEM_memory_map`): how a PVH dom0, whose start info has none, learns
 /// its memory. Returns the number of entries.
@@ -197,7 +211,7 @@ fn ring_write(ring: u64, mut bytes: &[u8]) {
     }
 }
 
-extern "C" fn console_write(bytes: *const u8, len: usize) {
+pub(super) extern "C" fn console_write(bytes: *const u8, len: usize) {
     // SAFETY: the `console_write` wrapper passes a slice's pointer and
     // length.
     let bytes = unsafe { core::slice::from_raw_parts(bytes, len) };
@@ -234,7 +248,7 @@ static XEN_CLOCK_OFFSET: AtomicU64 = AtomicU64::new(0);
 static RUNSTATE: AtomicU64 = AtomicU64::new(0);
 
 /// A consistent read of vCPU 0's pvclock, in Xen system time.
-fn xen_system_time(shared: *mut shared_info) -> u64 {
+pub(super) fn xen_system_time(shared: *mut shared_info) -> u64 {
     use hv::pvclock::Pvclock;
     loop {
         // SAFETY: `shared` maps shared_info; the version protocol (odd =
@@ -256,7 +270,7 @@ fn xen_system_time(shared: *mut shared_info) -> u64 {
     }
 }
 
-extern "C" fn clock_ns() -> u64 {
+pub(super) extern "C" fn clock_ns() -> u64 {
     let shared = SHARED_INFO.load(Ordering::Acquire) as *mut shared_info;
     if XEN_TIME.load(Ordering::Acquire) && !shared.is_null() {
         xen_system_time(shared).wrapping_sub(XEN_CLOCK_OFFSET.load(Ordering::Relaxed))
@@ -265,9 +279,13 @@ extern "C" fn clock_ns() -> u64 {
     }
 }
 
-extern "C" fn set_timer(deadline_ns: u64) {
+pub(super) extern "C" fn set_timer(deadline_ns: u64) {
     if !XEN_TIME.load(Ordering::Acquire) {
-        crate::arch::apic::arm_oneshot(deadline_ns, crate::time::tsc_clock_ns());
+        // Before Xen time starts (a PV guest starts it before anything arms
+        // a timer, and has no local APIC): the emulated LAPIC.
+        if !crate::mm::xlate::is_xen_pv() {
+            crate::arch::apic::arm_oneshot(deadline_ns, crate::time::tsc_clock_ns());
+        }
         return;
     }
     if deadline_ns == u64::MAX {
@@ -293,7 +311,7 @@ extern "C" fn set_timer(deadline_ns: u64) {
 }
 
 /// Stolen time: runnable or offline while Xen ran something else.
-extern "C" fn steal_ns() -> u64 {
+pub(super) extern "C" fn steal_ns() -> u64 {
     let runstate = RUNSTATE.load(Ordering::Acquire) as *const vcpu_runstate_info;
     if runstate.is_null() {
         return 0;
@@ -335,7 +353,7 @@ static RUNSTATE_AREA: RunstateArea =
     }));
 
 /// Moves clock, timer and stolen time to Xen's (events must run).
-fn start_xen_time() -> Result<(), XenError> {
+pub(super) fn start_xen_time() -> Result<(), XenError> {
     let shared = SHARED_INFO.load(Ordering::Acquire) as *mut shared_info;
     if shared.is_null() {
         return Err(XenError(-22));
@@ -360,7 +378,9 @@ fn start_xen_time() -> Result<(), XenError> {
     XEN_CLOCK_OFFSET.store(xen_system_time(shared).wrapping_sub(now), Ordering::Relaxed);
     XEN_TIME.store(true, Ordering::Release);
     // The LAPIC timer retires; the scheduler re-arms through Xen.
-    crate::arch::apic::arm_oneshot(u64::MAX, 0);
+    if !crate::mm::xlate::is_xen_pv() {
+        crate::arch::apic::arm_oneshot(u64::MAX, 0);
+    }
     bind_port(bind.port, timer_event);
     set_timer(clock_ns() + 1_000_000);
     cpu::irq_restore(was_enabled);
@@ -371,7 +391,7 @@ fn start_xen_time() -> Result<(), XenError> {
     Ok(())
 }
 
-extern "C" fn shutdown(reason: u64) {
+pub(super) extern "C" fn shutdown(reason: u64) {
     let reason = match ShutdownReason::decode(reason) {
         ShutdownReason::PowerOff | ShutdownReason::Exit(crate::ktest::EXIT_PASSED) => {
             SHUTDOWN_poweroff
@@ -404,7 +424,7 @@ pub static BACKEND: Backend = build();
 
 /// The vector Xen raises for pending events (HVM_PARAM_CALLBACK_IRQ,
 /// delivery type 2 = vector, `xen/include/public/hvm/params.h`).
-pub const VECTOR_XEN_UPCALL: u8 = 0xf3;
+pub use crate::arch::traps::VECTOR_XEN_UPCALL;
 const CALLBACK_TYPE_VECTOR: u64 = 2 << 56;
 
 /// Virtual address of the shared_info page, 0 until mapped.
@@ -593,7 +613,7 @@ fn dispatch(port: u32) {
 }
 
 /// The upcall: scan the pending bitmap (vCPU 0) and deliver each port.
-fn upcall(_frame: &mut crate::arch::traps::TrapFrame) {
+pub(super) fn upcall(_frame: &mut crate::arch::traps::TrapFrame) {
     let shared = SHARED_INFO.load(Ordering::Acquire) as *mut shared_info;
     if shared.is_null() {
         return;
@@ -620,38 +640,65 @@ fn upcall(_frame: &mut crate::arch::traps::TrapFrame) {
     }
 }
 
-fn console_event(_port: u32) {}
+pub(super) fn console_event(_port: u32) {}
+
+/// Xen PV, once memory is up: event delivery and Xen time, before the
+/// scheduler arms its first timer (a PV guest has no other timer).
+pub(super) fn start_events_pv() {
+    crate::arch::traps::set_handler(VECTOR_XEN_UPCALL, upcall);
+    EVENTS.store(true, Ordering::Release);
+    if let Err(error) = start_xen_time() {
+        log::error!("xen: no Xen time ({error}): no timer interrupts");
+    }
+}
 
 /// After the scheduler runs: events, xenstore, and the watch that lets
 /// `xl shutdown` and `xl reboot` reach the kernel (domU only).
 pub fn after_threads() {
+    let pv = crate::mm::xlate::is_xen_pv();
     if DOM0.load(Ordering::Relaxed) {
         return;
     }
-    if let Err(error) = map_shared_info() {
-        log::error!("xen: event channels unavailable: {error}");
-        return;
+    if !pv {
+        if let Err(error) = map_shared_info() {
+            log::error!("xen: event channels unavailable: {error}");
+            return;
+        }
     }
     bind_port(RING_PORT.load(Ordering::Relaxed), console_event);
-    let store = hvm_get_param(HVM_PARAM_STORE_PFN)
-        .and_then(|pfn| Ok((pfn, hvm_get_param(HVM_PARAM_STORE_EVTCHN)?)));
+    let store = if pv {
+        Ok(super::xenpv::store())
+    } else {
+        hvm_get_param(HVM_PARAM_STORE_PFN)
+            .and_then(|pfn| Ok((pfn << 12, hvm_get_param(HVM_PARAM_STORE_EVTCHN)? as u32)))
+            .map(|(phys, port)| {
+                if phys == 0 {
+                    (0, port)
+                } else {
+                    // Not necessarily RAM: map it.
+                    (crate::mm::map_phys(phys, 4096, true), port)
+                }
+            })
+    };
     match store {
-        Ok((pfn, port)) if pfn != 0 => {
-            super::xenstore::start(pfn << 12, port as u32);
-        }
+        Ok((ring, port)) if ring != 0 => super::xenstore::start(ring, port),
         Ok(_) => log::warn!("xen: no xenstore page"),
         Err(error) => log::error!("xen: xenstore params: {error}"),
     }
-    if let Err(error) = start_upcalls() {
-        log::error!("xen: no event upcalls ({error}); xenstore polls");
-        return;
+    if !pv {
+        if let Err(error) = start_upcalls() {
+            log::error!("xen: no event upcalls ({error}); xenstore polls");
+            return;
+        }
+        EVENTS.store(true, Ordering::Release);
     }
-    EVENTS.store(true, Ordering::Release);
     if let Some((seconds, _)) = wallclock() {
         log::info!("xen: wallclock {}", sanos_kernel::civil::from_unix(seconds));
     }
-    if let Err(error) = start_xen_time() {
-        log::error!("xen: keeping the TSC and LAPIC for time: {error}");
+    if !pv {
+        if let Err(error) = start_xen_time() {
+            log::error!("xen: keeping the TSC and LAPIC for time: {error}");
+        }
     }
     if let Err(error) = super::grant::init() {
         log::error!("xen: no grant table: {error:?}");

@@ -51,9 +51,10 @@ fn store_event(_port: u32) {
 
 /// Connects to xenstore (ring at physical `phys`, event channel `port`)
 /// and starts the control/shutdown watcher.
-pub fn start(phys: u64, port: u32) {
-    // The page need not be in the direct map of RAM: map it.
-    let ring = crate::mm::map_phys(phys, 4096, true) as *mut xenstore_domain_interface;
+/// Starts the client on the ring page at virtual `ring` (see
+/// [`xen::after_threads`]: PVH maps it, a PV guest has it in its RAM).
+pub fn start(ring: u64, port: u32) {
+    let ring = ring as *mut xenstore_domain_interface;
     STORE.call_once(|| Store {
         ring,
         port,
@@ -64,7 +65,7 @@ pub fn start(phys: u64, port: u32) {
         next_id: AtomicU32::new(1),
     });
     xen::bind_port(port, store_event);
-    log::info!("xenstore: ring at {phys:#x}, event channel {port}");
+    log::info!("xenstore: ring at {:#x}, event channel {port}", ring as u64);
     if let Err(error) = crate::sched::spawn("xs-shutdown", shutdown_watcher) {
         log::error!("xenstore: cannot start the shutdown watcher: {error:?}");
     }
