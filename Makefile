@@ -47,13 +47,19 @@ test-boot: kernel
 	$(RIG) test
 
 # The full Xen rig: Xen 4.17 + a Debian Linux dom0 under QEMU TCG runs
-# `xl create` of sanos as a PVH domU, which runs its tests; then `xl
-# shutdown` must remove it cleanly; a second guest is stopped by `xl
-# reboot`. Packages are cached under build/xen.
+# `xl create images/sanos.cfg` as a PV and then as a PVH domU, each
+# running the kernel tests; `xl shutdown` must remove each cleanly; a third
+# (PV) guest is stopped by `xl reboot`. Then Debian's Linux with a busybox
+# initrd as a PV and a PVH domU, for the table of `xl create` to banner
+# times. Packages are cached under build/xen.
 test-xen: kernel
 	bash images/xen/xl-test.sh \
-	    --guest sanos-pvh=images/xen/sanos-pvh.cfg:build/sanos.elf \
-	    --guest sanos-reboot=images/xen/sanos-reboot.cfg:build/sanos.elf
+	    --guest sanos-pv=images/sanos.cfg:build/sanos.elf \
+	    --xl 'sanos-pv=type="pv"' --xl 'sanos-pv=cmdline="test test.wait"' \
+	    --guest sanos-pvh=images/sanos.cfg:build/sanos.elf \
+	    --xl 'sanos-pvh=type="pvh"' --xl 'sanos-pvh=cmdline="test test.wait"' \
+	    --guest sanos-reboot=images/xen/sanos-reboot.cfg:build/sanos.elf \
+	    --linux
 
 clean:
 	$(CARGO) clean

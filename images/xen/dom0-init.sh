@@ -12,6 +12,8 @@
 #   NAME.expect   key=value lines (required):
 #                   match=ERE            grep -E pattern for a console line, or
 #                   fixed=STRING         a fixed string (grep -F)
+#                   banner=ERE           the guest's "I am up" line: its time
+#                                        from xl create is reported (optional)
 #                   timeout=SECS         from xl create to the match (120)
 #                   shutdown_timeout=SECS  for xl shutdown -w (30)
 #   NAME.kernel   kernel, passed as kernel="..." (optional: else the cfg's)
@@ -73,12 +75,13 @@ say "xen tools up at $(fmt "$(now)") s uptime"
 run_guest() {
     name=$1
     cfg=/guests/$name.cfg
-    match= fixed= timeout=120 stimeout=30 stop=shutdown
+    match= fixed= banner= timeout=120 stimeout=30 stop=shutdown
     if [ -f "/guests/$name.expect" ]; then
         while IFS= read -r kv; do
             case $kv in
                 match=*) match=${kv#match=} ;;
                 fixed=*) fixed=${kv#fixed=} ;;
+                banner=*) banner=${kv#banner=} ;;
                 timeout=*) timeout=${kv#timeout=} ;;
                 shutdown_timeout=*) stimeout=${kv#shutdown_timeout=} ;;
                 stop=*) stop=${kv#stop=} ;;
@@ -117,6 +120,10 @@ run_guest() {
                 sed -n "$((n + 1)),${total}p" "$log" | tr -d '\r' > /tmp/new
                 n=$total
                 while IFS= read -r line; do say "guest $name console: $line"; done < /tmp/new
+                if [ -n "$banner" ] && grep -q -E -e "$banner" /tmp/new; then
+                    say "guest $name banner after $(fmt $(($(now) - t0))) s"
+                    banner=
+                fi
                 if [ -n "$match" ]; then
                     grep -q -E -e "$match" /tmp/new && { result=matched; break; }
                 else
@@ -134,6 +141,14 @@ run_guest() {
         sleep 0.1
     done
     say "guest $name $result after $(fmt $(($(now) - t0))) s"
+    if [ $result = timeout ]; then
+        # What state it is in, and what Xen said lately, for the diagnosis.
+        say "guest $name xl list: $(xl list 2>&1 | tr '\n' ';')"
+        xl dmesg 2>/dev/null | tail -n 15 | sed "s/^/RIG: guest $name xen: /"
+        if id=$(xl domid "$name" 2>/dev/null); then
+            /usr/lib/xen-4.17/bin/xenctx -a "$id" 2>&1 | head -n 40 | sed "s/^/RIG: guest $name xenctx: /"
+        fi
+    fi
 
     # Shut it down: ask nicely, then destroy.
     how=clean

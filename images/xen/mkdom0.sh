@@ -73,7 +73,7 @@ if [ ! -f "$base" ] || [ "$(cat "$base.key" 2>/dev/null)" != "$key" ]; then
     cp /usr/bin/flock "$stage/usr/bin/flock"
 
     # The Xen tools: the daemons, xl, and the xenstore-* commands.
-    for b in xl xenstored xenconsoled xen-init-dom0 xenconsole libxl-save-helper; do
+    for b in xl xenstored xenconsoled xen-init-dom0 xenconsole libxl-save-helper xenctx; do
         cp "$pkgs/xen-utils-4.17/$xenbin/$b" "$stage/$xenbin/"
     done
     cp -a "$pkgs/xenstore-utils/usr/bin/." "$stage/usr/bin/"

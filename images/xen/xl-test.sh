@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# xl-test.sh [--guest NAME=CFG:KERNEL[:RAMDISK]]... [--xl NAME=LINE]...
+# xl-test.sh [--guest NAME=CFG:KERNEL[:RAMDISK]]... [--xl NAME=LINE]... [--linux]
 #
 # The full Xen rig: builds the dom0 initramfs with the given guests
 # (mkdom0.sh, same arguments), boots Xen + Debian's Linux as dom0 under
 # QEMU TCG, and lets dom0's /init (dom0-init.sh) run each guest in turn.
 # Without --guest it runs its self-test: Debian's kernel as a PV and as a
 # PVH guest (linux-pv, linux-pvh) with a tiny busybox initrd that prints
-# LINUX-DOMU-UP.
+# LINUX-DOMU-UP. --linux adds those two Linux guests after the given ones,
+# as the reference for the closing table: each guest's time from `xl
+# create` to its banner line (NAME.expect's banner=) and to its match.
 #
 # The serial log (\r removed) goes to build/xen/xl-test.log; the "RIG:"
 # lines are echoed to stdout, prefixed with the seconds since QEMU started.
@@ -34,19 +36,21 @@ out=${XEN_BUILD:-$root/build/xen}
 export XEN_BUILD=$out
 log=$out/xl-test.log
 
-args=("$@")
+args=()
 names=()
+linux=0
 while [ $# -gt 0 ]; do
     case $1 in
-        --guest) names+=("${2%%=*}"); shift 2 ;;
-        --xl) shift 2 ;;
-        *) echo "usage: $me [--guest NAME=CFG:KERNEL[:RAMDISK]]... [--xl NAME=LINE]..." >&2; exit 2 ;;
+        --guest) names+=("${2%%=*}"); args+=("$1" "$2"); shift 2 ;;
+        --xl) args+=("$1" "$2"); shift 2 ;;
+        --linux) linux=1; shift ;;
+        *) echo "usage: $me [--guest NAME=CFG:KERNEL[:RAMDISK]]... [--xl NAME=LINE]... [--linux]" >&2; exit 2 ;;
     esac
 done
 
 bash "$here/fetch.sh"
 
-if [ ${#names[@]} -eq 0 ]; then
+if [ ${#names[@]} -eq 0 ] || [ $linux = 1 ]; then
     # Self-test guests: a busybox initrd whose init prints the marker and
     # waits; xl shutdown makes the kernel run /sbin/poweroff.
     initrd=$out/linux-domu-initrd.cpio.gz
@@ -69,10 +73,10 @@ EOF
     fi
     cfg=$here/linux-domu.cfg
     gk=${GUEST_KERNEL:-$out/vmlinux}
-    args=(--guest "linux-pv=$cfg:$gk:$initrd"
-          --guest "linux-pvh=$cfg:$gk:$initrd"
-          --xl 'linux-pvh=type="pvh"')
-    names=(linux-pv linux-pvh)
+    args+=(--guest "linux-pv=$cfg:$gk:$initrd"
+           --guest "linux-pvh=$cfg:$gk:$initrd"
+           --xl 'linux-pvh=type="pvh"')
+    names+=(linux-pv linux-pvh)
 fi
 
 bash "$here/mkdom0.sh" -o "$out/dom0-initrd.cpio.gz" "${args[@]}"
@@ -116,5 +120,12 @@ for n in "${names[@]}"; do
     fi
 done
 grep -q "RIG: done" "$log" || { echo "$me: dom0 did not finish (no 'RIG: done')"; ok=0; }
+# Times from `xl create`, as dom0 measured them (0.1 s resolution).
+printf '%s: %-14s %18s %18s\n' "$me" guest "xl create->banner" "xl create->match"
+for n in "${names[@]}"; do
+    b=$(sed -n "s/^RIG: guest $n banner after \([0-9.]*\) s.*/\1 s/p" "$log" | head -n 1)
+    m=$(sed -n "s/^RIG: guest $n matched after \([0-9.]*\) s.*/\1 s/p" "$log" | head -n 1)
+    printf '%s: %-14s %18s %18s\n' "$me" "$n" "${b:--}" "${m:--}"
+done
 echo "$me: log in $log (qemu exit $rc)"
 [ $ok = 1 ]

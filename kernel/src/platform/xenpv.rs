@@ -46,6 +46,11 @@ core::arch::global_asm!(
     ".global xen_pv_shared_info",
     "xen_pv_shared_info:",
     ".skip 4096",
+    // The console ring (domU), mapped here so it is reachable from the
+    // first line, wherever the builder put it.
+    ".global xen_pv_console_ring",
+    "xen_pv_console_ring:",
+    ".skip 4096",
     ".section .data.xen_pv_cr3, \"aw\"",
     ".balign 8",
     ".global xen_pv_cr3",
@@ -214,6 +219,7 @@ core::arch::global_asm!(
 
 unsafe extern "C" {
     static xen_pv_shared_info: u8;
+    static xen_pv_console_ring: u8;
     static mut xen_pv_cr3: u64;
     fn xen_pv_irq_disable();
     fn xen_pv_irq_enable();
@@ -237,9 +243,39 @@ fn shared_info_address() -> u64 {
     (&raw const xen_pv_shared_info) as u64
 }
 
-/// Whether `virt` is the kernel-image page shared_info is mapped at.
+/// Whether `virt` is one of the kernel-image pages that map Xen's pages
+/// (shared_info, the console ring) instead of the image's own frames.
 pub fn is_shared_info(virt: u64) -> bool {
-    virt & !0xfff == shared_info_address()
+    virt & !0xfff == shared_info_address() || virt & !0xfff == console_ring_address()
+}
+
+fn console_ring_address() -> u64 {
+    (&raw const xen_pv_console_ring) as u64
+}
+
+/// Maps machine frame `machine` (page-aligned) at the kernel-image page
+/// `virt`, read-write, not executable.
+///
+/// # Safety
+/// `virt` must be a page of the image reserved for this mapping.
+unsafe fn map_at(virt: u64, machine: u64) -> Result<u64, XenError> {
+    let nx = if crate::arch::cpu::cpuid(0x8000_0001).edx & (1 << 20) != 0 {
+        1 << 63
+    } else {
+        0
+    };
+    // SAFETY: the caller reserves the page; Xen checks that the frame may
+    // be mapped by this domain.
+    unsafe {
+        hypercall::call(
+            __HYPERVISOR_update_va_mapping,
+            virt,
+            machine | 0b11 | nx,
+            UVMF_INVLPG,
+            0,
+            0,
+        )
+    }
 }
 
 fn event_mask() -> &'static core::sync::atomic::AtomicU8 {
@@ -503,6 +539,12 @@ pub fn early(info: u64, stack: u64) -> XenPvStart {
         early_fail("sanos: Xen PV start info has a bad magic; stopping\n");
     }
     let dom0 = si.flags & SIF_INITDOMAIN != 0;
+    // Page tables: the P2M (before any machine frame is translated), and
+    // how far Xen's bootstrap mapping reaches.
+    let pt_end = si.pt_base - KERNEL_VMA + si.nr_pt_frames * 4096;
+    let mut early_limit = pt_end;
+    // SAFETY: the P2M list lies in the bootstrap mapping and stays there.
+    unsafe { xlate::set_xen_pv(si.mfn_list as *const u64, si.nr_pages as usize, pt_end) };
     let layout = XenPvStart {
         nr_pages: si.nr_pages,
         start_info: info,
@@ -521,11 +563,6 @@ pub fn early(info: u64, stack: u64) -> XenPvStart {
         mod_start_is_pfn: si.flags & SIF_MOD_START_PFN != 0,
     };
 
-    // Page tables: the P2M, and how far Xen's bootstrap mapping reaches.
-    let pt_end = si.pt_base - KERNEL_VMA + si.nr_pt_frames * 4096;
-    let mut early_limit = pt_end;
-    // SAFETY: the P2M list lies in the bootstrap mapping and stays there.
-    unsafe { xlate::set_xen_pv(si.mfn_list as *const u64, si.nr_pages as usize, pt_end) };
     while early_limit < si.nr_pages * 4096
         && early_limit < pt_end + (64 << 20)
         && bootstrap_mapped(KERNEL_VMA + early_limit)
@@ -540,37 +577,25 @@ pub fn early(info: u64, stack: u64) -> XenPvStart {
     unsafe { (&raw mut xen_pv_cr3).write_volatile(l4) };
 
     // The console: dom0 writes through console_io, a domU to its ring,
-    // which the builder placed in the bootstrap mapping.
-    let (ring, port) = match layout.console_pfn {
-        Some(pfn) if pfn * 4096 < early_limit => (
-            KERNEL_VMA + pfn * 4096,
-            // SAFETY: a domU's start info holds the console union member.
-            unsafe { si.console.domU.evtchn },
-        ),
-        _ => (0, 0),
-    };
-    xen::set_console(dom0, ring, port);
+    // mapped at a page of the image.
+    if !dom0 {
+        // SAFETY: a domU's start info holds the console union member; the
+        // page is reserved for the ring.
+        let (mfn, port) = unsafe { (si.console.domU.mfn, si.console.domU.evtchn) };
+        // SAFETY: the reserved page, and the domain's own console frame.
+        let ring = match unsafe { map_at(console_ring_address(), mfn << 12) } {
+            Ok(_) => console_ring_address(),
+            Err(_) => 0,
+        };
+        xen::set_console(false, ring, port);
+    } else {
+        xen::set_console(true, 0, 0);
+    }
 
     // shared_info over the reserved page of the image.
-    let nx = if crate::arch::cpu::cpuid(0x8000_0001).edx & (1 << 20) != 0 {
-        1 << 63
-    } else {
-        0
-    };
-    let pte = si.shared_info | 0b11 | nx;
-    // SAFETY: the page is ours (.bss, reserved for this); Xen checks that
-    // the frame is this domain's shared_info.
-    if let Err(error) = unsafe {
-        hypercall::call(
-            __HYPERVISOR_update_va_mapping,
-            shared_info_address(),
-            pte,
-            UVMF_INVLPG,
-            0,
-            0,
-        )
-    } {
-        let _ = error;
+    // SAFETY: the page is reserved for shared_info; Xen checks that the
+    // frame is this domain's shared_info.
+    if unsafe { map_at(shared_info_address(), si.shared_info) }.is_err() {
         early_fail("sanos: cannot map Xen's shared_info page; stopping\n");
     }
     xen::set_shared_info(shared_info_address());
