@@ -19,8 +19,9 @@ const MODES: [&str; 3] = ["off", "lazy", "eager"];
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Rows of the table: (kernel's name, what a reader sees).
-const ROWS: [(&str, &str); 4] = [
+const ROWS: [(&str, &str); 5] = [
     ("irq_sequence", "save_flags; irq_disable; restore_flags"),
+    ("irq_disable", "irq_disable (interrupts already off)"),
     ("clock_read", "clock_ns"),
     ("raw_irq_sequence", "  raw pushf;pop;cli;push;popf"),
     ("raw_rdtsc", "  raw rdtsc"),
@@ -130,6 +131,33 @@ fn boot(paths: &Paths, accel: Accel, mode: &str) -> Result<BTreeMap<String, f64>
     }
 }
 
+/// The `bench` mode as Xen's PV dom0 (the fast Xen rig, under TCG):
+/// patched vs unpatched irq ops where they are event-mask stores.
+fn boot_xen_pv(paths: &Paths, mode: &str) -> Result<BTreeMap<String, f64>, String> {
+    let name = format!("bench-xen-pv-{mode}");
+    let log = paths.serial_log(&name);
+    let output = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let args: Vec<std::ffi::OsString> = vec![
+        "TIMEOUT=240".into(),
+        "bash".into(),
+        "images/xen/dom0-kernel.sh".into(),
+        paths.kernel.clone().into_os_string(),
+        "quiet".into(),
+        "bench".into(),
+        format!("vmops={mode}").into(),
+    ];
+    let (exit, _) = process::run_with_timeout(std::ffi::OsStr::new("env"), &args, output, TIMEOUT)?;
+    let lines = check::log_lines(&fs::read(&log).unwrap_or_default());
+    match (exit, parse(&lines)) {
+        (Exit::Code(33), Some(values)) => Ok(values),
+        (exit, _) => Err(format!(
+            "{name}: {} (log {})",
+            check::describe_exit(exit),
+            log.display()
+        )),
+    }
+}
+
 fn cell(values: &BTreeMap<String, f64>, row: &str) -> String {
     values
         .get(row)
@@ -153,6 +181,15 @@ pub fn bench(paths: &Paths) -> Result<(), String> {
                 format!("{} {mode}", accel.qemu_name()),
                 boot(paths, accel, mode)?,
             ));
+        }
+    }
+    for mode in MODES {
+        match boot_xen_pv(paths, mode) {
+            Ok(values) => columns.push((format!("xenpv {mode}"), values)),
+            Err(error) => {
+                println!("(xen pv {mode}: {error})");
+                columns.push((format!("xenpv {mode}"), BTreeMap::new()));
+            }
         }
     }
     println!();
