@@ -241,6 +241,11 @@ pub fn bench(paths: &Paths) -> Result<(), String> {
             }
         }
     }
+    // sanos as Xen's PV dom0 (no Linux counterpart: the reference guest
+    // is a QEMU guest).
+    if let Some((_, values)) = columns.iter().find(|(name, _)| name == "xenpv eager") {
+        sched_columns.push(("sanos xenpv".to_string(), values.clone()));
+    }
     println!();
     println!("threads and timers: nanoseconds of each guest's clock (lower is better);");
     println!("Linux: Debian's kernel with a static C init (images/linux-ref), same QEMU flags");

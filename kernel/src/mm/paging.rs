@@ -422,23 +422,41 @@ fn init_xen_pv(map: &MemoryMap) -> Result<(), MmError> {
     let mut direct_bytes = 0u64;
     let started = crate::time::tsc_clock_ns();
     // Ascending, so that once a page is direct-mapped, new tables can come
-    // from anywhere below it (`table_limit` follows the mapped end).
+    // from anywhere below it (`table_limit` follows the mapped end). One
+    // leaf table (2 MiB) at a time, its entries in one mmu_update.
     let mut covered = 0u64;
+    let mut batch = [(0u64, 0u64); 512];
     for region in map.regions().iter().filter(|r| is_ram(r.kind)) {
-        for phys in (region.start..region.end).step_by(PAGE_SIZE as usize) {
-            let flags = if is_early_table(phys) { ro } else { rw };
-            match tables.map(PHYS_MAP_BASE + phys, phys, flags) {
-                Ok(()) => direct_bytes += PAGE_SIZE,
-                Err(MapError::Present(_)) => {}
-                Err(error) => return Err(failed(error)),
-            }
-            if phys == covered {
-                covered = phys + PAGE_SIZE;
-                if covered.is_multiple_of(SIZE_2M) {
-                    xlate::set_direct_limit(covered);
-                    tables.table_limit = covered.max(xlate::early_limit());
+        let mut phys = region.start;
+        while phys < region.end {
+            let chunk_end = (phys / SIZE_2M + 1) * SIZE_2M;
+            let chunk_end = chunk_end.min(region.end);
+            // Creates the tables above the leaf (which may take frames of
+            // this very chunk: they are marked, and mapped read-only).
+            let first = tables
+                .entry(PHYS_MAP_BASE + phys, 1, true)
+                .map_err(failed)?;
+            let mut count = 0;
+            for (i, page) in (phys..chunk_end).step_by(PAGE_SIZE as usize).enumerate() {
+                // SAFETY: entries of one leaf table: `first` is the entry of
+                // `phys`, and the chunk ends at the table's 2 MiB boundary.
+                let entry = unsafe { first.add(i) };
+                if read_entry(entry) & Flags::PRESENT.bits() != 0 {
+                    continue;
                 }
+                let flags = if is_early_table(page) { ro } else { rw };
+                batch[count] = (entry as u64, make_entry(page, flags).map_err(failed)?);
+                count += 1;
             }
+            crate::platform::xenpv::set_ptes(&batch[..count])
+                .map_err(|error| failed(MapError::Refused(error)))?;
+            direct_bytes += count as u64 * PAGE_SIZE;
+            if phys == covered {
+                covered = chunk_end;
+                xlate::set_direct_limit(covered & !(SIZE_2M - 1));
+                tables.table_limit = covered.max(xlate::early_limit());
+            }
+            phys = chunk_end;
         }
     }
     xlate::set_direct_limit(covered);

@@ -642,9 +642,27 @@ pub(super) fn upcall(_frame: &mut crate::arch::traps::TrapFrame) {
 
 pub(super) fn console_event(_port: u32) {}
 
+/// Masks every port: a port delivers only once [`bind_port`] gave it a
+/// handler and unmasked it (Xen raises a port as soon as it is bound, e.g.
+/// the local end of `bind_interdomain`).
+fn mask_all_ports() {
+    let shared = SHARED_INFO.load(Ordering::Acquire) as *mut shared_info;
+    if shared.is_null() {
+        return;
+    }
+    for word in 0..hv::xen::evtchn::NR_PORTS / hv::xen::evtchn::BITS {
+        // SAFETY: a word of the mapped shared_info mask array, which the
+        // 2-level ABI lets the guest set.
+        unsafe {
+            AtomicU64::from_ptr(&raw mut (*shared).evtchn_mask[word]).store(!0, Ordering::Release)
+        };
+    }
+}
+
 /// Xen PV, once memory is up: event delivery and Xen time, before the
 /// scheduler arms its first timer (a PV guest has no other timer).
 pub(super) fn start_events_pv() {
+    mask_all_ports();
     crate::arch::traps::set_handler(VECTOR_XEN_UPCALL, upcall);
     EVENTS.store(true, Ordering::Release);
     if let Err(error) = start_xen_time() {
@@ -652,21 +670,26 @@ pub(super) fn start_events_pv() {
     }
 }
 
-/// After the scheduler runs: events, xenstore, and the watch that lets
-/// `xl shutdown` and `xl reboot` reach the kernel (domU only).
+/// After the scheduler runs: events and Xen time (PVH; a PV guest has
+/// them already), and for a domU xenstore, the watch that lets `xl
+/// shutdown` and `xl reboot` reach the kernel, and grant tables.
 pub fn after_threads() {
     let pv = crate::mm::xlate::is_xen_pv();
-    if DOM0.load(Ordering::Relaxed) {
-        return;
-    }
+    let dom0 = DOM0.load(Ordering::Relaxed);
     if !pv {
         if let Err(error) = map_shared_info() {
             log::error!("xen: event channels unavailable: {error}");
             return;
         }
+        mask_all_ports();
     }
-    bind_port(RING_PORT.load(Ordering::Relaxed), console_event);
-    let store = if pv {
+    if !dom0 {
+        bind_port(RING_PORT.load(Ordering::Relaxed), console_event);
+    }
+    let store = if dom0 {
+        // dom0 starts before xenstored: no ring yet, no console ring.
+        Ok((0, 0))
+    } else if pv {
         Ok(super::xenpv::store())
     } else {
         hvm_get_param(HVM_PARAM_STORE_PFN)
@@ -682,6 +705,7 @@ pub fn after_threads() {
     };
     match store {
         Ok((ring, port)) if ring != 0 => super::xenstore::start(ring, port),
+        Ok(_) if dom0 => {}
         Ok(_) => log::warn!("xen: no xenstore page"),
         Err(error) => log::error!("xen: xenstore params: {error}"),
     }
@@ -699,6 +723,9 @@ pub fn after_threads() {
         if let Err(error) = start_xen_time() {
             log::error!("xen: keeping the TSC and LAPIC for time: {error}");
         }
+    }
+    if dom0 {
+        return;
     }
     if let Err(error) = super::grant::init() {
         log::error!("xen: no grant table: {error:?}");
@@ -758,6 +785,10 @@ mod tests {
             "unmasking lost the pending event"
         );
         kassert_eq!(LOOPBACK_EVENTS.load(Ordering::SeqCst), before + 2);
+        // Closing one end signals the other: mask both first, so nothing
+        // arrives for a port whose handler is gone.
+        mask_port(a);
+        mask_port(b);
         kassert_eq!(close_port(b), Ok(()));
         kassert_eq!(close_port(a), Ok(()));
         // An unknown port is refused with an error, not a crash.

@@ -384,6 +384,49 @@ extern "C" fn set_pte(entry: u64, value: u64) {
 /// error return).
 static STACK_SWITCH_ERRORS: AtomicU64 = AtomicU64::new(0);
 
+/// Stores many page-table entries (entry address, value) in one
+/// `HYPERVISOR_mmu_update` (at most 512: one leaf table). On a refusal,
+/// returns the address of the first entry Xen did not take.
+pub fn set_ptes(entries: &[(u64, u64)]) -> Result<(), u64> {
+    let mut requests = [mmu_update { ptr: 0, val: 0 }; 512];
+    let count = entries.len().min(requests.len());
+    for (request, &(entry, value)) in requests.iter_mut().zip(&entries[..count]) {
+        let machine = xlate::virt_to_phys(entry)
+            .and_then(xlate::phys_to_machine)
+            .ok_or(entry)?;
+        *request = mmu_update {
+            ptr: machine | u64::from(MMU_NORMAL_PT_UPDATE),
+            val: value,
+        };
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    let mut done = 0u32;
+    // SAFETY: `count` requests and the done counter on this stack; Xen
+    // validates every entry and value.
+    let result = unsafe {
+        hypercall::call(
+            __HYPERVISOR_mmu_update,
+            requests.as_mut_ptr() as u64,
+            count as u64,
+            (&raw mut done) as u64,
+            u64::from(DOMID_SELF),
+            0,
+        )
+    };
+    match result {
+        Ok(_) if done as usize == count => Ok(()),
+        Ok(_) | Err(_) => {
+            let failed = entries[(done as usize).min(count - 1)].0;
+            log::error!(
+                "xen-pv: {done} of {count} entries stored; {failed:#x} refused ({result:?})"
+            );
+            Err(failed)
+        }
+    }
+}
+
 extern "C" fn load_kernel_stack(top: u64) {
     // SAFETY: HYPERVISOR_stack_switch takes the stack segment and pointer
     // Xen switches to on entry from user mode; no memory is passed.
