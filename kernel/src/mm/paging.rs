@@ -298,6 +298,17 @@ impl Tables {
     }
 }
 
+/// Whether the direct map's alias of physical `phys` must be read-only
+/// because it is kernel text or rodata: always, except in `vmops=lazy`
+/// mode, whose patcher writes text through that alias at run time (eager
+/// patching is over before these tables exist).
+fn is_protected_image_frame(phys: u64) -> bool {
+    let lazy = crate::platform::chosen().is_none_or(|c| c.mode == vmops::Mode::Lazy);
+    let start = addr(&raw const __text_start) - KERNEL_VMA;
+    let end = addr(&raw const __rodata_end) - KERNEL_VMA;
+    !lazy && (start..end).contains(&phys)
+}
+
 /// Whether a region holds RAM that the direct map must cover.
 fn is_ram(kind: RegionKind) -> bool {
     !matches!(kind, RegionKind::Reserved | RegionKind::Defective)
@@ -347,10 +358,31 @@ pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError>
 
     // The direct map.
     let direct_flags = no_exec(Flags::WRITABLE | global());
+    let image_flags = no_exec(global());
+    let image = kernel_sections()[0].0 - KERNEL_VMA..kernel_sections()[1].1 - KERNEL_VMA;
     let mut direct_bytes = 0u64;
     for region in map.regions().iter().filter(|r| is_ram(r.kind)) {
         let mut phys = region.start & !(SIZE_2M - 1);
         while phys < region.end {
+            let chunk = phys..phys + SIZE_2M;
+            if chunk.start < image.end && image.start < chunk.end {
+                // The kernel's text and rodata lie here: 4 KiB pages, so
+                // their alias can be read-only.
+                for page in chunk.step_by(PAGE_SIZE as usize) {
+                    let flags = if is_protected_image_frame(page) {
+                        image_flags
+                    } else {
+                        direct_flags
+                    };
+                    match tables.map(PHYS_MAP_BASE + page, page, flags) {
+                        Ok(()) => direct_bytes += PAGE_SIZE,
+                        Err(MapError::Present(_)) => {}
+                        Err(error) => return Err(failed(error)),
+                    }
+                }
+                phys += SIZE_2M;
+                continue;
+            }
             // Two regions may share a 2 MiB page, hence the mapped case.
             match tables.map_2m(PHYS_MAP_BASE + phys, phys, direct_flags) {
                 Ok(()) => direct_bytes += SIZE_2M,
@@ -444,7 +476,11 @@ fn init_xen_pv(map: &MemoryMap) -> Result<(), MmError> {
                 if read_entry(entry) & Flags::PRESENT.bits() != 0 {
                     continue;
                 }
-                let flags = if is_early_table(page) { ro } else { rw };
+                let flags = if is_early_table(page) || is_protected_image_frame(page) {
+                    ro
+                } else {
+                    rw
+                };
                 batch[count] = (entry as u64, make_entry(page, flags).map_err(failed)?);
                 count += 1;
             }
@@ -685,6 +721,21 @@ mod tests {
         );
         kassert_eq!(data.contains(Flags::NO_EXECUTE), nx);
         WRITABLE_STATIC.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[ktest]
+    fn direct_map_alias_of_text_is_read_only_unless_lazy() -> TestResult {
+        let text = kernel_image_is_w_xor_x as fn() -> TestResult as usize as u64;
+        let alias = flags_of(PHYS_MAP_BASE + (text - KERNEL_VMA));
+        kassert!(alias.is_some(), "kernel text missing from the direct map");
+        let alias = alias.unwrap_or(Flags::empty());
+        let lazy = crate::platform::chosen().is_some_and(|c| c.mode == vmops::Mode::Lazy);
+        kassert_eq!(alias.contains(Flags::WRITABLE), lazy);
+        kassert_eq!(
+            alias.contains(Flags::NO_EXECUTE),
+            NX_ENABLED.load(Ordering::Relaxed)
+        );
         Ok(())
     }
 

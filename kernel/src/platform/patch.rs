@@ -91,7 +91,9 @@ fn text_range() -> (u64, u64) {
 
 /// A writable alias of a kernel-text address, same bytes: the direct map
 /// (under Xen PV, before the direct map exists, the image itself, which
-/// Xen maps writable until `mm` applies W^X).
+/// Xen maps writable until `mm` applies W^X). The kernel's own tables keep
+/// this alias writable only in lazy mode (`mm::paging`): eager patching
+/// runs on the boot tables.
 fn alias(address: u64) -> *mut u8 {
     crate::mm::xlate::phys_to_virt(address - KERNEL_VMA) as *mut u8
 }
