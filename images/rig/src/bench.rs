@@ -120,7 +120,13 @@ fn boot(paths: &Paths, accel: Accel, mode: &str) -> Result<BTreeMap<String, f64>
     };
     let stderr = File::create(paths.qemu_stderr(&name)).map_err(|e| format!("{name}: {e}"))?;
     let (exit, _) = process::run_with_timeout(&qemu_program(), &launch.args(), stderr, TIMEOUT)?;
-    let lines = check::log_lines(&fs::read(&log).unwrap_or_default());
+    results(&name, exit, &log)
+}
+
+/// The values a bench boot printed, if it ended with the pass status and
+/// `bench: done`.
+fn results(name: &str, exit: Exit, log: &std::path::Path) -> Result<BTreeMap<String, f64>, String> {
+    let lines = check::log_lines(&fs::read(log).unwrap_or_default());
     match (exit, parse(&lines)) {
         (Exit::Code(33), Some(values)) => Ok(values),
         (exit, _) => Err(format!(
@@ -147,15 +153,7 @@ fn boot_xen_pv(paths: &Paths, mode: &str) -> Result<BTreeMap<String, f64>, Strin
         format!("vmops={mode}").into(),
     ];
     let (exit, _) = process::run_with_timeout(std::ffi::OsStr::new("env"), &args, output, TIMEOUT)?;
-    let lines = check::log_lines(&fs::read(&log).unwrap_or_default());
-    match (exit, parse(&lines)) {
-        (Exit::Code(33), Some(values)) => Ok(values),
-        (exit, _) => Err(format!(
-            "{name}: {} (log {})",
-            check::describe_exit(exit),
-            log.display()
-        )),
-    }
+    results(&name, exit, &log)
 }
 
 fn cell(values: &BTreeMap<String, f64>, row: &str) -> String {
