@@ -1,11 +1,12 @@
 //! The entry paths' second half: read the boot protocol's structures (PVH
-//! `hvm_start_info`, the Multiboot2 information) through the direct map and
-//! normalise them into one [`BootInfo`], reserving the kernel image, the
-//! modules and the boot structures in its memory map.
+//! `hvm_start_info`, the Multiboot2 information, the Xen PV start info)
+//! and normalise them into one [`BootInfo`], reserving the kernel image,
+//! the modules and the boot structures in its memory map.
 //!
-//! Runs on the boot page tables, which map the first 4 GiB of physical
-//! memory at `PHYS_MAP_BASE`; a structure placed above that is refused with
-//! a message rather than read.
+//! PVH and multiboot2 run on the boot page tables, which map the first
+//! 4 GiB of physical memory at `PHYS_MAP_BASE`; a structure placed above
+//! that is refused with a message rather than read. The Xen PV start info
+//! and what it points at lie in the domain builder's bootstrap mapping.
 
 use crate::arch::boot::{PROTOCOL_MULTIBOOT2, PROTOCOL_PVH};
 use crate::arch::layout::{BOOT_PHYS_MAP_LIMIT, KERNEL_VMA, PHYS_MAP_BASE};

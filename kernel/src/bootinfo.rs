@@ -1,4 +1,4 @@
-//! `BootInfo`: what every entry path (PVH, Multiboot2, and later Xen PV)
+//! `BootInfo`: what every entry path (PVH, Multiboot2, Xen PV)
 //! hands `kernel_main` once it has read its protocol's structures: the
 //! memory map, the command line, boot modules and the ACPI RSDP.
 //!

@@ -10,9 +10,12 @@
 //! moves to Xen's own: the clock reads pvclock from vCPU 0's
 //! `vcpu_time_info`, the timer is `VCPUOP_set_singleshot_timer` delivered
 //! on `VIRQ_TIMER`, and stolen time comes from the runstate area; until
-//! then (and on dom0) the TSC and the emulated LAPIC serve.
+//! then the TSC and the emulated LAPIC serve.
 //!
-//! Still to come: grant tables and the PV (deprivileged) backend.
+//! Much of this module serves the PV backend too (`xenpv.rs`): the console,
+//! pvclock time and the single-shot timer, events, shutdown; grant tables
+//! are in `grant.rs`, the xenstore client in `xenstore.rs`. A PVH dom0
+//! moves to Xen's time and events the same way (it has no xenstore).
 
 use super::{native, ShutdownReason};
 use crate::arch::cpu;
