@@ -147,8 +147,11 @@ fn index(virt: u64, level: u32) -> usize {
 /// Page-table pages allocated before the direct map covered them (Xen
 /// PV): the direct map must map them read-only. Bit n = frame n.
 static EARLY_TABLES: Mutex<[u64; EARLY_TABLE_WORDS]> = Mutex::new([0; EARLY_TABLE_WORDS]);
-/// Covers the first 256 MiB, far beyond any bootstrap mapping.
+/// Covers the first 256 MiB (a bootstrap mapping larger than that, with a
+/// huge initrd, still takes its first tables from below it).
 const EARLY_TABLE_WORDS: usize = 1024;
+/// The frames `EARLY_TABLES` covers.
+const EARLY_TABLE_LIMIT: u64 = EARLY_TABLE_WORDS as u64 * 64 * PAGE_SIZE;
 
 fn early_table_mark(phys: u64) {
     let frame = (phys >> 12) as usize;
@@ -443,7 +446,7 @@ fn init_xen_pv(map: &MemoryMap) -> Result<(), MmError> {
     let root = xlate::machine_to_phys(ops::read_cr3() & ADDR_MASK);
     let mut tables = Tables {
         root,
-        table_limit: xlate::early_limit(),
+        table_limit: xlate::early_limit().min(EARLY_TABLE_LIMIT),
     };
     for frame in crate::platform::xenpv::bootstrap_tables() {
         early_table_mark(frame);
@@ -490,7 +493,7 @@ fn init_xen_pv(map: &MemoryMap) -> Result<(), MmError> {
             if phys == covered {
                 covered = chunk_end;
                 xlate::set_direct_limit(covered & !(SIZE_2M - 1));
-                tables.table_limit = covered.max(xlate::early_limit());
+                tables.table_limit = covered.max(xlate::early_limit().min(EARLY_TABLE_LIMIT));
             }
             phys = chunk_end;
         }
