@@ -49,6 +49,10 @@ fi
 # Xen under TCG: -smap,-smep or a PV dom0 crashes; -rdtscp or PVH guests fail.
 # No Xen "noreboot": a dom0 shutdown then resets the machine, which
 # -no-reboot turns into QEMU exiting.
+# QEMU runs in the background, where bash would give it /dev/null as
+# stdin: hand it ours (the serial console's input, e.g. the rig typing at
+# the shell; Xen passes serial input to dom0).
+exec 3<&0
 fifo=$(mktemp -u "${TMPDIR:-/tmp}/dom0-kernel.XXXXXX")
 mkfifo "$fifo"
 trap 'rm -f "$fifo"' EXIT
@@ -59,7 +63,7 @@ timeout --foreground --kill-after=5 "${TIMEOUT:-120}" \
     -kernel "$out/xen" \
     -append "console=com1 com1=115200 dom0_mem=288M loglvl=all guest_loglvl=all $xen_dom0 ${XEN_APPEND:-}" \
     -initrd "$kernel${cmdline:+ $cmdline}" \
-    ${QEMU_EXTRA:-} >"$fifo" 2>&1 &
+    ${QEMU_EXTRA:-} <&3 >"$fifo" 2>&1 &
 qemu=$!
 status=
 while IFS= read -r line; do

@@ -71,13 +71,14 @@ pub fn uart_write(bytes: &[u8]) {
     }
 }
 
-/// Bytes received by the UART interrupt, and the event that says so.
+/// Bytes received by the UART interrupt or from the platform's console
+/// (Xen's ring or console_io), and the event that says so.
 static INPUT: Mutex<alloc::collections::VecDeque<u8>> =
     Mutex::new(alloc::collections::VecDeque::new());
 static INPUT_READY: spin::Once<crate::sched::sync::Event> = spin::Once::new();
 
-/// A byte typed on the UART, if one is waiting.
-pub fn uart_read() -> Option<u8> {
+/// A byte typed on the console, if one is waiting.
+pub fn read_byte() -> Option<u8> {
     if INPUT_READY.get().is_some() {
         return cpu::without_interrupts(|| INPUT.lock().pop_front());
     }
@@ -95,6 +96,25 @@ pub fn wait_input(poll_ns: u64) {
         }
         None => crate::sched::sleep_ns(poll_ns),
     }
+}
+
+/// Hands bytes typed on the platform's console to the reader (interrupt
+/// context: an event handler). Input beyond 4 KiB unread is dropped.
+pub fn push_input(bytes: &[u8]) {
+    {
+        let mut input = INPUT.lock();
+        let room = 4096usize.saturating_sub(input.len());
+        input.extend(bytes.iter().take(room));
+    }
+    if let Some(ready) = INPUT_READY.get() {
+        ready.set();
+    }
+}
+
+/// Console input arrives by [`push_input`] from now on (the platform's
+/// console has no UART). Call once threads run.
+pub fn enable_platform_input() {
+    INPUT_READY.call_once(|| crate::sched::sync::Event::new(false, false));
 }
 
 fn uart_interrupt(_frame: &mut crate::arch::traps::TrapFrame) {

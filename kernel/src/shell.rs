@@ -121,7 +121,7 @@ pub fn run() -> u64 {
     crate::kprint!("sanos shell: 'help' lists the commands\n{PROMPT}");
     let mut line = String::new();
     loop {
-        while let Some(byte) = crate::console::uart_read() {
+        while let Some(byte) = crate::console::read_byte() {
             match byte {
                 b'\r' | b'\n' => {
                     crate::kprint!("\n");

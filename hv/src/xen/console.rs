@@ -7,6 +7,8 @@ use super::bindings::xencons_interface;
 
 /// Size of the output ring.
 pub const OUT_SIZE: u32 = 2048;
+/// Size of the input ring.
+pub const IN_SIZE: u32 = 1024;
 
 /// Bytes free in the output ring for indices `prod`, `cons`. A corrupt
 /// pair (the consumer ahead of the producer, or more than a ring apart)
@@ -26,6 +28,24 @@ pub fn write_out(ring: &mut xencons_interface, prod: u32, cons: u32, bytes: &[u8
         ring.out[index as usize] = byte as core::ffi::c_char;
     }
     (count, prod.wrapping_add(count as u32))
+}
+
+/// Copies the bytes waiting in the input ring (indices `cons`, `prod`)
+/// into `out`, returning how many and the new consumer index, which the
+/// caller publishes after a barrier. A corrupt pair (more than a ring
+/// apart, or the producer behind) reads as empty and resynchronises the
+/// consumer with the producer, so a bad page cannot make the reader loop.
+pub fn read_in(ring: &xencons_interface, cons: u32, prod: u32, out: &mut [u8]) -> (usize, u32) {
+    let waiting = prod.wrapping_sub(cons);
+    if waiting > IN_SIZE {
+        return (0, prod);
+    }
+    let count = (waiting as usize).min(out.len());
+    for (i, slot) in out[..count].iter_mut().enumerate() {
+        let index = cons.wrapping_add(i as u32) % IN_SIZE;
+        *slot = ring.in_[index as usize] as u8;
+    }
+    (count, cons.wrapping_add(count as u32))
 }
 
 #[cfg(test)]
@@ -63,6 +83,30 @@ mod tests {
         assert_eq!(r.out[2047] as u8, b'b');
         assert_eq!(r.out[0] as u8, b'c');
         assert_eq!(r.out[1] as u8, b'd');
+    }
+
+    #[test]
+    fn input_is_read_across_the_wrap_and_in_pieces() {
+        let mut r = ring();
+        r.in_[1022] = b'h' as core::ffi::c_char;
+        r.in_[1023] = b'i' as core::ffi::c_char;
+        r.in_[0] = b'!' as core::ffi::c_char;
+        let mut out = [0u8; 8];
+        assert_eq!(read_in(&r, 1022, 1025, &mut out), (3, 1025));
+        assert_eq!(&out[..3], b"hi!");
+        let mut small = [0u8; 2];
+        assert_eq!(read_in(&r, 1022, 1025, &mut small), (2, 1024));
+        assert_eq!(&small, b"hi");
+        assert_eq!(read_in(&r, 7, 7, &mut out), (0, 7));
+    }
+
+    #[test]
+    fn corrupt_input_indices_read_as_empty_and_resynchronise() {
+        let r = ring();
+        let mut out = [0u8; 8];
+        // Producer behind the consumer, or more than a ring ahead.
+        assert_eq!(read_in(&r, 10, 5, &mut out), (0, 5));
+        assert_eq!(read_in(&r, 0, 5000, &mut out), (0, 5000));
     }
 
     #[test]

@@ -643,7 +643,71 @@ pub(super) fn upcall(_frame: &mut crate::arch::traps::TrapFrame) {
     }
 }
 
-pub(super) fn console_event(_port: u32) {}
+/// Input on a domU's console ring: take what the console daemon put in
+/// `in`, hand it to the console, tell the daemon there is room.
+pub(super) fn console_event(port: u32) {
+    let ring = RING.load(Ordering::Acquire) as *mut xencons_interface;
+    if ring.is_null() {
+        return;
+    }
+    let mut bytes = [0u8; 64];
+    loop {
+        // SAFETY: `ring` maps the console page Xen shares with this guest;
+        // the indices are read and written volatile, and `in` is only read
+        // where the ring arithmetic says the daemon has written.
+        let count = unsafe {
+            let cons = (&raw const (*ring).in_cons).read_volatile();
+            let prod = (&raw const (*ring).in_prod).read_volatile();
+            fence(Ordering::Acquire);
+            let (count, new_cons) = hv::xen::console::read_in(&*ring, cons, prod, &mut bytes);
+            fence(Ordering::Release);
+            (&raw mut (*ring).in_cons).write_volatile(new_cons);
+            count
+        };
+        if count == 0 {
+            break;
+        }
+        crate::console::push_input(&bytes[..count]);
+    }
+    notify(port);
+}
+
+/// Input on dom0's console (VIRQ_CONSOLE): read it with console_io.
+fn dom0_console_event(_port: u32) {
+    let mut bytes = [0u8; 64];
+    loop {
+        // SAFETY: CONSOLEIO_read writes at most `len` bytes at the buffer.
+        let read = unsafe {
+            hypercall::call(
+                __HYPERVISOR_console_io,
+                u64::from(CONSOLEIO_read),
+                bytes.len() as u64,
+                bytes.as_mut_ptr() as u64,
+                0,
+                0,
+            )
+        };
+        match read {
+            Ok(count) if count > 0 => {
+                crate::console::push_input(&bytes[..(count as usize).min(bytes.len())])
+            }
+            _ => break,
+        }
+    }
+}
+
+/// dom0: console input through VIRQ_CONSOLE and console_io.
+fn start_dom0_console_input() -> Result<(), XenError> {
+    let mut bind = evtchn_bind_virq {
+        virq: VIRQ_CONSOLE,
+        vcpu: 0,
+        port: 0,
+    };
+    xen_op(__HYPERVISOR_event_channel_op, EVTCHNOP_bind_virq, &mut bind)?;
+    crate::console::enable_platform_input();
+    bind_port(bind.port, dom0_console_event);
+    Ok(())
+}
 
 /// Masks every port: a port delivers only once [`bind_port`] gave it a
 /// handler and unmasked it (Xen raises a port as soon as it is bound, e.g.
@@ -687,6 +751,7 @@ pub fn after_threads() {
         mask_all_ports();
     }
     if !dom0 {
+        crate::console::enable_platform_input();
         bind_port(RING_PORT.load(Ordering::Relaxed), console_event);
     }
     let store = if dom0 {
@@ -728,6 +793,9 @@ pub fn after_threads() {
         }
     }
     if dom0 {
+        if let Err(error) = start_dom0_console_input() {
+            log::error!("xen: no console input (VIRQ_CONSOLE: {error})");
+        }
         return;
     }
     if let Err(error) = super::grant::init() {
