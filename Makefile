@@ -49,7 +49,8 @@ test-boot: kernel
 # The full Xen rig: Xen 4.17 + a Debian Linux dom0 under QEMU TCG runs
 # `xl create images/sanos.cfg` as a PV and then as a PVH domU, each
 # running the kernel tests; `xl shutdown` must remove each cleanly; a third
-# (PV) guest is stopped by `xl reboot`. Then Debian's Linux with a busybox
+# (PV) guest is stopped by `xl reboot`; the rig types at a fourth one's
+# shell (console ring input) until `poweroff`. Then Debian's Linux with a busybox
 # initrd as a PV and a PVH domU, for the table of `xl create` to banner
 # times. Packages are cached under build/xen.
 test-xen: kernel
@@ -59,6 +60,7 @@ test-xen: kernel
 	    --guest sanos-pvh=images/sanos.cfg:build/sanos.elf \
 	    --xl 'sanos-pvh=type="pvh"' --xl 'sanos-pvh=cmdline="test test.wait"' \
 	    --guest sanos-reboot=images/xen/sanos-reboot.cfg:build/sanos.elf \
+	    --guest sanos-shell=images/xen/sanos-shell.cfg:build/sanos.elf \
 	    --linux
 
 clean:

@@ -14,8 +14,14 @@
 #                   fixed=STRING         a fixed string (grep -F)
 #                   banner=ERE           the guest's "I am up" line: its time
 #                                        from xl create is reported (optional)
+#                   input=STRING         typed on the guest's console once the
+#                                        banner is seen (printf escapes: \r)
 #                   timeout=SECS         from xl create to the match (120)
 #                   shutdown_timeout=SECS  for xl shutdown -w (30)
+#                   stop=shutdown|reboot|self  how the guest is stopped: xl
+#                                        shutdown, xl reboot, or by itself
+#                                        (e.g. typed poweroff) within the
+#                                        shutdown timeout
 #   NAME.kernel   kernel, passed as kernel="..." (optional: else the cfg's)
 #   NAME.ramdisk  ramdisk, passed as ramdisk="..." (optional)
 #   NAME.xl       extra xl "key=value" overrides, one per line (optional)
@@ -75,13 +81,14 @@ say "xen tools up at $(fmt "$(now)") s uptime"
 run_guest() {
     name=$1
     cfg=/guests/$name.cfg
-    match= fixed= banner= timeout=120 stimeout=30 stop=shutdown
+    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown
     if [ -f "/guests/$name.expect" ]; then
         while IFS= read -r kv; do
             case $kv in
                 match=*) match=${kv#match=} ;;
                 fixed=*) fixed=${kv#fixed=} ;;
                 banner=*) banner=${kv#banner=} ;;
+                input=*) input=${kv#input=} ;;
                 timeout=*) timeout=${kv#timeout=} ;;
                 shutdown_timeout=*) stimeout=${kv#shutdown_timeout=} ;;
                 stop=*) stop=${kv#stop=} ;;
@@ -123,6 +130,17 @@ run_guest() {
                 if [ -n "$banner" ] && grep -q -E -e "$banner" /tmp/new; then
                     say "guest $name banner after $(fmt $(($(now) - t0))) s"
                     banner=
+                    if [ -n "$input" ]; then
+                        # The slave side of the pty xenconsoled holds for
+                        # the guest: what is written there goes to the
+                        # guest's console ring.
+                        tty=$(xenstore-read "/local/domain/$(xl domid "$name")/console/tty" 2>/dev/null)
+                        if [ -n "$tty" ] && printf "$input" > "$tty"; then
+                            say "guest $name typed on $tty"
+                        else
+                            say "guest $name: no console tty to type on"
+                        fi
+                    fi
                 fi
                 if [ -n "$match" ]; then
                     grep -q -E -e "$match" /tmp/new && { result=matched; break; }
@@ -154,6 +172,17 @@ run_guest() {
     how=clean
     if [ $result = died ]; then
         how=gone
+    elif [ "$stop" = self ]; then
+        polls=0
+        while xl domid "$name" >/dev/null 2>&1 && [ $polls -lt $((stimeout * 10)) ]; do
+            sleep 0.1
+            polls=$((polls + 1))
+        done
+        if xl domid "$name" >/dev/null 2>&1; then
+            say "guest $name did not stop by itself in $stimeout s"
+            xl destroy "$name" >/dev/null 2>&1 || say "guest $name xl destroy failed"
+            how=forced
+        fi
     elif [ "$stop" = reboot ]; then
         # `xl reboot` asks through xenstore; with on_reboot="destroy" the
         # guest's reboot ends the domain. Wait for that.
