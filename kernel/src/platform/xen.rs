@@ -376,6 +376,21 @@ pub(super) fn start_xen_time() -> Result<(), XenError> {
         Ok(_) => RUNSTATE.store(RUNSTATE_AREA.0.get() as u64, Ordering::Release),
         Err(error) => log::warn!("xen: no runstate area ({error}); no stolen time"),
     }
+    // A PV vCPU starts with Xen's 100 Hz periodic timer on VIRQ_TIMER
+    // (while it runs); a tickless kernel wants only its single-shot one.
+    // SAFETY: VCPUOP_stop_periodic_timer takes no argument struct.
+    if let Err(error) = unsafe {
+        hypercall::call(
+            __HYPERVISOR_vcpu_op,
+            u64::from(VCPUOP_stop_periodic_timer),
+            0,
+            0,
+            0,
+            0,
+        )
+    } {
+        log::warn!("xen: periodic timer not stopped ({error}); ticks while running");
+    }
     let was_enabled = cpu::irq_save();
     let now = crate::time::tsc_clock_ns();
     XEN_CLOCK_OFFSET.store(xen_system_time(shared).wrapping_sub(now), Ordering::Relaxed);

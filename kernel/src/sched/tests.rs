@@ -72,6 +72,20 @@ fn idle_is_tickless() -> TestResult {
 }
 
 #[ktest]
+fn a_busy_cpu_is_not_ticked() -> TestResult {
+    // One thread computing, no timer due and nobody else to run: no timer
+    // interrupt is needed (a hypervisor's periodic tick would show here).
+    let before = crate::time::timer_interrupts();
+    crate::time::spin_delay_ns(50 * MS);
+    let interrupts = crate::time::timer_interrupts() - before;
+    kassert!(
+        interrupts <= 1,
+        "{interrupts} timer interrupts while one thread ran for 50 ms"
+    );
+    Ok(())
+}
+
+#[ktest]
 fn auto_reset_event_wakes_one_waiter() -> TestResult {
     let event = Event::new(false, false);
     let woken = Arc::new(AtomicUsize::new(0));
