@@ -42,6 +42,20 @@ unsafe impl Send for Store {}
 
 static STORE: Once<Store> = Once::new();
 
+/// Waits for the ring's event until `deadline` (clock ns; `None`: as long
+/// as it takes). While event upcalls do not run (they failed to start),
+/// polls every POLL_NS instead, for at most a second at a time.
+fn ring_wait(event: &Event, deadline: Option<u64>) {
+    if xen::events_running() {
+        event.wait(deadline.map(|d| d.saturating_sub(ops::clock_ns())));
+    } else {
+        event.wait(Some(match deadline {
+            Some(_) => POLL_NS,
+            None => 100 * POLL_NS,
+        }));
+    }
+}
+
 fn store_event(_port: u32) {
     if let Some(store) = STORE.get() {
         store.wake.set();
@@ -106,7 +120,7 @@ impl Store {
                 if ops::clock_ns() > deadline {
                     return Err(XsError::Timeout);
                 }
-                self.wake.wait(Some(POLL_NS));
+                ring_wait(&self.wake, Some(deadline));
             }
         }
         Ok(())
@@ -137,7 +151,7 @@ impl Store {
                 if ops::clock_ns() > deadline {
                     return Err(XsError::Timeout);
                 }
-                self.wake.wait(Some(POLL_NS));
+                ring_wait(&self.wake, Some(deadline));
             }
         }
         Ok(())
@@ -286,7 +300,7 @@ pub fn next_watch_event() -> Result<(String, String), XsError> {
         }
         let _ = store.lock.unlock();
         if store.watch_events.lock().is_empty() {
-            store.watch_wake.wait(Some(100 * POLL_NS));
+            ring_wait(&store.watch_wake, None);
         }
     }
 }
