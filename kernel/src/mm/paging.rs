@@ -189,7 +189,10 @@ impl Tables {
         unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_SIZE as usize) };
         if is_xen_pv() {
             early_table_mark(phys);
-            for alias in [KERNEL_VMA + phys, PHYS_MAP_BASE + phys] {
+            // Its aliases: Xen's bootstrap mapping (low memory only) and
+            // the direct map.
+            let early = (phys < xlate::early_limit()).then_some(KERNEL_VMA + phys);
+            for alias in [early, Some(PHYS_MAP_BASE + phys)].into_iter().flatten() {
                 if let Some(leaf) = self.leaf(alias) {
                     let value = read_entry(leaf);
                     write_entry(leaf, value & !Flags::WRITABLE.bits())?;
