@@ -145,7 +145,8 @@ core::arch::global_asm!(
     ".balign 16",
     ".global xen_pv_read_cr3",
     "xen_pv_read_cr3:",
-    "mov rax, qword ptr [rip + xen_pv_cr3]",
+    // Absolute (sign-extended disp32), not RIP-relative: the inline form.
+    "mov rax, qword ptr [xen_pv_cr3]",
     "ret",
     // Callee-saves wrappers around C-ABI functions.
     ".macro XEN_PV_SAVING name, target",
@@ -228,8 +229,17 @@ unsafe extern "C" {
     fn xen_pv_failsafe();
 }
 
-/// Length of `xen_pv_irq_disable`'s store, its inline form.
+/// Length of `xen_pv_irq_disable`'s store and of `xen_pv_read_cr3`'s load:
+/// their inline forms (each thunk is that instruction and `ret`).
 const IRQ_DISABLE_LEN: usize = 8;
+const READ_CR3_LEN: usize = 8;
+
+/// The first `len` bytes of a thunk: its inline form.
+fn inline_form(thunk: unsafe extern "C" fn(), len: usize) -> &'static [u8] {
+    // SAFETY: the thunks named here begin with a `len`-byte instruction
+    // (the asm above), in kernel text, which is never freed.
+    unsafe { core::slice::from_raw_parts(thunk as *const u8, len) }
+}
 
 fn shared_info_address() -> u64 {
     (&raw const xen_pv_shared_info) as u64
@@ -453,17 +463,19 @@ const fn addr(function: unsafe extern "C" fn()) -> FnAddr {
 fn build() -> Backend {
     use Op::*;
     let mut ops = [OpImpl::MISSING; OP_COUNT];
-    // SAFETY: the thunk's first IRQ_DISABLE_LEN bytes are its store
-    // instruction (the asm above), in kernel text, never freed.
-    let inline: &'static [u8] =
-        unsafe { core::slice::from_raw_parts(xen_pv_irq_disable as *const u8, IRQ_DISABLE_LEN) };
-    ops[IrqDisable as usize] = OpImpl::inline(inline, addr(xen_pv_irq_disable));
+    ops[IrqDisable as usize] = OpImpl::inline(
+        inline_form(xen_pv_irq_disable, IRQ_DISABLE_LEN),
+        addr(xen_pv_irq_disable),
+    );
     ops[IrqEnable as usize] = OpImpl::function(addr(xen_pv_irq_enable));
     ops[SaveFlags as usize] = OpImpl::function(addr(xen_pv_save_flags));
     ops[RestoreFlags as usize] = OpImpl::function(addr(xen_pv_restore_flags));
     ops[SafeHalt as usize] = OpImpl::function(addr(xen_pv_safe_halt));
     ops[Halt as usize] = OpImpl::function(addr(xen_pv_halt));
-    ops[ReadCr3 as usize] = OpImpl::function(addr(xen_pv_read_cr3));
+    ops[ReadCr3 as usize] = OpImpl::inline(
+        inline_form(xen_pv_read_cr3, READ_CR3_LEN),
+        addr(xen_pv_read_cr3),
+    );
     ops[WriteCr3 as usize] = OpImpl::function(addr(xen_pv_write_cr3));
     ops[FlushTlbPage as usize] = OpImpl::function(addr(xen_pv_flush_tlb_page));
     ops[FlushTlbAll as usize] = OpImpl::function(addr(xen_pv_flush_tlb_all));
@@ -740,6 +752,25 @@ mod tests {
         let disp = i32::from_le_bytes([inline[3], inline[4], inline[5], inline[6]]);
         kassert_eq!(disp as i64 as u64, shared_info_address() + 1);
         kassert_eq!(inline[7], 1);
+        Ok(())
+    }
+
+    #[ktest]
+    fn pv_inline_thunks_are_their_inline_forms() -> TestResult {
+        // mov rax, [disp32]: 48 8B 04 25 disp32, the software CR3.
+        let cr3 = inline_form(xen_pv_read_cr3, READ_CR3_LEN);
+        kassert_eq!(&cr3[..4], &[0x48, 0x8b, 0x04, 0x25]);
+        let disp = i32::from_le_bytes([cr3[4], cr3[5], cr3[6], cr3[7]]);
+        kassert_eq!(disp as i64 as u64, (&raw const xen_pv_cr3) as u64);
+        for (thunk, len) in [
+            (
+                xen_pv_irq_disable as unsafe extern "C" fn(),
+                IRQ_DISABLE_LEN,
+            ),
+            (xen_pv_read_cr3, READ_CR3_LEN),
+        ] {
+            kassert_eq!(inline_form(thunk, len + 1)[len], 0xc3);
+        }
         Ok(())
     }
 
