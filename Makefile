@@ -8,7 +8,8 @@ KERNEL_BIN := target/$(TARGET)/release/sanos
 CARGO      := cargo
 RIG        := $(CARGO) run --quiet --release -p sanos-rig --
 
-# make run KVM=1 APPEND="loglevel=debug" ISO=1
+# make run KVM=1 APPEND="loglevel=debug" ISO=1; make run XEN=pv|pvh boots
+# Xen under QEMU with sanos as its dom0, the console on the terminal.
 RUN_FLAGS := $(if $(KVM),--kvm) $(if $(ISO),--iso) $(if $(APPEND),--append "$(APPEND)")
 
 .PHONY: all kernel iso run test test-host test-boot test-xen lint setup toolchain clean bench
@@ -31,7 +32,12 @@ iso: kernel
 	bash images/mkiso.sh $(BUILD)/sanos.elf $(BUILD)/sanos.iso
 
 run: kernel
+ifeq ($(XEN),)
 	$(RIG) run $(RUN_FLAGS)
+else
+	INTERACTIVE=1 DOM0_PVH=$(if $(filter pvh,$(XEN)),1,0) \
+	    bash images/xen/dom0-kernel.sh $(BUILD)/sanos.elf $(APPEND)
+endif
 
 test: kernel lint test-host test-boot test-xen
 

@@ -19,6 +19,8 @@
 #   XEN_APPEND=...    extra Xen command-line words (appended, so they win
 #                     over the defaults, e.g. XEN_APPEND="dom0_mem=512M")
 #   QEMU_EXTRA=...    extra QEMU arguments (word-split)
+#   INTERACTIVE=1     run QEMU in the foreground on this terminal, no
+#                     timeout, no status mapping (`make run XEN=pv`)
 #   XEN_BUILD=...     cache directory (default build/xen)
 set -euo pipefail
 
@@ -49,6 +51,21 @@ fi
 # Xen under TCG: -smap,-smep or a PV dom0 crashes; -rdtscp or PVH guests fail.
 # No Xen "noreboot": a dom0 shutdown then resets the machine, which
 # -no-reboot turns into QEMU exiting.
+# shellcheck disable=SC2206 # QEMU_EXTRA is word-split on purpose
+qemu_cmd=(qemu-system-x86_64 -accel tcg -cpu max,-smap,-smep,-rdtscp -smp 1 -m 1024
+    -nic none -no-reboot -display none -serial stdio -monitor none
+    "${machine[@]}" -device isa-debug-exit,iobase=0xf4,iosize=0x04
+    -kernel "$out/xen"
+    -append "console=com1 com1=115200 dom0_mem=288M loglvl=all guest_loglvl=all $xen_dom0 ${XEN_APPEND:-}"
+    -initrd "$kernel${cmdline:+ $cmdline}"
+    ${QEMU_EXTRA:-})
+
+if [ "${INTERACTIVE:-0}" = 1 ]; then
+    # `make run XEN=pv|pvh`: the console on this terminal, no timeout.
+    echo "$me: Xen and sanos as its dom0 on this terminal; the shell's poweroff halts Xen; quit QEMU with Ctrl-C" >&2
+    exec "${qemu_cmd[@]}"
+fi
+
 # QEMU runs in the background, where bash would give it /dev/null as
 # stdin: hand it ours (the serial console's input, e.g. the rig typing at
 # the shell; Xen passes serial input to dom0).
@@ -57,13 +74,7 @@ fifo=$(mktemp -u "${TMPDIR:-/tmp}/dom0-kernel.XXXXXX")
 mkfifo "$fifo"
 trap 'rm -f "$fifo"' EXIT
 timeout --foreground --kill-after=5 "${TIMEOUT:-120}" \
-    qemu-system-x86_64 -accel tcg -cpu max,-smap,-smep,-rdtscp -smp 1 -m 1024 \
-    -nic none -no-reboot -display none -serial stdio -monitor none \
-    "${machine[@]}" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-    -kernel "$out/xen" \
-    -append "console=com1 com1=115200 dom0_mem=288M loglvl=all guest_loglvl=all $xen_dom0 ${XEN_APPEND:-}" \
-    -initrd "$kernel${cmdline:+ $cmdline}" \
-    ${QEMU_EXTRA:-} <&3 >"$fifo" 2>&1 &
+    "${qemu_cmd[@]}" <&3 >"$fifo" 2>&1 &
 qemu=$!
 status=
 while IFS= read -r line; do
