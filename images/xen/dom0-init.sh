@@ -76,6 +76,20 @@ xenconsoled --log=guest --log-dir=/var/log/xen/console || { say "error: xenconso
 brctl addbr xenbr0 && ip link set xenbr0 up || say "no bridge xenbr0"
 say "xen tools up at $(fmt "$(now)") s uptime"
 
+# wait_gone NAME SECS WHAT: waits up to SECS for the domain to go; if it
+# does not, says it did not WHAT, destroys it and returns 1.
+wait_gone() {
+    polls=0
+    while xl domid "$1" >/dev/null 2>&1 && [ $polls -lt $(($2 * 10)) ]; do
+        sleep 0.1
+        polls=$((polls + 1))
+    done
+    xl domid "$1" >/dev/null 2>&1 || return 0
+    say "guest $1 did not $3 in $2 s"
+    xl destroy "$1" >/dev/null 2>&1 || say "guest $1 xl destroy failed"
+    return 1
+}
+
 # run_guest NAME: prints the guest's RIG lines; returns 0 if it matched
 # and shut down cleanly.
 run_guest() {
@@ -173,31 +187,13 @@ run_guest() {
     if [ $result = died ]; then
         how=gone
     elif [ "$stop" = self ]; then
-        polls=0
-        while xl domid "$name" >/dev/null 2>&1 && [ $polls -lt $((stimeout * 10)) ]; do
-            sleep 0.1
-            polls=$((polls + 1))
-        done
-        if xl domid "$name" >/dev/null 2>&1; then
-            say "guest $name did not stop by itself in $stimeout s"
-            xl destroy "$name" >/dev/null 2>&1 || say "guest $name xl destroy failed"
-            how=forced
-        fi
+        wait_gone "$name" "$stimeout" "stop by itself" || how=forced
     elif [ "$stop" = reboot ]; then
         # `xl reboot` asks through xenstore; with on_reboot="destroy" the
         # guest's reboot ends the domain. Wait for that.
         timeout "$stimeout" xl reboot "$name" >"/tmp/shutdown-$name.log" 2>&1 ||
             say "guest $name xl reboot failed: $(tr '\n' ' ' < "/tmp/shutdown-$name.log")"
-        polls=0
-        while xl domid "$name" >/dev/null 2>&1 && [ $polls -lt $((stimeout * 10)) ]; do
-            sleep 0.1
-            polls=$((polls + 1))
-        done
-        if xl domid "$name" >/dev/null 2>&1; then
-            say "guest $name did not go away after xl reboot in $stimeout s"
-            xl destroy "$name" >/dev/null 2>&1 || say "guest $name xl destroy failed"
-            how=forced
-        fi
+        wait_gone "$name" "$stimeout" "go away after xl reboot" || how=forced
     elif ! timeout "$stimeout" xl shutdown -w "$name" >"/tmp/shutdown-$name.log" 2>&1; then
         say "guest $name xl shutdown failed or timed out after $stimeout s: $(tr '\n' ' ' < "/tmp/shutdown-$name.log")"
         xl destroy "$name" >/dev/null 2>&1 || say "guest $name xl destroy failed"
