@@ -14,3 +14,4 @@ pub mod platform;
 pub mod pvclock;
 pub mod pvh;
 pub mod xen;
+pub mod xen_pv;

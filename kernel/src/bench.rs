@@ -19,7 +19,7 @@
 //! `bench: done`. Numbers are measurements, never checked against limits.
 
 use crate::arch::cpu;
-use crate::platform::ops;
+use crate::vmops::ops;
 use core::hint::black_box;
 
 const ITERATIONS: u64 = 100_000;
@@ -43,10 +43,10 @@ fn report(name: &str, cycles: f64) {
 
 /// Runs every benchmark and prints the results.
 pub fn run() {
-    let chosen = crate::platform::chosen();
+    let chosen = crate::backend::chosen();
     crate::kprintln!(
         "bench: start backend={} mode={} iterations={ITERATIONS} rounds={ROUNDS}",
-        chosen.map_or("?", |c| c.backend.name),
+        chosen.map_or("?", |c| c.backend.name()),
         chosen.map_or("?", |c| c.mode.name()),
     );
     cpu::without_interrupts(|| {
@@ -77,7 +77,7 @@ pub fn run() {
             }
         });
         // A Xen PV kernel runs in ring 3, where `cli` faults: no reference.
-        let raw_irq = (!crate::mm::xlate::is_xen_pv()).then(|| {
+        let raw_irq = (!crate::backend::hooks().deprivileged).then(|| {
             cycles_per_iteration(|n| {
                 // SAFETY: the reference loop only runs the instructions it
                 // names and restores the interrupt flag each round

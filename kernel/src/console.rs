@@ -8,7 +8,7 @@
 //! [`emergency_write`], which does not wait for the lock.
 
 use crate::arch::cpu;
-use crate::platform::ops;
+use crate::vmops::ops;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
@@ -46,8 +46,9 @@ impl Write for Writer {
 /// Brings up COM1 and installs the logger (level Info until the command
 /// line says otherwise). Without a UART the native console is silent.
 pub fn init() {
-    // A Xen PV kernel has no I/O ports (its console is Xen's).
-    let uart = if crate::mm::xlate::is_xen_pv() {
+    // A deprivileged kernel has no I/O ports (its console is the
+    // hypervisor's).
+    let uart = if crate::backend::hooks().deprivileged {
         None
     } else {
         // SAFETY: 0x3f8..0x3ff is COM1's fixed port range on PCs, owned by
@@ -132,7 +133,7 @@ fn uart_interrupt(_frame: &mut crate::arch::traps::TrapFrame) {
     if let Some(ready) = INPUT_READY.get() {
         ready.set();
     }
-    crate::platform::ops::eoi();
+    crate::vmops::ops::eoi();
 }
 
 /// Switches console input from polling to COM1's receive interrupt, routed

@@ -21,6 +21,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
+mod backend;
+#[cfg(target_os = "none")]
 mod bench;
 #[cfg(target_os = "none")]
 mod boot;
@@ -33,15 +35,15 @@ mod mm;
 #[cfg(target_os = "none")]
 mod panic;
 #[cfg(target_os = "none")]
-mod platform;
-#[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
 mod shell;
 #[cfg(target_os = "none")]
-mod start;
-#[cfg(target_os = "none")]
 mod time;
+#[cfg(target_os = "none")]
+mod vmops;
+#[cfg(target_os = "none")]
+mod xen;
 
 #[cfg(target_os = "none")]
-pub use start::kernel_entry;
+pub use boot::kernel_entry;

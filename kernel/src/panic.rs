@@ -68,10 +68,10 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
             frame.rip
         ));
         if vector == 6 {
-            if let Some(op) = crate::platform::describe_site(frame.rip) {
+            if let Some(op) = crate::vmops::describe_site(frame.rip) {
                 emergency_write_fmt(format_args!(
                     "  at a vmops site of {op}: the {} backend does not implement it\n",
-                    crate::platform::chosen().map_or("current", |c| c.backend.name)
+                    crate::backend::chosen().map_or("current", |c| c.backend.name())
                 ));
             }
         }

@@ -3,8 +3,9 @@
 //! receive interrupt (through the I/O APIC; where there is none it polls
 //! every 20 ms), echoes what is typed, and supports backspace.
 
-use crate::platform::{self, ops, ShutdownReason};
+use crate::backend::{self, ShutdownReason};
 use crate::sched;
+use crate::vmops::ops;
 use alloc::string::String;
 use core::fmt::Write;
 
@@ -56,13 +57,13 @@ pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
                 ns / 1_000_000 % 1000
             )
         }
-        "vmops" => match platform::chosen() {
+        "vmops" => match backend::chosen() {
             Some(chosen) => writeln!(
                 out,
                 "  platform {} ({}), backend {}, mode {}, {} sites: {}",
                 chosen.platform.name(),
                 chosen.platform,
-                chosen.backend.name,
+                chosen.backend.name(),
                 chosen.mode.name(),
                 chosen.report.sites,
                 chosen.report

@@ -76,16 +76,10 @@ pub fn calibrate() {
     }
 }
 
+/// The TSC rate CPUID leaf 0x15 states (crystal clock times the TSC ratio),
+/// where the CPU fills it in.
 fn tsc_hz_from_cpuid() -> Option<u64> {
-    if cpu::cpuid(0).eax < 0x15 {
-        return None;
-    }
-    let leaf = cpu::cpuid(0x15);
-    let (denominator, numerator, crystal_hz) = (leaf.eax, leaf.ebx, leaf.ecx);
-    if denominator == 0 || numerator == 0 || crystal_hz == 0 {
-        return None;
-    }
-    Some(u64::from(crystal_hz) * u64::from(numerator) / u64::from(denominator))
+    cpu::features().get_tsc_info()?.tsc_frequency()
 }
 
 /// TSC frequency in Hz (valid after [`calibrate`]).
@@ -110,7 +104,7 @@ pub fn tsc_clock_ns() -> u64 {
 
 /// Nanoseconds since boot on the platform's clock.
 pub fn since_boot_ns() -> u64 {
-    crate::platform::ops::clock_ns()
+    crate::vmops::ops::clock_ns()
 }
 
 /// Busy-waits for `ns` nanoseconds of TSC time.

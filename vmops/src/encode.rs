@@ -318,7 +318,10 @@ mod tests {
         let mut ops = [OpImpl::function(at(SITE + 0x4000)); OP_COUNT];
         ops[Op::IrqDisable as usize] = OpImpl::inline(&CLI, at(SITE + 0x5000));
         ops[Op::Shutdown as usize] = OpImpl::MISSING;
-        let backend = Backend { name: "test", ops };
+        let backend = Backend {
+            id: crate::BackendId::Native,
+            ops,
+        };
         for op in Op::ALL {
             let (bytes, planned) = plan(SITE, op, backend.get(op), Mode::Eager, SLOT).unwrap();
             match op {

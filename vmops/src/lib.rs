@@ -1,5 +1,5 @@
 //! vmops: the operations whose implementation depends on the platform
-//! (DESIGN.md, "vmops"), the records of their call sites, and the pure
+//! (docs/design.md, "vmops"), the records of their call sites, and the pure
 //! logic that decides and encodes what each site becomes.
 //!
 //! - [`Op`] names every operation; [`Backend`] says, per op, how a
@@ -27,5 +27,6 @@ pub mod write;
 
 pub use encode::{nop_fill, plan, InlineForm, PatchError, Planned, MAX_SITE_LEN};
 pub use op::{
-    check_site, Backend, Convention, FnAddr, Mode, Op, OpImpl, Site, SiteError, OP_COUNT, SITE_LEN,
+    check_site, Backend, BackendId, Convention, FnAddr, Mode, Op, OpImpl, Site, SiteError,
+    OP_COUNT, SITE_LEN,
 };

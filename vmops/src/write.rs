@@ -8,7 +8,29 @@
 //! would otherwise mask interrupts, and must not run a site that is not
 //! patched yet (in lazy mode that would recurse into the patcher).
 
-/// Copies `bytes` to `alias` with interrupts masked.
+/// Masks interrupts the native way (`pushfq; pop; cli`), for a backend
+/// whose patcher masks with the instructions; returns the old RFLAGS for
+/// [`unmask_native`].
+pub fn mask_native() -> u64 {
+    let flags: u64;
+    // SAFETY: saving RFLAGS and masking interrupts on this CPU has no
+    // memory effect; `unmask_native` restores them.
+    unsafe { core::arch::asm!("pushfq", "pop {}", "cli", out(reg) flags, options(nomem)) };
+    flags
+}
+
+/// Undoes [`mask_native`]: unmasks if interrupts were enabled before.
+pub fn unmask_native(flags: u64) {
+    if flags & (1 << 9) != 0 {
+        // SAFETY: interrupts were enabled before `mask_native`; this
+        // restores that.
+        unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
+    }
+}
+
+/// Copies `bytes` to `alias`; the caller has masked interrupts the
+/// platform's way (the backend's `mask_raw` hook: `cli` natively, the
+/// event mask under Xen PV, where `cli` faults in ring 3).
 ///
 /// # Safety
 /// `alias` must be a writable mapping of the `bytes.len()` bytes of kernel
@@ -16,27 +38,6 @@
 /// kernel patches before starting other CPUs, or patches the site the
 /// current CPU is about to re-execute).
 pub unsafe fn write_site(alias: *mut u8, bytes: &[u8]) {
-    let flags: u64;
-    // SAFETY: saving RFLAGS and masking interrupts on this CPU has no
-    // memory effect; they are restored below.
-    unsafe { core::arch::asm!("pushfq", "pop {}", "cli", out(reg) flags, options(nomem)) };
-    for (i, &byte) in bytes.iter().enumerate() {
-        // SAFETY: the caller guarantees `alias..alias + len` is writable.
-        unsafe { alias.add(i).write_volatile(byte) };
-    }
-    if flags & (1 << 9) != 0 {
-        // SAFETY: interrupts were enabled on entry; this restores that.
-        unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
-    }
-}
-
-/// Copies `bytes` to `alias` without touching the interrupt state: for a
-/// platform where `cli` is not the way to mask interrupts (a Xen PV
-/// kernel runs in ring 3 and masks events instead).
-///
-/// # Safety
-/// As [`write_site`], and the caller has masked interrupts itself.
-pub unsafe fn write_site_masked(alias: *mut u8, bytes: &[u8]) {
     for (i, &byte) in bytes.iter().enumerate() {
         // SAFETY: the caller guarantees `alias..alias + len` is writable.
         unsafe { alias.add(i).write_volatile(byte) };

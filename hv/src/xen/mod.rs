@@ -41,6 +41,7 @@ pub mod bindings;
 pub mod console;
 pub mod evtchn;
 pub mod hypercall;
+pub mod ops;
 pub mod xenstore;
 
 /// Sizes, alignments, offsets and numbers as the C compiler sees them: every

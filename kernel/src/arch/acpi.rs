@@ -1,16 +1,19 @@
 //! Power-off through ACPI (the FADT's PM1a control port and the `\_S5`
-//! sleep type, found by `sanos_kernel::acpi` in tables read here through
+//! sleep type, found by `pure::arch::acpi_tables` in tables read here through
 //! MMIO-window mappings, since firmware tables need not lie in the direct
 //! map of RAM).
 
 use core::sync::atomic::{AtomicU32, Ordering};
-use sanos_kernel::acpi::{self, AcpiError};
+use pure::arch::acpi_tables::{self as acpi, AcpiError};
 
 /// PM1a control port in the low 16 bits, SLP_TYPa above; 0 = not found.
 static SOFT_OFF: AtomicU32 = AtomicU32::new(0);
 
 /// The I/O APIC the MADT names: (address, GSI base, GSI of ISA IRQ 4).
 static IOAPIC: spin::Once<(u64, u32, u32)> = spin::Once::new();
+
+/// The first ECAM window of segment 0 the MCFG lists.
+static ECAM: spin::Once<acpi::EcamWindow> = spin::Once::new();
 
 /// ISA IRQ of COM1.
 const COM1_IRQ: u8 = 4;
@@ -57,10 +60,25 @@ fn scan(rsdp: u64) -> Result<(u16, u16), AcpiError> {
                     IOAPIC.call_once(|| found);
                 }
             }
+            b"MCFG" => {
+                if let Some(window) = sdt(entry, b"MCFG")
+                    .ok()
+                    .and_then(|mcfg| acpi::mcfg_windows(mcfg).find(|w| w.segment == 0))
+                {
+                    ECAM.call_once(|| window);
+                }
+            }
             _ => {}
         }
     }
     soft_off
+}
+
+/// The ECAM window of PCI segment 0, if the firmware gives one (q35 does;
+/// the `pc` machine has configuration ports only).
+#[allow(dead_code)] // PCI configuration access uses it.
+pub fn ecam() -> Option<acpi::EcamWindow> {
+    ECAM.get().copied()
 }
 
 /// The I/O APIC (address, GSI base) and the GSI COM1's IRQ arrives on.
@@ -103,8 +121,8 @@ mod tests {
 
     #[ktest]
     fn soft_off_is_found_where_firmware_gives_acpi() -> TestResult {
-        let boot = crate::start::boot_info();
-        let on_xen = crate::platform::chosen().is_some_and(|c| c.backend.name == "xen-pvh");
+        let boot = crate::boot::boot_info();
+        let on_xen = crate::backend::id() == crate::backend::BackendId::XenPvh;
         // QEMU's firmware and GRUB hand over an RSDP whose FADT has a PM1a
         // port; Xen's PVH guests use SCHEDOP_shutdown instead.
         if boot.rsdp.is_some() && !on_xen {

@@ -8,8 +8,8 @@
 
 use crate::arch::cpu::{self, outb, read_msr, write_msr};
 use crate::arch::traps::{self, TrapFrame, VECTOR_APIC_SPURIOUS, VECTOR_APIC_TIMER};
-use crate::platform::ops;
 use crate::time;
+use crate::vmops::ops;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 const IA32_APIC_BASE: u32 = 0x1b;
@@ -120,11 +120,13 @@ pub enum ApicError {
 /// starts its timer. Call with interrupts disabled, after memory is up
 /// (xAPIC mode maps the register page).
 pub fn init() -> Result<(), ApicError> {
-    let features = cpu::cpuid(1);
-    if features.edx & (1 << 9) == 0 {
+    let Some(features) = cpu::features().get_feature_info() else {
+        return Err(ApicError::Absent);
+    };
+    if !features.has_apic() {
         return Err(ApicError::Absent);
     }
-    let x2apic = features.ecx & (1 << 21) != 0;
+    let x2apic = features.has_x2apic();
     // SAFETY: IA32_APIC_BASE exists when CPUID reports an APIC.
     let base = unsafe { read_msr(IA32_APIC_BASE) };
     if x2apic {
@@ -204,7 +206,7 @@ mod tests {
 
     #[ktest]
     fn one_shot_timer_fires_when_armed() -> TestResult {
-        if crate::mm::xlate::is_xen_pv() {
+        if crate::backend::id() == crate::backend::BackendId::XenPv {
             return crate::ktest::not_applicable("no local APIC under Xen PV (VIRQ_TIMER instead)");
         }
         kassert!(

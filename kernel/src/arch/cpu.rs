@@ -1,8 +1,9 @@
 //! Thin wrappers over CPU instructions: interrupt flag and halt (through
-//! the vmops table, `crate::platform::ops`), time-stamp counter,
+//! the vmops table, `crate::vmops::ops`), time-stamp counter,
 //! model-specific registers, port I/O, CPUID, and the native shutdown.
 
-use crate::platform::{ops, ShutdownReason};
+use crate::backend::ShutdownReason;
+use crate::vmops::ops;
 use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;
 
@@ -175,39 +176,46 @@ pub fn native_shutdown(reason: ShutdownReason) {
     }
 }
 
-/// Reads CPUID leaf `leaf`, subleaf 0. A Xen PV guest asks through Xen's
-/// forced-emulation prefix (`ud2; .ascii "xen"; cpuid`,
-/// `xen/include/public/arch-x86/xen.h`), so it sees Xen's leaves and the
-/// guest's policy instead of the raw CPU.
+/// Reads CPUID leaf `leaf`, subleaf 0, as the backend in force asks it
+/// (a Xen PV guest through Xen's forced-emulation prefix, so it sees Xen's
+/// leaves and the guest's policy instead of the raw CPU).
 #[inline]
 pub fn cpuid(leaf: u32) -> core::arch::x86_64::CpuidResult {
-    if crate::mm::xlate::is_xen_pv() {
-        let (eax, ebx, ecx, edx): (u32, u64, u32, u32);
-        // SAFETY: Xen's #UD handler recognises the prefix and emulates the
-        // CPUID that follows; RBX (reserved by LLVM) is saved around it.
-        unsafe {
-            core::arch::asm!(
-                "mov {rbx_save}, rbx",
-                "ud2",
-                ".ascii \"xen\"",
-                "cpuid",
-                "xchg {rbx_save}, rbx",
-                rbx_save = out(reg) ebx,
-                inout("eax") leaf => eax,
-                inout("ecx") 0 => ecx,
-                out("edx") edx,
-                options(nostack),
-            )
-        };
-        return core::arch::x86_64::CpuidResult {
-            eax,
-            ebx: ebx as u32,
-            ecx,
-            edx,
-        };
-    }
+    (crate::backend::hooks().cpuid)(leaf, 0)
+}
+
+/// The CPUID instruction itself.
+pub fn cpuid_native(leaf: u32, subleaf: u32) -> core::arch::x86_64::CpuidResult {
     // CPUID is safe to execute in any mode and for any leaf.
-    core::arch::x86_64::__cpuid_count(leaf, 0)
+    core::arch::x86_64::__cpuid_count(leaf, subleaf)
+}
+
+/// A reader for `raw_cpuid` that asks the way [`cpuid`] does.
+#[derive(Clone, Copy)]
+pub struct BackendCpuid;
+
+impl raw_cpuid::CpuIdReader for BackendCpuid {
+    fn cpuid2(&self, leaf: u32, subleaf: u32) -> raw_cpuid::CpuIdResult {
+        let r = (crate::backend::hooks().cpuid)(leaf, subleaf);
+        raw_cpuid::CpuIdResult {
+            eax: r.eax,
+            ebx: r.ebx,
+            ecx: r.ecx,
+            edx: r.edx,
+        }
+    }
+}
+
+/// The CPU's feature leaves, decoded by `raw_cpuid`.
+pub fn features() -> raw_cpuid::CpuId<BackendCpuid> {
+    raw_cpuid::CpuId::with_cpuid_reader(BackendCpuid)
+}
+
+/// Whether the CPU has no-execute page protection (CPUID.80000001h:EDX[20]).
+pub fn has_nx() -> bool {
+    features()
+        .get_extended_processor_and_feature_identifiers()
+        .is_some_and(|leaf| leaf.has_execute_disable())
 }
 
 /// EFER and its no-execute enable bit (Intel SDM Vol. 3A 2.2.1).
@@ -217,7 +225,7 @@ const EFER_NXE: u64 = 1 << 11;
 /// Turns on no-execute page protection if the CPU has it
 /// (CPUID.80000001h:EDX[20]) and says whether it did.
 pub fn enable_nx() -> bool {
-    if cpuid(0x8000_0000).eax < 0x8000_0001 || cpuid(0x8000_0001).edx & (1 << 20) == 0 {
+    if !has_nx() {
         return false;
     }
     // SAFETY: EFER exists on every long-mode CPU, and setting NXE only makes

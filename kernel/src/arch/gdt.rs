@@ -94,13 +94,13 @@ mod tests {
 
     #[ktest]
     fn kernel_stack_op_sets_tss_rsp0() -> TestResult {
-        if crate::mm::xlate::is_xen_pv() {
+        if crate::backend::id() == crate::backend::BackendId::XenPv {
             return crate::ktest::not_applicable(
                 "no TSS under Xen PV: the op is HYPERVISOR_stack_switch (xenpv's test)",
             );
         }
         let top = 0xffff_fe00_0001_0000;
-        crate::platform::ops::load_kernel_stack(top);
+        crate::vmops::ops::load_kernel_stack(top);
         // SAFETY: a read of the TSS field the op just wrote.
         let rsp0 = unsafe { (&raw const (*TSS.0.get()).privilege_stack_table[0]).read_volatile() };
         kassert_eq!(rsp0.as_u64(), top);

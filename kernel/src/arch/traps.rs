@@ -258,7 +258,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             let handler = HANDLERS[vector as usize].load(Ordering::Acquire);
             if handler == 0 {
                 log::warn!("unexpected interrupt, vector {vector:#x}; ignored");
-                crate::platform::ops::eoi();
+                crate::vmops::ops::eoi();
             } else {
                 // SAFETY: only `set_handler` stores non-zero values, and it
                 // stores the address of a `Handler`.

@@ -1,5 +1,5 @@
 //! The kernel's physical frame allocator: one [`FrameBitmap`] (host-tested
-//! in `sanos_kernel::frames`) behind a lock, with its bitmap placed in
+//! in `pure::mm::frame_bitmap`) behind a lock, with its bitmap placed in
 //! usable RAM found in the memory map.
 //!
 //! Lock order: the page-table lock and the heap lock may be held while
@@ -7,8 +7,8 @@
 
 use super::xlate;
 use super::MmError;
-use sanos_kernel::frames::{storage_words, FrameBitmap};
-use sanos_kernel::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
+use pure::mm::frame_bitmap::{storage_words, FrameBitmap};
+use pure::mm::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
 use spin::Mutex;
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
@@ -29,7 +29,7 @@ pub(super) fn init(map: &mut MemoryMap) -> Result<(), MmError> {
     let place = map
         .find_free(bytes, PAGE_SIZE, xlate::early_limit())
         .ok_or(MmError::NoRoomForFrameBitmap { bytes })?;
-    crate::boot::reserve(
+    crate::boot::collect::reserve(
         map,
         place,
         place + bytes,

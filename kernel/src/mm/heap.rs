@@ -19,7 +19,7 @@ use crate::arch::cpu;
 use crate::arch::layout::PHYS_MAP_BASE;
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, Ordering};
-use sanos_kernel::memmap::PAGE_SIZE;
+use pure::mm::memmap::PAGE_SIZE;
 use talc::base::binning::Binning;
 use talc::base::Talc;
 use talc::source::Source;

@@ -13,14 +13,14 @@ pub mod xlate;
 
 pub use paging::{is_kernel_stack, is_stack_guard, map_mmio, map_phys, KernelStack};
 
-use sanos_kernel::bootinfo::BootInfo;
+use pure::boot::bootinfo::BootInfo;
 
 /// Why memory could not be brought up (the kernel cannot go on).
 #[derive(Debug)]
 pub enum MmError {
     NoUsableMemory,
     NoRoomForFrameBitmap { bytes: u64 },
-    FrameBitmap(sanos_kernel::frames::FrameError),
+    FrameBitmap(pure::mm::frame_bitmap::FrameError),
     OutOfFrames,
     Map(paging::MapError),
 }

@@ -24,14 +24,15 @@
 //! mapping of it before it is linked in.
 
 use super::frames;
-use super::xlate::{self, is_xen_pv, phys_to_virt};
+use super::xlate::{self, phys_to_virt};
 use super::MmError;
-use crate::arch::boot::{BOOT_STACK_SIZE, DF_STACK_SIZE};
 use crate::arch::cpu;
 use crate::arch::layout::*;
-use crate::platform::ops;
+use crate::backend::{Paging, ValidatedPaging};
+use crate::boot::entry::{BOOT_STACK_SIZE, DF_STACK_SIZE};
+use crate::vmops::ops;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use sanos_kernel::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
+use pure::mm::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
 use spin::Mutex;
 pub use x86_64::structures::paging::PageTableFlags as Flags;
 
@@ -187,7 +188,7 @@ impl Tables {
         // SAFETY: the frame is fresh from the allocator (nobody else refers
         // to it) and `phys_to_virt` reaches it writable: it is no table yet.
         unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_SIZE as usize) };
-        if is_xen_pv() {
+        if validated() {
             early_table_mark(phys);
             // Its aliases: Xen's bootstrap mapping (low memory only) and
             // the direct map.
@@ -309,7 +310,7 @@ impl Tables {
 /// mode, whose patcher writes text through that alias at run time (eager
 /// patching is over before these tables exist).
 fn is_protected_image_frame(phys: u64) -> bool {
-    let lazy = crate::platform::chosen().is_none_or(|c| c.mode == vmops::Mode::Lazy);
+    let lazy = crate::backend::chosen().is_none_or(|c| c.mode == vmops::Mode::Lazy);
     let start = addr(&raw const __text_start) - KERNEL_VMA;
     let end = addr(&raw const __rodata_end) - KERNEL_VMA;
     !lazy && (start..end).contains(&phys)
@@ -348,9 +349,19 @@ fn stack_guards() -> [u64; 2] {
     ]
 }
 
+/// How the platform treats page tables (the backend's hook).
+fn paging() -> Paging {
+    crate::backend::hooks().paging
+}
+
+/// Whether the hypervisor validates every entry (table pages read-only).
+fn validated() -> bool {
+    matches!(paging(), Paging::Validated(_))
+}
+
 pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError> {
-    if is_xen_pv() {
-        return init_xen_pv(map);
+    if let Paging::Validated(platform) = paging() {
+        return init_validated(map, platform);
     }
     NX_ENABLED.store(cpu::enable_nx(), Ordering::Relaxed);
     cpu::enable_global_pages();
@@ -440,19 +451,16 @@ pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError>
 /// Xen PV: extends the tables Xen built (already pinned and loaded) with the
 /// direct map, 4 KiB pages, page-table pages read-only; then tightens the
 /// kernel image to W^X and unmaps the stack guard pages.
-fn init_xen_pv(map: &MemoryMap) -> Result<(), MmError> {
+fn init_validated(map: &MemoryMap, platform: &ValidatedPaging) -> Result<(), MmError> {
     // Xen runs PV guests with EFER.NXE set where the CPU has NX.
-    NX_ENABLED.store(
-        cpu::cpuid(0x8000_0001).edx & (1 << 20) != 0,
-        Ordering::Relaxed,
-    );
+    NX_ENABLED.store(cpu::has_nx(), Ordering::Relaxed);
     let root = xlate::machine_to_phys(ops::read_cr3() & ADDR_MASK);
     let mut tables = Tables {
         root,
         table_limit: xlate::early_limit().min(EARLY_TABLE_LIMIT),
     };
-    for frame in crate::platform::xenpv::bootstrap_tables() {
-        early_table_mark(frame);
+    for frame in (platform.bootstrap_tables)() {
+        early_table_mark(frame * PAGE_SIZE);
     }
     let failed = |error: MapError| MmError::Map(error);
     let rw = no_exec(Flags::PRESENT | Flags::WRITABLE);
@@ -490,7 +498,7 @@ fn init_xen_pv(map: &MemoryMap) -> Result<(), MmError> {
                 batch[count] = (entry as u64, make_entry(page, flags).map_err(failed)?);
                 count += 1;
             }
-            crate::platform::xenpv::set_ptes(&batch[..count])
+            (platform.set_ptes)(&batch[..count])
                 .map_err(|error| failed(MapError::Refused(error)))?;
             direct_bytes += count as u64 * PAGE_SIZE;
             if phys == covered {
@@ -509,7 +517,7 @@ fn init_xen_pv(map: &MemoryMap) -> Result<(), MmError> {
         for virt in (start..end).step_by(PAGE_SIZE as usize) {
             if stack_guards().contains(&virt) {
                 tables.unmap(virt);
-            } else if crate::platform::xenpv::is_shared_info(virt) {
+            } else if (platform.is_hypervisor_page)(virt) {
                 // Maps Xen's page, not the image; stays as it is.
             } else {
                 tables.protect(virt, flags).map_err(failed)?;
@@ -539,8 +547,8 @@ pub fn map_mmio(phys: u64, size: u64) -> u64 {
 /// memory outside the direct map, such as pages a hypervisor shares.
 pub fn map_phys(phys: u64, size: u64, cached: bool) -> u64 {
     assert!(
-        !is_xen_pv(),
-        "map_phys under Xen PV: device memory has no pseudo-physical address"
+        !validated(),
+        "map_phys where the hypervisor validates page tables (Xen PV): device memory has no pseudo-physical address"
     );
     let first = phys & !(PAGE_SIZE - 1);
     let bytes = (phys + size - first).next_multiple_of(PAGE_SIZE);
@@ -683,6 +691,18 @@ pub fn leaf_entry(address: u64) -> Option<*mut u64> {
     KERNEL_PAGE_TABLE.lock().as_ref()?.leaf(address)
 }
 
+/// Whether the tables rooted at physical `root` map `virt` (reached
+/// through `xlate::phys_to_virt`: before the direct map, the boot or
+/// bootstrap mapping).
+pub fn maps(root: u64, virt: u64) -> bool {
+    Tables {
+        root,
+        table_limit: 0,
+    }
+    .translate(virt)
+    .is_some()
+}
+
 /// Whether `address` is mapped in the kernel's tables; `None` if the table
 /// lock is held (the caller may be a fault path that interrupted its holder).
 fn is_mapped(address: u64) -> Option<bool> {
@@ -736,7 +756,7 @@ mod tests {
         let alias = flags_of(PHYS_MAP_BASE + (text - KERNEL_VMA));
         kassert!(alias.is_some(), "kernel text missing from the direct map");
         let alias = alias.unwrap_or(Flags::empty());
-        let lazy = crate::platform::chosen().is_some_and(|c| c.mode == vmops::Mode::Lazy);
+        let lazy = crate::backend::chosen().is_some_and(|c| c.mode == vmops::Mode::Lazy);
         kassert_eq!(alias.contains(Flags::WRITABLE), lazy);
         kassert_eq!(
             alias.contains(Flags::NO_EXECUTE),
@@ -792,7 +812,7 @@ mod tests {
 
     #[ktest]
     fn mmio_mappings_are_uncached() -> TestResult {
-        if is_xen_pv() {
+        if crate::backend::id() == crate::backend::BackendId::XenPv {
             return crate::ktest::not_applicable("a Xen PV guest maps no device memory");
         }
         // The local APIC page (the architectural default base) is device
@@ -810,7 +830,7 @@ mod tests {
 
     #[ktest]
     fn direct_map_reaches_all_usable_ram() -> TestResult {
-        let boot = crate::start::boot_info();
+        let boot = crate::boot::boot_info();
         for (start, end) in boot.memory.usable_frames() {
             for phys in [start, end - PAGE_SIZE] {
                 let flags = flags_of(PHYS_MAP_BASE + phys);

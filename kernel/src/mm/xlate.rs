@@ -20,7 +20,7 @@
 use crate::arch::layout::{BOOT_PHYS_MAP_LIMIT, KERNEL_VMA, PHYS_MAP_BASE};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-static XEN_PV: AtomicBool = AtomicBool::new(false);
+static TRANSLATED: AtomicBool = AtomicBool::new(false);
 static P2M: AtomicPtr<u64> = AtomicPtr::new(core::ptr::null_mut());
 static P2M_LEN: AtomicUsize = AtomicUsize::new(0);
 /// Physical memory below this is reachable before the direct map.
@@ -41,18 +41,19 @@ pub unsafe fn set_xen_pv(p2m: *const u64, len: usize, early_limit: u64) {
     P2M.store(p2m.cast_mut(), Ordering::Relaxed);
     P2M_LEN.store(len, Ordering::Relaxed);
     EARLY_LIMIT.store(early_limit, Ordering::Relaxed);
-    XEN_PV.store(true, Ordering::Release);
+    TRANSLATED.store(true, Ordering::Release);
 }
 
-/// Whether the kernel runs as a Xen PV guest (deprivileged).
+/// Whether a P2M is installed (a Xen PV guest): physical and machine
+/// addresses differ.
 #[inline]
-pub fn is_xen_pv() -> bool {
-    XEN_PV.load(Ordering::Relaxed)
+fn translated() -> bool {
+    TRANSLATED.load(Ordering::Relaxed)
 }
 
 /// The machine address of pseudo-physical `phys`; `None` beyond the P2M.
 pub fn phys_to_machine(phys: u64) -> Option<u64> {
-    if !is_xen_pv() {
+    if !translated() {
         return Some(phys);
     }
     let pfn = (phys >> 12) as usize;
@@ -69,7 +70,7 @@ pub fn phys_to_machine(phys: u64) -> Option<u64> {
 /// Xen's M2P table); machine frames that are not this guest's RAM (the
 /// shared-info page, another domain's grant) map to meaningless values.
 pub fn machine_to_phys(machine: u64) -> u64 {
-    if !is_xen_pv() {
+    if !translated() {
         return machine;
     }
     let mfn = machine >> 12;
@@ -95,7 +96,7 @@ pub(super) fn set_direct_limit(limit: u64) {
 /// map covers it, Xen's bootstrap mapping.
 #[inline]
 pub fn phys_to_virt(phys: u64) -> u64 {
-    if !is_xen_pv() || phys < DIRECT_LIMIT.load(Ordering::Acquire) {
+    if !translated() || phys < DIRECT_LIMIT.load(Ordering::Acquire) {
         PHYS_MAP_BASE + phys
     } else {
         KERNEL_VMA + phys

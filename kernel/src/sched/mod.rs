@@ -26,7 +26,7 @@ pub mod sync;
 mod tests;
 
 use crate::mm::KernelStack;
-use crate::platform::ops;
+use crate::vmops::ops;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -34,7 +34,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use sanos_kernel::schedq::{RunQueue, TimerKey, TimerQueue, PRIORITY_LEVELS};
+use pure::sched::queue::{RunQueue, TimerKey, TimerQueue, PRIORITY_LEVELS};
 use switch::FpuArea;
 use sync::{KObject, WaitOutcome};
 

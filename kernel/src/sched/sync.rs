@@ -19,12 +19,12 @@
 //! order. Every state change happens under the scheduler lock.
 
 use super::{lock, Scheduler, ThreadId, TimerAction, Wait};
-use crate::platform::ops;
+use crate::vmops::ops;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use sanos_kernel::schedq::TimerKey;
+use pure::sched::queue::TimerKey;
 
 /// How a wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

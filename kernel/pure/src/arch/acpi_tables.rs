@@ -171,10 +171,88 @@ pub fn madt_ioapic(madt: &[u8], irq: u8) -> Option<(u64, u32, u32)> {
     ioapic.map(|(address, base)| (address, base, gsi))
 }
 
+/// One ECAM window of an MCFG (PCI Firmware Specification 3.0, 4.1.2):
+/// configuration space of buses `start_bus..=end_bus` of `segment` at
+/// `base` (bus `b`, device `d`, function `f` at `base + (b - start_bus) << 20
+/// | d << 15 | f << 12`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EcamWindow {
+    pub base: u64,
+    pub segment: u16,
+    pub start_bus: u8,
+    pub end_bus: u8,
+}
+
+/// The ECAM windows an MCFG lists: 16-byte entries after the 36-byte
+/// header and 8 reserved bytes. An entry whose bus range runs backwards or
+/// whose base is not 1 MiB-aligned is skipped; a trailing partial entry
+/// is ignored.
+pub fn mcfg_windows(mcfg: &[u8]) -> impl Iterator<Item = EcamWindow> + '_ {
+    mcfg.get(44..)
+        .unwrap_or(&[])
+        .chunks_exact(16)
+        .filter_map(|entry| {
+            let base = u64::from_le_bytes(entry[0..8].try_into().ok()?);
+            let window = EcamWindow {
+                base,
+                segment: u16::from_le_bytes([entry[8], entry[9]]),
+                start_bus: entry[10],
+                end_bus: entry[11],
+            };
+            (window.start_bus <= window.end_bus && base & 0xf_ffff == 0 && base != 0)
+                .then_some(window)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::vec::Vec;
+
+    fn mcfg_with(entries: &[(u64, u16, u8, u8)]) -> Vec<u8> {
+        let mut table = std::vec![0u8; 44];
+        table[0..4].copy_from_slice(b"MCFG");
+        for &(base, segment, start, end) in entries {
+            table.extend_from_slice(&base.to_le_bytes());
+            table.extend_from_slice(&segment.to_le_bytes());
+            table.extend_from_slice(&[start, end, 0, 0, 0, 0]);
+        }
+        let length = table.len() as u32;
+        table[4..8].copy_from_slice(&length.to_le_bytes());
+        table
+    }
+
+    #[test]
+    fn mcfg_lists_ecam_windows() {
+        // QEMU q35: one window at 0xb000_0000 for buses 0..=255.
+        let table = mcfg_with(&[(0xb000_0000, 0, 0, 255)]);
+        let windows: Vec<_> = mcfg_windows(&table).collect();
+        assert_eq!(
+            windows,
+            [EcamWindow {
+                base: 0xb000_0000,
+                segment: 0,
+                start_bus: 0,
+                end_bus: 255
+            }]
+        );
+    }
+
+    #[test]
+    fn mcfg_skips_bad_entries_and_tolerates_truncation() {
+        let mut table = mcfg_with(&[
+            (0xb000_0000, 0, 8, 4),  // buses backwards
+            (0xb000_1000, 0, 0, 1),  // not 1 MiB-aligned
+            (0, 0, 0, 1),            // no base
+            (0xe000_0000, 1, 0, 15), // good
+        ]);
+        table.extend_from_slice(&[1, 2, 3]); // partial entry
+        let windows: Vec<_> = mcfg_windows(&table).collect();
+        assert_eq!(windows.len(), 1);
+        assert_eq!(windows[0].base, 0xe000_0000);
+        assert_eq!(windows[0].segment, 1);
+        assert_eq!(mcfg_windows(&table[..20]).count(), 0);
+    }
 
     fn fix_checksum(bytes: &mut [u8], at: usize) {
         bytes[at] = 0;

@@ -1,10 +1,16 @@
-//! `kernel_entry`: where every entry path arrives in 64-bit mode, and the
-//! start-up sequence that turns the machine into a running kernel.
+//! Boot: the entry code and ELF notes ([`entry`]: PVH, multiboot2, Xen
+//! PV), reading each protocol's structures into one `BootInfo`
+//! ([`collect`]), and `kernel_entry`, where every entry path arrives in
+//! 64-bit mode, with the start-up sequence that turns the machine into a
+//! running kernel.
 
-use crate::arch::{apic, cpu, gdt, idt};
-use crate::{boot, console, ktest, mm, platform, sched, time};
-use sanos_kernel::bootinfo::BootInfo;
-use sanos_kernel::cmdline::{self, CrashKind, Options, TestSelection};
+pub mod collect;
+pub mod entry;
+
+use crate::arch::cpu;
+use crate::{backend, console, ktest, mm, sched, time};
+use pure::boot::bootinfo::BootInfo;
+use pure::boot::cmdline::{self, CrashKind, Options, TestSelection};
 use spin::Once;
 
 static BOOT_INFO: Once<BootInfo<'static>> = Once::new();
@@ -20,20 +26,16 @@ pub fn boot_info() -> &'static BootInfo<'static> {
 /// pointer the domain builder entered with.
 pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entry_sp: u64) -> ! {
     time::set_boot_tsc(tsc_at_entry);
-    let xen_pv = protocol == crate::arch::boot::PROTOCOL_XEN_PV;
     // Deprivileged under Xen PV: the backend goes in before any vmops site
     // runs, and Xen's trap table and segments replace the IDT and GDT.
-    let pv_layout = xen_pv.then(|| platform::xenpv::early(info, entry_sp));
+    let pv_layout =
+        (protocol == entry::PROTOCOL_XEN_PV).then(|| backend::enter_xen_pv(info, entry_sp));
     console::init();
-    if !xen_pv {
-        gdt::init();
-        idt::init();
-        cpu::enable_sse();
-    }
+    (backend::hooks().init_cpu)();
 
     let collected = match pv_layout {
-        Some(layout) => boot::collect_xen_pv(info, &layout),
-        None => boot::collect(protocol, info),
+        Some(layout) => collect::xen_pv(info, &layout),
+        None => collect::collect(protocol, info),
     };
     let mut boot = match collected {
         Ok(boot) => boot,
@@ -43,9 +45,10 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entr
     };
     let options = cmdline::parse(boot.cmdline, |diag| log::warn!("{diag}"));
     log::set_max_level(options.loglevel);
-    let chosen = platform::init(&options, &boot);
-    platform::fill_memory_map(&mut boot);
-    boot::finalize(&mut boot);
+    let chosen = backend::select(&options, &boot);
+    let hooks = backend::hooks();
+    (hooks.fill_memory_map)(&mut boot);
+    collect::finalize(&mut boot);
     time::calibrate();
     log::info!(
         "boot: {} via {}, command line \"{}\"",
@@ -55,25 +58,13 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entr
     );
     log_memory_map(&boot);
 
-    if let Err(error) = mm::init(&mut boot, platform::shared_page().as_slice()) {
+    if let Err(error) = mm::init(&mut boot, (hooks.shared_page)().as_slice()) {
         panic!("memory: {error}");
     }
-    if xen_pv {
-        // No firmware tables, PICs, APIC or UART: events and Xen time.
-        platform::after_memory();
-    } else {
-        crate::arch::acpi::init(boot.rsdp);
-        apic::disable_legacy_pic();
-        if let Err(error) = apic::init() {
-            log::error!("apic: {error:?}; no timer interrupts");
-        }
-    }
+    (hooks.start_interrupts)(&boot);
     sched::init();
     cpu::irq_enable();
-    platform::after_threads();
-    if !xen_pv {
-        console::enable_input_interrupt();
-    }
+    (hooks.after_threads)();
 
     match boot.initrd() {
         Some(initrd) => log::info!(
@@ -90,7 +81,7 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entr
         "sanos {} on {} ({}), {} MiB, boot {} us",
         env!("CARGO_PKG_VERSION"),
         chosen.platform.name(),
-        chosen.backend.name,
+        chosen.backend.name(),
         boot.memory.total_usable_bytes() >> 20,
         time::ticks_to_ns(cpu::rdtsc().wrapping_sub(tsc_at_entry)) / 1000
     );
@@ -126,7 +117,7 @@ fn kernel_main(_boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
             ktest::EXIT_FAILED
         });
     }
-    log::info!("sanos: no application to run yet (the loader issue adds one); starting the shell");
+    log::info!("sanos: no application given; starting the shell");
     if let Err(error) = sched::spawn("shell", crate::shell::run) {
         log::error!("shell: cannot start: {error:?}");
     }

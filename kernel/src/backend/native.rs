@@ -4,10 +4,11 @@
 //! shutdown and the kernel stack come from the kernel's own drivers (local
 //! APIC, TSC, 16550 UART, QEMU's exit devices, the TSS).
 
-use super::ShutdownReason;
-use crate::arch::{apic, cpu, gdt};
+use super::{BackendId, Hooks, Paging, ShutdownReason};
+use crate::arch::{apic, cpu, gdt, idt};
 use core::sync::atomic::AtomicPtr;
 use hv::native::*;
+use pure::boot::bootinfo::BootInfo;
 use vmops::{Backend, FnAddr, OpImpl, OP_COUNT};
 
 extern "C" fn eoi() {
@@ -75,17 +76,61 @@ const fn build() -> Backend {
     instruction_ops(&mut ops);
     kernel_services(&mut ops);
     Backend {
-        name: "native",
+        id: BackendId::Native,
         ops,
     }
 }
 
 pub static BACKEND: Backend = build();
 
+/// The CPU's own tables: GDT and TSS, IDT, SSE.
+pub(super) fn init_cpu() {
+    gdt::init();
+    idt::init();
+    cpu::enable_sse();
+}
+
+/// The firmware's tables (ACPI: the I/O APIC, soft-off), the legacy PICs
+/// masked, the local APIC and its one-shot timer.
+pub(super) fn start_interrupts(boot: &BootInfo<'_>) {
+    crate::arch::acpi::init(boot.rsdp);
+    apic::disable_legacy_pic();
+    if let Err(error) = apic::init() {
+        log::error!("apic: {error:?}; no timer interrupts");
+    }
+}
+
+/// Console input by the UART's interrupt.
+pub(super) fn after_threads() {
+    crate::console::enable_input_interrupt();
+}
+
+pub(super) fn nothing_to_fill(_boot: &mut BootInfo<'_>) {}
+
+pub(super) fn no_shared_page() -> Option<u64> {
+    None
+}
+
+pub(super) const HOOKS_BASE: Hooks = Hooks {
+    id: BackendId::Native,
+    deprivileged: false,
+    paging: Paging::Own,
+    cpuid: cpu::cpuid_native,
+    init_cpu,
+    fill_memory_map: nothing_to_fill,
+    shared_page: no_shared_page,
+    start_interrupts,
+    after_threads,
+    mask_raw: vmops::write::mask_native,
+    unmask_raw: vmops::write::unmask_native,
+};
+
+pub static HOOKS: Hooks = HOOKS_BASE;
+
 /// The table before any backend is chosen: the native functions. (A
 /// `const` on purpose: it initialises the one static table.)
 #[allow(clippy::declare_interior_mutable_const)]
-pub(super) const TABLE_AT_BOOT: [AtomicPtr<()>; OP_COUNT] = {
+pub(crate) const TABLE_AT_BOOT: [AtomicPtr<()>; OP_COUNT] = {
     let backend = build();
     let mut table = [const { AtomicPtr::new(core::ptr::null_mut()) }; OP_COUNT];
     let mut i = 0;

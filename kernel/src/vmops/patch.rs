@@ -104,15 +104,11 @@ fn alias(address: u64) -> *mut u8 {
 /// # Safety
 /// As [`vmops::write::write_site`].
 unsafe fn write_site(alias: *mut u8, bytes: &[u8]) {
-    if crate::mm::xlate::is_xen_pv() {
-        let was = super::xenpv::mask_events();
-        // SAFETY: the caller's promise; events are masked.
-        unsafe { vmops::write::write_site_masked(alias, bytes) };
-        super::xenpv::restore_events(was);
-    } else {
-        // SAFETY: the caller's promise.
-        unsafe { vmops::write::write_site(alias, bytes) };
-    }
+    let hooks = crate::backend::hooks();
+    let was = (hooks.mask_raw)();
+    // SAFETY: the caller's promise; interrupts are masked.
+    unsafe { vmops::write::write_site(alias, bytes) };
+    (hooks.unmask_raw)(was);
 }
 
 fn table_function(backend: &Backend, op: Op) -> *const () {
@@ -323,7 +319,7 @@ extern "C" fn lazy_patch(op_id: u64, return_address: u64) -> u64 {
 extern "C" fn missing_op() {
     panic!(
         "vmops: called an op that the {} backend does not implement",
-        super::chosen().map_or("current", |c| c.backend.name)
+        crate::backend::chosen().map_or("current", |c| c.backend.name())
     );
 }
 

@@ -15,6 +15,7 @@
 
 use core::fmt;
 use log::LevelFilter;
+use vmops::BackendId;
 pub use vmops::Mode as VmopsMode;
 
 /// Which kernel self-tests to run.
@@ -55,7 +56,7 @@ pub struct Options<'a> {
     pub vmops_mode: VmopsMode,
     /// `vmops.backend=<name>`: force a backend (for testing); the kernel
     /// refuses one the platform cannot support.
-    pub vmops_backend: Option<BackendName>,
+    pub vmops_backend: Option<BackendId>,
     /// Everything after a lone `--`, trimmed; empty if there is none.
     pub app_args: &'a str,
 }
@@ -91,32 +92,6 @@ pub enum CrashKind {
     PageFault,
 }
 
-/// A vmops backend named on the command line.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum BackendName {
-    Native,
-    Kvm,
-    XenPvh,
-    XenPv,
-}
-
-impl BackendName {
-    pub const fn name(self) -> &'static str {
-        match self {
-            BackendName::Native => "native",
-            BackendName::Kvm => "kvm",
-            BackendName::XenPvh => "xen-pvh",
-            BackendName::XenPv => "xen-pv",
-        }
-    }
-}
-
-const BACKEND_NAMES: [BackendName; 4] = [
-    BackendName::Native,
-    BackendName::Kvm,
-    BackendName::XenPvh,
-    BackendName::XenPv,
-];
 const VMOPS_MODES: [VmopsMode; 3] = [VmopsMode::Eager, VmopsMode::Lazy, VmopsMode::Off];
 
 const CRASH_KINDS: [(&str, CrashKind); 3] = [
@@ -353,14 +328,9 @@ fn apply_vmops_backend<'a>(
     value: Option<&'a str>,
 ) -> Result<(), ValueError> {
     let value = required(value)?;
-    options.vmops_backend = Some(
-        BACKEND_NAMES
-            .into_iter()
-            .find(|backend| backend.name() == value)
-            .ok_or(ValueError::Invalid {
-                expected: "native|kvm|xen-pvh|xen-pv",
-            })?,
-    );
+    options.vmops_backend = Some(BackendId::from_name(value).ok_or(ValueError::Invalid {
+        expected: "native|kvm|xen-pvh|xen-pv",
+    })?);
     Ok(())
 }
 
@@ -578,11 +548,11 @@ mod tests {
         assert_eq!(clean("vmops=eager").vmops_mode, VmopsMode::Eager);
         assert_eq!(
             clean("vmops.backend=kvm").vmops_backend,
-            Some(BackendName::Kvm)
+            Some(BackendId::Kvm)
         );
         assert_eq!(
             clean("vmops.backend=native").vmops_backend,
-            Some(BackendName::Native)
+            Some(BackendId::Native)
         );
         let (options, diags) = parse_all("vmops=fast vmops.backend=vmware");
         assert_eq!(options.vmops_mode, VmopsMode::Eager);

@@ -6,7 +6,7 @@
 //! protocol-independent rules (E820 type numbers, module bookkeeping, C
 //! strings), so those rules are tested on the host.
 
-use crate::memmap::{MemoryMap, RegionKind};
+use crate::mm::memmap::{MemoryMap, RegionKind};
 use core::fmt;
 
 /// How many boot modules are kept; more are reported and dropped.

@@ -8,12 +8,12 @@
 //! that is refused with a message rather than read. The Xen PV start info
 //! and what it points at lie in the domain builder's bootstrap mapping.
 
-use crate::arch::boot::{PROTOCOL_MULTIBOOT2, PROTOCOL_PVH};
+use super::entry::{PROTOCOL_MULTIBOOT2, PROTOCOL_PVH};
 use crate::arch::layout::{BOOT_PHYS_MAP_LIMIT, KERNEL_VMA, PHYS_MAP_BASE};
 use core::mem::size_of;
 use hv::pvh::{HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, XEN_HVM_START_MAGIC_VALUE};
-use sanos_kernel::bootinfo::{c_str, e820_kind, BootInfo, BootProtocol, MAX_CMDLINE};
-use sanos_kernel::memmap::{MemoryMap, RegionKind};
+use pure::boot::bootinfo::{c_str, e820_kind, BootInfo, BootProtocol, MAX_CMDLINE};
+use pure::mm::memmap::{MemoryMap, RegionKind};
 
 unsafe extern "C" {
     static __kernel_start: u8;
@@ -34,7 +34,7 @@ pub enum BootError {
     BadPvhMagic(u32),
     Multiboot2(multiboot2::LoadError),
     Unreachable(u64),
-    XenPv(sanos_kernel::bootinfo::XenPvRangeError),
+    XenPv(pure::boot::bootinfo::XenPvRangeError),
 }
 
 impl core::fmt::Display for BootError {
@@ -86,7 +86,7 @@ pub fn finalize(boot: &mut BootInfo<'_>) {
         RegionKind::Kernel,
         "kernel image",
     );
-    let modules: [(u64, u64); sanos_kernel::bootinfo::MAX_MODULES] =
+    let modules: [(u64, u64); pure::boot::bootinfo::MAX_MODULES] =
         core::array::from_fn(|i| boot.modules().get(i).map_or((0, 0), |m| (m.start, m.end)));
     for &(start, end) in modules.iter().take(boot.modules().len()) {
         if start != end {
@@ -99,7 +99,7 @@ pub fn finalize(boot: &mut BootInfo<'_>) {
             );
         }
     }
-    let boot_data: [(u64, u64); sanos_kernel::bootinfo::MAX_BOOT_DATA] =
+    let boot_data: [(u64, u64); pure::boot::bootinfo::MAX_BOOT_DATA] =
         core::array::from_fn(|i| boot.boot_data().get(i).copied().unwrap_or((0, 0)));
     for &(start, end) in boot_data.iter().take(boot.boot_data().len()) {
         reserve(
@@ -188,9 +188,9 @@ fn phys_c_str(phys: u64, what: &str) -> &'static str {
 /// Reads a Xen PV start info at virtual `info` (in the bootstrap mapping,
 /// which the kernel keeps): memory is pseudo-physical `[0, nr_pages)`,
 /// the builder's structures are kept, the module is the initrd.
-pub fn collect_xen_pv(
+pub fn xen_pv(
     info: u64,
-    layout: &sanos_kernel::bootinfo::XenPvStart,
+    layout: &pure::boot::bootinfo::XenPvStart,
 ) -> Result<BootInfo<'static>, BootError> {
     // SAFETY: the PV entry checked the magic of the start info at `info`,
     // which stays mapped for good.
@@ -395,7 +395,7 @@ mod tests {
 
     #[ktest]
     fn kernel_image_is_reserved() -> TestResult {
-        let boot = crate::start::boot_info();
+        let boot = crate::boot::boot_info();
         let (start, end) = kernel_image();
         let covering = boot
             .memory
@@ -415,7 +415,7 @@ mod tests {
     fn initrd_contents_match_the_rig_pattern() -> TestResult {
         // The boot rig hands some configurations an initrd whose byte i is
         // i % 251; check what arrived, not only its size.
-        let boot = crate::start::boot_info();
+        let boot = crate::boot::boot_info();
         let Some(initrd) = boot.initrd() else {
             return Ok(());
         };

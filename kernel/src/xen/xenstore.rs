@@ -7,9 +7,10 @@
 //! On a domU the kernel watches `control/shutdown`, so `xl shutdown` and
 //! `xl reboot` power the guest off or restart it cleanly.
 
-use super::xen;
-use super::{ops, ShutdownReason};
+use super::events;
+use crate::backend::ShutdownReason;
 use crate::sched::sync::{Event, Mutex};
+use crate::vmops::ops;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -46,7 +47,7 @@ static STORE: Once<Store> = Once::new();
 /// as it takes). While event upcalls do not run (they failed to start),
 /// polls every POLL_NS instead, for at most a second at a time.
 fn ring_wait(event: &Event, deadline: Option<u64>) {
-    if xen::events_running() {
+    if events::running() {
         event.wait(deadline.map(|d| d.saturating_sub(ops::clock_ns())));
     } else {
         event.wait(Some(match deadline {
@@ -63,10 +64,8 @@ fn store_event(_port: u32) {
     }
 }
 
-/// Connects to xenstore (ring at physical `phys`, event channel `port`)
-/// and starts the control/shutdown watcher.
 /// Starts the client on the ring page at virtual `ring` (see
-/// [`xen::after_threads`]: PVH maps it, a PV guest has it in its RAM).
+/// [`super::start_bus`]: PVH maps it, a PV guest has it in its RAM).
 pub fn start(ring: u64, port: u32) {
     let ring = ring as *mut xenstore_domain_interface;
     STORE.call_once(|| Store {
@@ -78,7 +77,7 @@ pub fn start(ring: u64, port: u32) {
         watch_events: spin::Mutex::new(VecDeque::new()),
         next_id: AtomicU32::new(1),
     });
-    xen::bind_port(port, store_event);
+    events::bind_port(port, store_event);
     log::info!("xenstore: ring at {:#x}, event channel {port}", ring as u64);
     if let Err(error) = crate::sched::spawn("xs-shutdown", shutdown_watcher) {
         log::error!("xenstore: cannot start the shutdown watcher: {error:?}");
@@ -114,7 +113,7 @@ impl Store {
             fence(Ordering::Release);
             // SAFETY: publishing the new producer index.
             unsafe { (&raw mut (*self.ring).req_prod).write_volatile(prod.wrapping_add(n as u32)) };
-            xen::notify_port(self.port);
+            events::notify_port(self.port);
             bytes = &bytes[n..];
             if n == 0 {
                 if ops::clock_ns() > deadline {
@@ -144,7 +143,7 @@ impl Store {
             // SAFETY: publishing the new consumer index.
             unsafe { (&raw mut (*self.ring).rsp_cons).write_volatile(cons.wrapping_add(n as u32)) };
             if n > 0 {
-                xen::notify_port(self.port);
+                events::notify_port(self.port);
             }
             filled += n;
             if filled < out.len() {
@@ -335,8 +334,11 @@ fn shutdown_watcher() -> u64 {
                 continue;
             }
         };
-        // Acknowledge, as the protocol asks, then go.
-        let _ = write("control/shutdown", "");
+        // Acknowledge, as the protocol asks, then go; a failed
+        // acknowledgement only leaves the node for the toolstack to clear.
+        if let Err(error) = write("control/shutdown", "") {
+            log::warn!("xenstore: acknowledging control/shutdown: {error}");
+        }
         crate::kprintln!("sanos: {reason:?} requested by the toolstack");
         ops::shutdown(reason.encode());
     }

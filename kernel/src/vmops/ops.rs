@@ -179,7 +179,7 @@ pub fn console_write(bytes: &[u8]) {
     }
 }
 
-/// Leaves the kernel: see [`super::ShutdownReason`].
+/// Leaves the kernel: see [`crate::backend::ShutdownReason`].
 #[inline(always)]
 pub fn shutdown(reason: u64) {
     // SAFETY: a C-ABI call.

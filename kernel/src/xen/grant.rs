@@ -7,14 +7,15 @@
 //! entry is (flags, domid, frame), published by writing the flags last. A
 //! PV guest grants machine frames: [`grant_access`] translates.
 //!
-//! Used by the split drivers to come (netfront, blkfront); tested now by
-//! granting a page to dom0 and revoking it.
+//! The backend maps the table (`backend::xen_pvh`, `backend::xen_pv`); the
+//! split drivers' rings and buffers are granted through here. The kernel
+//! test grants a page to dom0 and revokes it.
 
-use super::xen;
 use alloc::vec::Vec;
 use core::sync::atomic::{fence, AtomicU16, Ordering};
 use hv::xen::bindings::*;
-use hv::xen::hypercall::{self, XenError};
+use hv::xen::hypercall::XenError;
+use hv::xen::ops;
 use spin::{Mutex, Once};
 
 /// A grant reference.
@@ -34,6 +35,8 @@ pub enum GrantError {
     /// A frame this guest does not have.
     BadFrame(u64),
     Xen(XenError),
+    /// Xen refused a grant-table operation.
+    Table(ops::GnttabError),
 }
 
 struct Table {
@@ -49,36 +52,18 @@ unsafe impl Send for Table {}
 
 static TABLE: Once<Mutex<Table>> = Once::new();
 
-/// Maps the grant table's frames (as many as Xen gives now). Call once
-/// on a Xen domU, after memory is up.
-pub fn init() -> Result<u32, GrantError> {
-    let mut query = gnttab_query_size {
-        dom: DOMID_SELF,
-        nr_frames: 0,
-        max_nr_frames: 0,
-        status: 0,
-    };
-    // SAFETY: GNTTABOP_query_size reads and fills one struct on this stack.
-    unsafe {
-        hypercall::call(
-            __HYPERVISOR_grant_table_op,
-            u64::from(GNTTABOP_query_size),
-            (&raw mut query) as u64,
-            1,
-            0,
-            0,
-        )
-    }
-    .map_err(GrantError::Xen)?;
-    if query.status != GNTST_okay as i16 || query.nr_frames == 0 {
+/// Maps the grant table's frames (as many as Xen gives now) with the
+/// backend's `map_frames`. Call once on a Xen domU, after memory is up.
+pub fn init(
+    map_frames: fn(u32) -> Result<*mut grant_entry_v1, GrantError>,
+) -> Result<u32, GrantError> {
+    let frames = ops::gnttab_query_size()
+        .map_err(GrantError::Table)?
+        .nr_frames;
+    if frames == 0 {
         return Err(GrantError::Unavailable);
     }
-    let frames = query.nr_frames;
-    let entries = if crate::mm::xlate::is_xen_pv() {
-        map_frames_pv(frames)?
-    } else {
-        map_frames_hvm(frames)?
-    };
+    let entries = map_frames(frames)?;
     let per_frame = (4096 / core::mem::size_of::<grant_entry_v1>()) as u32;
     let count = frames * per_frame;
     let free = (GNTTAB_NR_RESERVED_ENTRIES..count).rev().collect();
@@ -91,68 +76,6 @@ pub fn init() -> Result<u32, GrantError> {
     });
     log::info!("xen: grant table v1, {frames} frame(s), {count} entries");
     Ok(count)
-}
-
-/// HVM/PVH: the frames go into our physical space, reached by the direct
-/// map.
-fn map_frames_hvm(frames: u32) -> Result<*mut grant_entry_v1, GrantError> {
-    let first = crate::mm::frames::alloc_contiguous(frames as usize).ok_or(GrantError::Full)?;
-    for i in 0..frames {
-        xen::add_to_physmap(
-            XENMAPSPACE_grant_table,
-            u64::from(i),
-            (first >> 12) + u64::from(i),
-        )
-        .map_err(GrantError::Xen)?;
-    }
-    Ok(crate::mm::xlate::phys_to_virt(first) as *mut grant_entry_v1)
-}
-
-/// How many table frames a PV guest maps (more than one ever needed here).
-const MAX_PV_FRAMES: usize = 4;
-
-/// PV: Xen lists the table's machine frames; map them one after another.
-fn map_frames_pv(frames: u32) -> Result<*mut grant_entry_v1, GrantError> {
-    let frames = (frames as usize).min(MAX_PV_FRAMES);
-    let mut list = [0 as xen_pfn_t; MAX_PV_FRAMES];
-    let mut setup = gnttab_setup_table {
-        dom: DOMID_SELF,
-        nr_frames: frames as u32,
-        status: 0,
-        frame_list: __guest_handle_xen_pfn_t {
-            p: list.as_mut_ptr(),
-        },
-    };
-    // SAFETY: GNTTABOP_setup_table reads the struct and writes `frames`
-    // entries of `list`, both on this stack.
-    unsafe {
-        hypercall::call(
-            __HYPERVISOR_grant_table_op,
-            u64::from(GNTTABOP_setup_table),
-            (&raw mut setup) as u64,
-            1,
-            0,
-            0,
-        )
-    }
-    .map_err(GrantError::Xen)?;
-    if setup.status != GNTST_okay as i16 {
-        return Err(GrantError::Unavailable);
-    }
-    let mut first = 0;
-    for (i, &mfn) in list[..frames].iter().enumerate() {
-        let virt = crate::mm::paging::map_machine_frame(mfn).map_err(|error| {
-            log::error!("xen: grant frame {mfn:#x}: {error:?}");
-            GrantError::Unavailable
-        })?;
-        if i == 0 {
-            first = virt;
-        } else if virt != first + i as u64 * 4096 {
-            log::error!("xen: grant frames not mapped contiguously");
-            return Err(GrantError::Unavailable);
-        }
-    }
-    Ok(first as *mut grant_entry_v1)
 }
 
 /// Lets domain `domid` access our page `frame` (a guest frame number),

@@ -6,7 +6,7 @@
 //! in the kernel image, whose physical address is its link address less
 //! `KERNEL_VMA`.
 
-use super::native;
+use super::{native, BackendId, Hooks};
 use crate::arch::apic;
 use crate::arch::cpu::{self, write_msr};
 use crate::arch::layout::KERNEL_VMA;
@@ -106,7 +106,7 @@ fn kvmclock_raw() -> u64 {
 }
 
 /// Registers the shared structures with KVM. Call once, from
-/// `platform::init`, with interrupts off.
+/// `backend::select`, with interrupts off.
 pub fn init(platform: Platform) -> Result<(), KvmError> {
     let Platform::Kvm { features, .. } = platform else {
         return Err(KvmError("not running on KVM"));
@@ -228,10 +228,19 @@ const fn build() -> Backend {
     ops[Op::SetTimer as usize] = OpImpl::function(FnAddr(set_timer as *const ()));
     ops[Op::Eoi as usize] = OpImpl::function(FnAddr(eoi as *const ()));
     ops[Op::StealNs as usize] = OpImpl::function(FnAddr(steal_op as *const ()));
-    Backend { name: "kvm", ops }
+    Backend {
+        id: BackendId::Kvm,
+        ops,
+    }
 }
 
 pub static BACKEND: Backend = build();
+
+/// As native: KVM emulates the PC's interrupt controllers and firmware.
+pub static HOOKS: Hooks = Hooks {
+    id: BackendId::Kvm,
+    ..native::HOOKS_BASE
+};
 
 mod tests {
     use super::*;
@@ -240,7 +249,7 @@ mod tests {
 
     #[ktest]
     fn steal_time_is_read_only_where_offered() -> TestResult {
-        let kvm = crate::platform::chosen().is_some_and(|c| core::ptr::eq(c.backend, &BACKEND));
+        let kvm = crate::backend::id() == BackendId::Kvm;
         match steal_ns() {
             Some(first) => {
                 kassert!(kvm, "steal time enabled without the kvm backend");

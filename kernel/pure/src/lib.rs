@@ -1,0 +1,40 @@
+//! The pure half of the sanos kernel: logic free of hardware access, so it
+//! builds for the host and `cargo test` exercises it there. Its folders
+//! mirror the kernel's (`kernel/src`): the kernel's `mm` reads the memory
+//! map that [`mm::memmap`] normalises, its `boot` fills the
+//! [`boot::bootinfo::BootInfo`] defined here, and so on. The kernel
+//! supplies the machine; nothing here touches it.
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+extern crate alloc;
+
+pub mod arch {
+    //! Architecture and firmware formats.
+    pub mod acpi_tables;
+}
+
+pub mod boot {
+    //! What the entry paths normalise, and the kernel command line.
+    pub mod bootinfo;
+    pub mod cmdline;
+}
+
+pub mod mm {
+    //! The memory map and the frame allocator's bitmap.
+    pub mod frame_bitmap;
+    pub mod memmap;
+}
+
+pub mod sched {
+    //! The scheduler's run and sleep queues.
+    pub mod queue;
+}
+
+pub mod time {
+    //! Calendar arithmetic.
+    pub mod civil;
+}

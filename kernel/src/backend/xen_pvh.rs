@@ -1,0 +1,188 @@
+//! The Xen PVH backend. A PVH guest runs in hardware-virtualised ring 0,
+//! so the interrupt, halt and page-table ops are the native instructions,
+//! and Xen emulates a local APIC for the timer. What a PVH machine lacks
+//! comes from Xen: the console (`HYPERVISOR_console_io` for dom0, the PV
+//! console ring for a domU, whose page and event channel are HVM params)
+//! and shutdown (`SCHEDOP_shutdown`). The TSC rate comes from Xen's CPUID
+//! time leaf (a PVH guest has no PIT to measure it against).
+//!
+//! Once threads run, events come through the HVM callback vector and time
+//! moves to Xen's own (`crate::xen::time`); until then the TSC and the
+//! emulated LAPIC serve. A domU then starts the Xen bus (xenstore, grant
+//! tables), whose pages PVH maps into its physical space.
+
+use super::{native, BackendId, Hooks};
+use crate::arch::cpu;
+use crate::arch::layout::KERNEL_VMA;
+use crate::xen::{self, console, events, grant, time};
+use hv::platform::Platform;
+use hv::xen::bindings::*;
+use hv::xen::hypercall::{self, XenError};
+use hv::xen::ops;
+use vmops::{Backend, FnAddr, Op, OpImpl, OP_COUNT};
+
+/// Why the backend could not start.
+#[derive(Debug)]
+pub enum XenInitError {
+    NotXen,
+    NoHypercallPage,
+    Param(u32, XenError),
+}
+
+impl core::fmt::Display for XenInitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            XenInitError::NotXen => write!(f, "not running on Xen"),
+            XenInitError::NoHypercallPage => write!(f, "Xen offers no hypercall page"),
+            XenInitError::Param(index, error) => write!(f, "HVM param {index}: {error}"),
+        }
+    }
+}
+
+/// Installs the hypercall page and finds the console. `start_flags` are
+/// the PVH start info's `SIF_*` flags.
+pub fn init(platform: Platform, start_flags: u32) -> Result<(), XenInitError> {
+    let Platform::Xen { base, .. } = platform else {
+        return Err(XenInitError::NotXen);
+    };
+    let leaf = cpu::cpuid(base + 2);
+    if leaf.eax == 0 {
+        return Err(XenInitError::NoHypercallPage);
+    }
+    // SAFETY: the MSR is the one Xen's CPUID leaf names, and the page's
+    // physical address is its link address less KERNEL_VMA.
+    unsafe { hypercall::install(leaf.ebx, hypercall::page_address() - KERNEL_VMA) };
+
+    // Xen's time leaf (base + 3, subleaf 0): ECX = TSC frequency in kHz.
+    let tsc_khz = core::arch::x86_64::__cpuid_count(base + 3, 0).ecx;
+    if tsc_khz != 0 {
+        crate::time::set_tsc_hz(u64::from(tsc_khz) * 1000, crate::time::TscSource::XenCpuid);
+    }
+    // dom0 says so in the start info; a domU has a console ring. Where
+    // neither holds (no ring offered), console_io is the only way out.
+    let dom0 = start_flags & SIF_INITDOMAIN != 0;
+    let ring = if dom0 {
+        None
+    } else {
+        let param = |index| ops::hvm_get_param(index).map_err(|e| XenInitError::Param(index, e));
+        let pfn = param(HVM_PARAM_CONSOLE_PFN)?;
+        let port = param(HVM_PARAM_CONSOLE_EVTCHN)?;
+        (pfn != 0).then_some((pfn, port as u32))
+    };
+    match ring {
+        Some((pfn, port)) => {
+            // The boot page tables map the first 4 GiB at PHYS_MAP_BASE;
+            // the kernel's own tables keep the page (`shared_page`).
+            let phys = pfn << 12;
+            let virt = if phys < crate::arch::layout::BOOT_PHYS_MAP_LIMIT {
+                crate::mm::xlate::phys_to_virt(phys)
+            } else {
+                0
+            };
+            console::set(false, virt, phys, port);
+        }
+        None => console::set(true, 0, 0, 0),
+    }
+    // (No heap yet: plain formatting only.)
+    log::info!(
+        "xen: hypercall page at {:#x}, {}",
+        hypercall::page_address() - KERNEL_VMA,
+        if dom0 { "dom0" } else { "domU" }
+    );
+    match ring {
+        Some((pfn, port)) => log::info!("xen: console ring at pfn {pfn:#x}, event channel {port}"),
+        None => log::info!("xen: console through console_io"),
+    }
+    Ok(())
+}
+
+/// The timer op: the emulated LAPIC until Xen time runs, then Xen's
+/// single-shot timer.
+extern "C" fn set_timer(deadline_ns: u64) {
+    if time::running() {
+        time::set_timer(deadline_ns);
+    } else {
+        crate::arch::apic::arm_oneshot(deadline_ns, crate::time::tsc_clock_ns());
+    }
+}
+
+/// The LAPIC timer retires once Xen's takes over.
+fn retire_lapic_timer() {
+    crate::arch::apic::arm_oneshot(u64::MAX, 0);
+}
+
+/// The xenstore ring from the HVM params, mapped (it need not be RAM).
+fn store() -> Result<(u64, u32), XenError> {
+    let pfn = ops::hvm_get_param(HVM_PARAM_STORE_PFN)?;
+    let port = ops::hvm_get_param(HVM_PARAM_STORE_EVTCHN)? as u32;
+    if pfn == 0 {
+        return Ok((0, port));
+    }
+    Ok((crate::mm::map_phys(pfn << 12, 4096, true), port))
+}
+
+/// The grant-table frames go into our physical space, reached by the
+/// direct map.
+fn map_grant_frames(frames: u32) -> Result<*mut grant_entry_v1, grant::GrantError> {
+    let first =
+        crate::mm::frames::alloc_contiguous(frames as usize).ok_or(grant::GrantError::Full)?;
+    for i in 0..frames {
+        let gpfn = (first >> 12) + u64::from(i);
+        // SAFETY: the frames are fresh from the allocator: nothing else
+        // refers to what Xen replaces with the grant table.
+        unsafe { ops::add_to_physmap(XENMAPSPACE_grant_table, u64::from(i), gpfn) }
+            .map_err(grant::GrantError::Xen)?;
+    }
+    Ok(crate::mm::xlate::phys_to_virt(first) as *mut grant_entry_v1)
+}
+
+/// Once threads run: shared_info, events through the callback vector,
+/// Xen time, then the bus; the UART's input stays (QEMU may give one).
+fn after_threads() {
+    if let Err(error) = events::map_shared_info_hvm() {
+        log::error!("xen: event channels unavailable: {error}");
+        return;
+    }
+    events::mask_all_ports();
+    if let Err(error) = events::start_upcalls_hvm() {
+        log::error!("xen: no event upcalls ({error}); xenstore polls");
+    } else {
+        events::set_running();
+        if let Err(error) = time::start(retire_lapic_timer) {
+            log::error!("xen: keeping the TSC and LAPIC for time: {error}");
+        }
+    }
+    xen::start_bus(&xen::GuestParts {
+        store,
+        map_grant_frames,
+    });
+    native::after_threads();
+}
+
+const fn build() -> Backend {
+    let mut ops = [OpImpl::MISSING; OP_COUNT];
+    native::instruction_ops(&mut ops);
+    native::kernel_services(&mut ops);
+    ops[Op::ConsoleWrite as usize] = OpImpl::function(FnAddr(console::write as *const ()));
+    ops[Op::ClockNs as usize] = OpImpl::function(FnAddr(time::clock_ns as *const ()));
+    ops[Op::SetTimer as usize] = OpImpl::function(FnAddr(set_timer as *const ()));
+    ops[Op::StealNs as usize] = OpImpl::function(FnAddr(time::steal_ns as *const ()));
+    ops[Op::Shutdown as usize] = OpImpl::function(FnAddr(xen::shutdown as *const ()));
+    Backend {
+        id: BackendId::XenPvh,
+        ops,
+    }
+}
+
+pub static BACKEND: Backend = build();
+
+/// As native (Xen emulates the local APIC; the firmware tables it gives
+/// have no PIC or UART behind them, which the native code copes with),
+/// plus Xen's memory map, console ring and bus.
+pub static HOOKS: Hooks = Hooks {
+    id: BackendId::XenPvh,
+    fill_memory_map: xen::fill_memory_map,
+    shared_page: console::ring_page,
+    after_threads,
+    ..native::HOOKS_BASE
+};

@@ -1,0 +1,112 @@
+//! The Xen bus services both Xen backends share (`xen/include/public/`):
+//! [`events`] (event channels), [`time`] (pvclock, the single-shot timer,
+//! stolen time, the wall clock), [`console`] (console_io and the console
+//! ring), [`xenstore`] (the store client and the shutdown watch) and
+//! [`grant`] (grant tables). Device front ends (netfront, blkfront) reach
+//! them through the driver model's Xen bus.
+//!
+//! What differs between PV and PVH (how shared_info, the store ring and the
+//! grant-table frames are mapped, how events are delivered) is the
+//! backend's: `backend::xen_pvh` and `backend::xen_pv` call in here with
+//! their parts. Hypercalls are `hv::xen::ops`'.
+
+pub mod console;
+pub mod events;
+pub mod grant;
+pub mod time;
+pub mod xenstore;
+
+use crate::backend::ShutdownReason;
+use hv::xen::bindings::*;
+use hv::xen::hypercall::XenError;
+use hv::xen::ops;
+use pure::boot::bootinfo::BootInfo;
+
+/// The shutdown op of both Xen backends: `SCHEDOP_shutdown` with the
+/// reason the toolstack acts on.
+pub extern "C" fn shutdown(reason: u64) {
+    let reason = match ShutdownReason::decode(reason) {
+        ShutdownReason::PowerOff | ShutdownReason::Exit(crate::ktest::EXIT_PASSED) => {
+            SHUTDOWN_poweroff
+        }
+        ShutdownReason::Reboot => SHUTDOWN_reboot,
+        ShutdownReason::Crash | ShutdownReason::Exit(_) => SHUTDOWN_crash,
+    };
+    // Returns only if Xen refused; the caller halts the vCPU then.
+    if let Err(error) = ops::sched_shutdown(reason) {
+        crate::console::emergency_write_fmt(format_args!("xen: shutdown refused: {error}\n"));
+    }
+}
+
+/// Completes an empty memory map from the one Xen keeps for this domain
+/// (`XENMEM_memory_map`): a PVH dom0's start info has none.
+pub fn fill_memory_map(boot: &mut BootInfo<'_>) {
+    if !boot.memory.is_empty() {
+        return;
+    }
+    let mut entries = [hv::xen::E820Entry::default(); 64];
+    match ops::memory_map(&mut entries) {
+        Ok(count) => {
+            for entry in &entries[..count] {
+                let (addr, size, kind) = (entry.addr, entry.size, entry.type_);
+                let kind = pure::boot::bootinfo::e820_kind(kind);
+                if let Err(error) = boot.memory.add_firmware(addr, size, kind) {
+                    log::error!("xen: memory map: {error}; entry dropped");
+                }
+            }
+            log::info!("xen: memory map from XENMEM_memory_map, {count} entries");
+        }
+        Err(error) => log::error!("xen: XENMEM_memory_map failed: {error}"),
+    }
+}
+
+/// The parts of the bus start-up that differ between PV and PVH.
+pub struct GuestParts {
+    /// The xenstore ring (virtual address, 0 if none) and its port.
+    pub store: fn() -> Result<(u64, u32), XenError>,
+    /// Maps `frames` grant-table frames; returns the first entry.
+    pub map_grant_frames: fn(u32) -> Result<*mut grant_entry_v1, grant::GrantError>,
+}
+
+/// Once events run: console input, xenstore with the watch that lets `xl
+/// shutdown` and `xl reboot` reach the kernel, and grant tables (a domU);
+/// console input only for dom0, which starts before xenstored.
+pub fn start_bus(parts: &GuestParts) {
+    console::start_input();
+    if let Some((seconds, _)) = time::wallclock() {
+        log::info!("xen: wallclock {}", pure::time::civil::from_unix(seconds));
+    }
+    if console::is_dom0() {
+        return;
+    }
+    match (parts.store)() {
+        Ok((ring, port)) if ring != 0 => xenstore::start(ring, port),
+        Ok(_) => log::warn!("xen: no xenstore page"),
+        Err(error) => log::error!("xen: xenstore: {error}"),
+    }
+    if let Err(error) = grant::init(parts.map_grant_frames) {
+        log::error!("xen: no grant table: {error:?}");
+    }
+}
+
+mod tests {
+    use super::*;
+    use crate::kassert;
+    use crate::ktest::{ktest, TestResult};
+
+    #[ktest]
+    fn wallclock_is_plausible_where_xen_gives_it() -> TestResult {
+        match time::wallclock() {
+            Some((seconds, nanoseconds)) => {
+                // After 2020-01-01 and before 2200.
+                kassert!(
+                    (1_577_836_800..7_258_118_400).contains(&seconds),
+                    "wallclock {seconds}"
+                );
+                kassert!(nanoseconds < 1_000_000_000);
+            }
+            None => kassert!(!events::running(), "events run but no wallclock"),
+        }
+        Ok(())
+    }
+}
