@@ -101,8 +101,9 @@ pub enum InterruptSource {
     Legacy { line: u8 },
     /// The single MSI message of `device` (multiple message enable stays
     /// 0). The kernel picks a vector and returns the address/data pair the
-    /// driver writes into the capability; under Xen PV the kernel maps a
-    /// pirq for `device` instead, hence the address.
+    /// driver writes into the capability. The device's address is there
+    /// for platforms that route MSIs per device (a Xen PV dom0 maps a pirq
+    /// for it); the kernel refuses MSI where it has no local APIC.
     Msi { device: PciAddress },
     /// Entry `table_entry` of `device`'s MSI-X table; as for MSI, the
     /// kernel returns the message to write into that entry.

@@ -198,6 +198,11 @@ run_guest() {
         say "guest $name xl shutdown failed or timed out after $stimeout s: $(tr '\n' ' ' < "/tmp/shutdown-$name.log")"
         xl destroy "$name" >/dev/null 2>&1 || say "guest $name xl destroy failed"
         how=forced
+    else
+        # `xl shutdown -w` returns once the guest has shut down; the
+        # toolstack then tears its devices down (a vif's hotplug script)
+        # before the domain leaves the list.
+        wait_gone "$name" 10 "go away after xl shutdown" || how=forced
     fi
     if xl domid "$name" >/dev/null 2>&1; then
         # Still listed (e.g. on_poweroff="preserve"): destroy it.

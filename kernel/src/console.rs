@@ -77,6 +77,8 @@ pub fn uart_write(bytes: &[u8]) {
 static INPUT: Mutex<alloc::collections::VecDeque<u8>> =
     Mutex::new(alloc::collections::VecDeque::new());
 static INPUT_READY: spin::Once<crate::sched::sync::Event> = spin::Once::new();
+/// Unread input kept, in bytes (a buffer size, not a page).
+const INPUT_LIMIT: usize = 4096;
 
 /// A byte typed on the console, if one is waiting.
 pub fn read_byte() -> Option<u8> {
@@ -104,7 +106,7 @@ pub fn wait_input(poll_ns: u64) {
 pub fn push_input(bytes: &[u8]) {
     {
         let mut input = INPUT.lock();
-        let room = 4096usize.saturating_sub(input.len());
+        let room = INPUT_LIMIT.saturating_sub(input.len());
         input.extend(bytes.iter().take(room));
     }
     if let Some(ready) = INPUT_READY.get() {
@@ -124,7 +126,7 @@ fn uart_interrupt(_frame: &mut crate::arch::traps::TrapFrame) {
         if let Some(uart) = uart.as_mut() {
             let mut input = INPUT.lock();
             while let Ok(byte) = uart.try_receive_byte() {
-                if input.len() < 4096 {
+                if input.len() < INPUT_LIMIT {
                     input.push_back(byte);
                 }
             }
@@ -136,27 +138,28 @@ fn uart_interrupt(_frame: &mut crate::arch::traps::TrapFrame) {
     crate::vmops::ops::eoi();
 }
 
+/// ISA IRQ of COM1.
+const COM1_IRQ: u8 = 4;
+
 /// Switches console input from polling to COM1's receive interrupt, routed
 /// through the I/O APIC the MADT names. Call once threads run.
 pub fn enable_input_interrupt() {
     if UART.lock().is_none() {
         return;
     }
-    let Some((address, gsi_base, gsi)) = crate::arch::acpi::ioapic_for_com1() else {
-        log::info!("console: no I/O APIC in the MADT; polling the UART");
-        return;
-    };
-    if !crate::arch::ioapic::init(address, gsi_base) {
-        log::warn!("console: nothing answers at the I/O APIC's address; polling the UART");
+    if !crate::arch::ioapic::present() {
+        log::info!("console: no I/O APIC; polling the UART");
         return;
     }
     INPUT_READY.call_once(|| crate::sched::sync::Event::new(false, false));
     crate::arch::traps::set_handler(crate::arch::traps::VECTOR_COM1, uart_interrupt);
-    let apic_id = crate::arch::apic::id();
-    if let Err(error) = crate::arch::ioapic::route(gsi, crate::arch::traps::VECTOR_COM1, apic_id) {
-        log::warn!("console: {error}; polling the UART");
-        return;
-    }
+    let gsi = match crate::arch::acpi::route_isa_irq(COM1_IRQ, crate::arch::traps::VECTOR_COM1) {
+        Ok(gsi) => gsi,
+        Err(error) => {
+            log::warn!("console: {error}; polling the UART");
+            return;
+        }
+    };
     if let Some(uart) = UART.lock().as_mut() {
         uart.enable_interrupts(uart_16550::spec::registers::IER::DATA_READY);
     }

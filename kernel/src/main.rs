@@ -1,9 +1,14 @@
 //! The sanos kernel.
 //!
-//! Start-up order (each step may log; the console works from the first):
-//! console -> boot information -> command line -> CPU tables (GDT, TSS, IDT)
-//! -> time -> memory (frames, page tables, heap) -> interrupts (LAPIC timer)
-//! -> banner -> kernel tests or the appliance.
+//! Start-up order (`boot::kernel_entry`; each step may log, the console
+//! works from the first): the Xen PV backend if entered as a PV guest ->
+//! console -> CPU tables (the backend's: GDT, TSS, IDT natively) -> boot
+//! information -> command line -> backend selection and patching -> time
+//! -> memory (frames, page tables, heap) -> interrupts (the backend's:
+//! ACPI, I/O APIC and local APIC timer, or Xen events and time) -> threads
+//! -> the backend's late start (console input, the Xen bus) -> devices
+//! (PCI and Xen bus listed, drivers bound) -> banner -> kernel tests or
+//! the shell.
 //!
 //! The binary only means something for `x86_64-unknown-none`; built for the
 //! host (as `cargo test` at the workspace root does) it is a stub.
@@ -28,6 +33,8 @@ mod bench;
 mod boot;
 #[cfg(target_os = "none")]
 mod console;
+#[cfg(target_os = "none")]
+mod dev;
 #[cfg(target_os = "none")]
 mod ktest;
 #[cfg(target_os = "none")]

@@ -49,7 +49,7 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
     let vector = frame.vector as u8;
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     if (vector == VECTOR_PAGE_FAULT || vector == VECTOR_DOUBLE_FAULT)
-        && crate::mm::is_stack_guard(cr2)
+        && x86_64::VirtAddr::try_new(cr2).is_ok_and(crate::mm::is_stack_guard)
     {
         // A #PF on a guard page, or the #DF it becomes when the CPU cannot
         // push the #PF frame onto the exhausted stack.
@@ -144,7 +144,7 @@ fn backtrace_from(mut rbp: u64, first_index: usize) {
         if index >= MAX_FRAMES
             || rbp == 0
             || !rbp.is_multiple_of(8)
-            || !crate::mm::is_kernel_stack(rbp, 16)
+            || !x86_64::VirtAddr::try_new(rbp).is_ok_and(|rbp| crate::mm::is_kernel_stack(rbp, 16))
         {
             break;
         }

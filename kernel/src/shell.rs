@@ -13,7 +13,7 @@ const PROMPT: &str = "sanos> ";
 const POLL_NS: u64 = 20_000_000;
 const MAX_LINE: usize = 256;
 
-const COMMANDS: [(&str, &str); 7] = [
+const COMMANDS: [(&str, &str); 8] = [
     ("help", "list the commands"),
     (
         "threads",
@@ -22,6 +22,10 @@ const COMMANDS: [(&str, &str); 7] = [
     ("mem", "physical memory and frames"),
     ("uptime", "time since boot"),
     ("vmops", "platform, backend, patch mode and sites"),
+    (
+        "devices",
+        "PCI functions and Xen devices, and their drivers",
+    ),
     ("reboot", "restart the machine"),
     ("poweroff", "power the machine off"),
 ];
@@ -39,13 +43,14 @@ pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
             Ok(())
         }
         "threads" => threads(out),
+        "devices" => devices(out),
         "mem" => {
             let (free, total) = crate::mm::frames::counts();
             writeln!(
                 out,
                 "  frames: {free} free of {total} ({} MiB free of {} MiB)",
-                (free * 4096) >> 20,
-                (total * 4096) >> 20
+                (free as u64 * crate::mm::PAGE_SIZE) >> 20,
+                (total as u64 * crate::mm::PAGE_SIZE) >> 20
             )
         }
         "uptime" => {
@@ -78,6 +83,25 @@ pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
         ),
     };
     None
+}
+
+fn devices(out: &mut dyn Write) -> core::fmt::Result {
+    let Some(found) = crate::dev::found() else {
+        return writeln!(out, "  devices not probed yet");
+    };
+    for function in &found.pci {
+        writeln!(out, "  {function}")?;
+    }
+    for device in &found.xen {
+        writeln!(out, "  {device}")?;
+    }
+    for line in &found.bindings {
+        writeln!(out, "  {line}")?;
+    }
+    if found.bindings.is_empty() {
+        writeln!(out, "  no devices")?;
+    }
+    Ok(())
 }
 
 fn threads(out: &mut dyn Write) -> core::fmt::Result {
@@ -173,6 +197,11 @@ mod tests {
         kassert!(run_command("mem").0.contains("frames:"));
         kassert!(run_command("uptime").0.contains("up "));
         kassert!(run_command(" vmops ").0.contains("backend"));
+        let devices = run_command("devices").0;
+        kassert!(
+            devices.contains("no driver") || devices.contains("no devices"),
+            "devices: {devices}"
+        );
         kassert_eq!(run_command("").0, "");
         Ok(())
     }

@@ -4,7 +4,8 @@ use core::fmt;
 
 /// Bytes reserved at every call site. The unpatched site is a 6-byte
 /// `call [rip + table]`; 12 leaves room for the longest inline form a
-/// backend may want (Xen's event-mask store through GS is 9 bytes).
+/// backend may want (Xen PV's event-mask store and software-CR3 load are 8
+/// bytes each).
 pub const SITE_LEN: usize = 12;
 
 /// How arguments and clobbers work at an op's sites.

@@ -191,6 +191,9 @@ impl fmt::Display for XenDevice {
     }
 }
 
+/// The one node under `device/` that names no device class.
+pub const NOT_A_DEVICE_KIND: &str = "suspend";
+
 /// A decimal number with no sign, spaces or leading `+` (`str::parse`
 /// alone takes a `+`).
 fn parse_decimal<T: core::str::FromStr>(value: &str) -> Option<T> {
@@ -214,7 +217,12 @@ pub fn enumerate<X: XenBus + ?Sized>(
     };
     kinds.sort();
     let mut devices = Vec::new();
-    for kind in &kinds {
+    // `device/suspend/event-channel` is the suspend event channel
+    // (docs/misc/xenstore-paths.pandoc), not a device.
+    for kind in kinds
+        .iter()
+        .filter(|kind| kind.as_str() != NOT_A_DEVICE_KIND)
+    {
         let kind_path = format!("device/{kind}");
         let names = match xen.directory(&kind_path) {
             Ok(names) => names,
@@ -390,6 +398,16 @@ mod tests {
                 "device/vif/3/backend: malformed value \"\"",
             ]
         );
+    }
+
+    #[test]
+    fn the_suspend_event_channel_is_no_device() {
+        let xen = FakeXenBus::new();
+        vif(&xen, 0, "0", "1");
+        xen.set("device/suspend/event-channel", "5");
+        let devices = enumerate(&xen).unwrap();
+        assert_eq!(devices.len(), 1);
+        assert!(devices[0].is_ok());
     }
 
     #[test]

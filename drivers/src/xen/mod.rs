@@ -7,5 +7,7 @@
 pub mod bus;
 pub mod ring;
 
-pub use bus::{enumerate, read_state, write_state, XenDevice, XenbusError, XenbusState};
+pub use bus::{
+    enumerate, read_state, write_state, XenDevice, XenbusError, XenbusState, NOT_A_DEVICE_KIND,
+};
 pub use ring::{FrontRing, RingError, SringIndex, SringIndices, SringPage};

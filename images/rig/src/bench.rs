@@ -106,6 +106,7 @@ fn boot(paths: &Paths, accel: Accel, mode: &str) -> Result<BTreeMap<String, f64>
     let _ = fs::remove_file(&log);
     let launch = Launch {
         accel,
+        machine: crate::matrix::Machine::Pc,
         cpu: MATRIX
             .iter()
             .find(|c| c.accel == accel)

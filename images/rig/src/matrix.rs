@@ -25,6 +25,24 @@ impl Accel {
     }
 }
 
+/// QEMU's machine model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// `pc`: i440FX and PIIX3, PCI configuration through ports only.
+    Pc,
+    /// `q35`: Q35 and ICH9, PCI Express with an ECAM window (ACPI MCFG).
+    Q35,
+}
+
+impl Machine {
+    pub fn qemu_name(self) -> &'static str {
+        match self {
+            Machine::Pc => "pc",
+            Machine::Q35 => "q35",
+        }
+    }
+}
+
 /// How the kernel reaches the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Boot {
@@ -90,6 +108,7 @@ pub struct Expect {
 pub struct Config {
     pub name: &'static str,
     pub accel: Accel,
+    pub machine: Machine,
     /// `-cpu` value; `None` leaves QEMU's default model.
     pub cpu: Option<&'static str>,
     pub boot: Boot,
@@ -157,6 +176,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-tcg-pvh",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Pvh,
         cmdline: "test",
@@ -170,6 +190,37 @@ pub const MATRIX: &[Config] = &[
                 BANNER,
                 Pattern::Contains("vmops: platform=qemu-tcg backend=native mode=eager"),
                 Pattern::Contains("irq_disable"),
+                // The `pc` machine's PCI: ports, the i440FX host bridge, the
+                // PIIX3 ISA bridge (multi-function), every device listed.
+                Pattern::Contains("pci: configuration through ports 0xcf8/0xcfc"),
+                Pattern::Glob("*pci 00:00.0 8086:1237 class 0600 *"),
+                Pattern::Glob("*pci 00:01.0 8086:7000 class 0601 *"),
+                Pattern::Glob("*dev: pci 00:01.0: no driver*"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
+    Config {
+        name: "qemu-tcg-q35",
+        accel: Accel::Tcg,
+        machine: Machine::Q35,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "test",
+        fixture: None,
+        requires: None,
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status: STATUS_TESTS_PASSED,
+            closing_line: true,
+            lines: &[
+                BANNER,
+                // ECAM from the MCFG; the Q35 host bridge and ICH9's LPC
+                // bridge; the tests compare ECAM with the ports.
+                Pattern::Glob("*pci: ECAM at 0xb0000000, buses 0-*"),
+                Pattern::Glob("*pci 00:00.0 8086:29c0 class 0600 *"),
+                Pattern::Glob("*pci 00:1f.0 8086:2918 class 0601 *"),
+                Pattern::Glob("*ecam_and_ports_agree ... ok*"),
             ],
             forbidden: FORBIDDEN,
         },
@@ -177,6 +228,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-kvm-pvh",
         accel: Accel::Kvm,
+        machine: Machine::Pc,
         cpu: Some(KVM_CPU),
         boot: Boot::Pvh,
         cmdline: KVM_TEST,
@@ -197,6 +249,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "grub-iso",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Iso {
             file_name: "sanos-test.iso",
@@ -215,6 +268,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-tcg-badargs",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Pvh,
         cmdline: "test bogus=1 loglevel=loud",
@@ -237,6 +291,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-tcg-initrd",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Pvh,
         cmdline: "test",
@@ -255,6 +310,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-tcg-pvh-lazy",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Pvh,
         cmdline: "test vmops=lazy",
@@ -271,6 +327,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-tcg-pvh-off",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Pvh,
         cmdline: "test vmops=off",
@@ -287,6 +344,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-kvm-pvh-lazy",
         accel: Accel::Kvm,
+        machine: Machine::Pc,
         cpu: Some(KVM_CPU),
         boot: Boot::Pvh,
         cmdline: "test test.skip=fpu_state vmops=lazy",
@@ -303,6 +361,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-kvm-pvh-off",
         accel: Accel::Kvm,
+        machine: Machine::Pc,
         cpu: Some(KVM_CPU),
         boot: Boot::Pvh,
         cmdline: "test test.skip=fpu_state vmops=off",
@@ -321,6 +380,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-tcg-backend-refused",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Pvh,
         cmdline: "test vmops.backend=kvm",
@@ -345,6 +405,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "xen-pvh-dom0",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: None,
         boot: Boot::XenPvhDom0,
         cmdline: "test",
@@ -369,6 +430,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "xen-pv-dom0",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: None,
         boot: Boot::XenPvDom0,
         cmdline: "test",
@@ -392,6 +454,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "xen-pv-dom0-lazy",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: None,
         boot: Boot::XenPvDom0,
         cmdline: "test vmops=lazy",
@@ -414,6 +477,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "xen-pv-dom0-off",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: None,
         boot: Boot::XenPvDom0,
         cmdline: "test vmops=off",
@@ -439,6 +503,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "xen-pv-dom0-crash-stack",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: None,
         boot: Boot::XenPvDom0,
         cmdline: "test crash=stack-overflow",
@@ -463,6 +528,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-tcg-shell",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Pvh,
         cmdline: "",
@@ -498,6 +564,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "xen-pv-dom0-shell",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: None,
         boot: Boot::XenPvDom0,
         cmdline: "",
@@ -537,6 +604,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-tcg-crash-panic",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Pvh,
         cmdline: "test crash=panic",
@@ -558,6 +626,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-tcg-crash-stack",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Pvh,
         cmdline: "test crash=stack-overflow",
@@ -579,6 +648,7 @@ pub const MATRIX: &[Config] = &[
     Config {
         name: "qemu-tcg-crash-pagefault",
         accel: Accel::Tcg,
+        machine: Machine::Pc,
         cpu: Some("max"),
         boot: Boot::Pvh,
         cmdline: "test crash=page-fault",
@@ -624,6 +694,7 @@ mod tests {
             names,
             [
                 "qemu-tcg-pvh",
+                "qemu-tcg-q35",
                 "qemu-kvm-pvh",
                 "grub-iso",
                 "qemu-tcg-badargs",

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::matrix::{Accel, Boot, Config, Fixture};
+use crate::matrix::{Accel, Boot, Config, Fixture, Machine};
 
 /// The QEMU binary; `QEMU` in the environment overrides it (e.g. a build
 /// with debug logging) without touching the matrix.
@@ -78,6 +78,7 @@ pub enum Serial {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Launch {
     pub accel: Accel,
+    pub machine: Machine,
     pub cpu: Option<String>,
     pub media: Media,
     pub serial: Serial,
@@ -104,6 +105,7 @@ impl Launch {
         };
         Launch {
             accel: config.accel,
+            machine: config.machine,
             cpu: config.cpu.map(str::to_string),
             media,
             serial: if matches!(config.fixture, Some(Fixture::SerialInput { .. })) {
@@ -118,6 +120,7 @@ impl Launch {
     pub fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |parts: &[&str]| args.extend(parts.iter().map(OsString::from));
+        push(&["-machine", self.machine.qemu_name()]);
         push(&["-accel", self.accel.qemu_name()]);
         if let Some(cpu) = &self.cpu {
             push(&["-cpu", cpu]);
@@ -218,7 +221,7 @@ mod tests {
         assert_eq!(
             line("qemu-tcg-pvh"),
             format!(
-                "qemu-system-x86_64 -accel tcg -cpu max {COMMON} \
+                "qemu-system-x86_64 -machine pc -accel tcg -cpu max {COMMON} \
                  -serial file:build/rig/qemu-tcg-pvh.log -kernel build/sanos.elf -append test"
             )
         );
@@ -226,8 +229,9 @@ mod tests {
 
     #[test]
     fn kvm_uses_its_own_cpu_model() {
-        assert!(line("qemu-kvm-pvh")
-            .starts_with("qemu-system-x86_64 -accel kvm -cpu max,-arch-capabilities -m 128M"));
+        assert!(line("qemu-kvm-pvh").starts_with(
+            "qemu-system-x86_64 -machine pc -accel kvm -cpu max,-arch-capabilities -m 128M"
+        ));
     }
 
     #[test]
@@ -246,6 +250,7 @@ mod tests {
     #[test]
     fn interactive_launch_uses_the_terminal() {
         let launch = Launch {
+            machine: Machine::Pc,
             accel: Accel::Tcg,
             cpu: None,
             media: Media::Kernel {

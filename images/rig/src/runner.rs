@@ -295,6 +295,7 @@ pub fn run(args: &RunArgs) -> Result<Exit, String> {
     };
     let launch = Launch {
         accel,
+        machine: crate::matrix::Machine::Pc,
         cpu,
         media,
         serial: Serial::Terminal,

@@ -9,21 +9,21 @@ use pure::arch::acpi_tables::{self as acpi, AcpiError};
 /// PM1a control port in the low 16 bits, SLP_TYPa above; 0 = not found.
 static SOFT_OFF: AtomicU32 = AtomicU32::new(0);
 
-/// The I/O APIC the MADT names: (address, GSI base, GSI of ISA IRQ 4).
-static IOAPIC: spin::Once<(u64, u32, u32)> = spin::Once::new();
+/// The MADT, mapped for good, for interrupt routing.
+static MADT: spin::Once<&'static [u8]> = spin::Once::new();
 
 /// The first ECAM window of segment 0 the MCFG lists.
 static ECAM: spin::Once<acpi::EcamWindow> = spin::Once::new();
 
-/// ISA IRQ of COM1.
-const COM1_IRQ: u8 = 4;
-
 /// `len` bytes of physical memory at `phys`.
 fn bytes(phys: u64, len: usize) -> &'static [u8] {
+    // Firmware's word: bits above a physical address are dropped, as the
+    // page-table entry would drop them.
+    let phys = x86_64::PhysAddr::new_truncate(phys);
     let virt = crate::mm::map_phys(phys, len as u64, true);
     // SAFETY: map_phys just mapped `len` bytes at `virt`, for good (the
     // MMIO window is never unmapped); firmware tables are read-only to us.
-    unsafe { core::slice::from_raw_parts(virt as *const u8, len) }
+    unsafe { core::slice::from_raw_parts(virt.as_ptr::<u8>(), len) }
 }
 
 /// A whole table: its header first, for the length.
@@ -53,11 +53,8 @@ fn scan(rsdp: u64) -> Result<(u16, u16), AcpiError> {
                     .and_then(|(port, dsdt)| Ok((port, acpi::s5_sleep_type(sdt(dsdt, b"DSDT")?)?)));
             }
             b"APIC" => {
-                if let Some(found) = sdt(entry, b"APIC")
-                    .ok()
-                    .and_then(|madt| acpi::madt_ioapic(madt, COM1_IRQ))
-                {
-                    IOAPIC.call_once(|| found);
+                if let Ok(madt) = sdt(entry, b"APIC") {
+                    MADT.call_once(|| madt);
                 }
             }
             b"MCFG" => {
@@ -76,23 +73,49 @@ fn scan(rsdp: u64) -> Result<(u16, u16), AcpiError> {
 
 /// The ECAM window of PCI segment 0, if the firmware gives one (q35 does;
 /// the `pc` machine has configuration ports only).
-#[allow(dead_code)] // PCI configuration access uses it.
 pub fn ecam() -> Option<acpi::EcamWindow> {
     ECAM.get().copied()
 }
 
-/// The I/O APIC (address, GSI base) and the GSI COM1's IRQ arrives on.
-pub fn ioapic_for_com1() -> Option<(u64, u32, u32)> {
-    IOAPIC.get().copied()
+/// Routes ISA IRQ `irq` (edge, active high unless the MADT overrides it)
+/// to `vector` through the I/O APIC.
+pub fn route_isa_irq(irq: u8, vector: u8) -> Result<u32, &'static str> {
+    route(irq, vector, acpi::LineMode::ISA)
 }
 
-/// Looks for the soft-off method. Call once, after memory is up.
+/// Routes the interrupt line a PCI function's configuration names (in PC
+/// firmware, an ISA IRQ number; level, active low unless the MADT says
+/// otherwise, as QEMU's does for its PCI link IRQs) to `vector`.
+pub fn route_pci_line(line: u8, vector: u8) -> Result<u32, &'static str> {
+    route(line, vector, acpi::LineMode::PCI)
+}
+
+/// Routes `irq` of a bus with `default` lines; returns the GSI.
+fn route(irq: u8, vector: u8, default: acpi::LineMode) -> Result<u32, &'static str> {
+    let madt = MADT.get().ok_or("no MADT")?;
+    let (gsi, mode) = acpi::madt_route(madt, irq, default);
+    crate::arch::ioapic::route(gsi, vector, crate::arch::apic::id(), mode)?;
+    Ok(gsi)
+}
+
+/// Reads the firmware's tables (soft-off, the MADT, the MCFG) and brings
+/// up the I/O APIC the MADT names, every pin masked. Call once, after
+/// memory is up.
 pub fn init(rsdp: Option<u64>) {
     let Some(rsdp) = rsdp else {
         log::info!("acpi: no RSDP from the boot loader");
         return;
     };
-    match scan(rsdp) {
+    let soft_off = scan(rsdp);
+    match MADT.get().and_then(|madt| acpi::madt_ioapic(madt)) {
+        Some((address, gsi_base)) => {
+            if !crate::arch::ioapic::init(address, gsi_base) {
+                log::warn!("acpi: nothing answers at the I/O APIC's address {address:#x}");
+            }
+        }
+        None => log::info!("acpi: no I/O APIC in the MADT"),
+    }
+    match soft_off {
         Ok((port, sleep_type)) => {
             SOFT_OFF.store(
                 u32::from(port) | u32::from(sleep_type) << 16,

@@ -89,6 +89,22 @@ pub fn eoi() {
     write(REG_EOI, 0);
 }
 
+/// Whether the local APIC is enabled (an MSI can reach this CPU).
+pub fn enabled() -> bool {
+    MODE.load(Ordering::Relaxed) != MODE_NONE
+}
+
+/// Interrupt command register, low half (x2APIC: the whole ICR MSR).
+const REG_ICR_LOW: u32 = 0x300;
+/// ICR destination shorthand "self" (SDM Vol. 3A 11.6.1).
+const ICR_SELF: u32 = 1 << 18;
+
+/// Sends interrupt `vector` to this CPU (fixed delivery), as a device's
+/// message would arrive: for tests of vector dispatch.
+pub fn self_ipi(vector: u8) {
+    write(REG_ICR_LOW, ICR_SELF | u32::from(vector));
+}
+
 /// Remaps the 8259 PICs to vectors 0x20..0x2f (so a spurious IRQ cannot
 /// look like an exception) and masks every line.
 pub fn disable_legacy_pic() {
@@ -137,8 +153,9 @@ pub fn init() -> Result<(), ApicError> {
     } else {
         // SAFETY: setting EN keeps the APIC at its current base.
         unsafe { write_msr(IA32_APIC_BASE, base | APIC_BASE_ENABLE) };
-        let page = crate::mm::map_mmio(base & APIC_BASE_ADDRESS_MASK, 4096);
-        XAPIC_BASE.store(page, Ordering::Relaxed);
+        let phys = x86_64::PhysAddr::new(base & APIC_BASE_ADDRESS_MASK);
+        let page = crate::mm::map_mmio(phys, crate::mm::PAGE_SIZE);
+        XAPIC_BASE.store(page.as_u64(), Ordering::Relaxed);
         MODE.store(MODE_XAPIC, Ordering::Relaxed);
     }
     write(REG_TPR, 0);

@@ -132,6 +132,26 @@ pub unsafe fn outb(port: u16, value: u8) {
     unsafe { Port::<u8>::new(port).write(value) }
 }
 
+/// Reads a doubleword from an I/O port.
+///
+/// # Safety
+/// Reading `port` must have no side effect that breaks memory safety.
+#[inline]
+pub unsafe fn inl(port: u16) -> u32 {
+    // SAFETY: the caller vouches for the port.
+    unsafe { Port::<u32>::new(port).read() }
+}
+
+/// Writes a doubleword to an I/O port.
+///
+/// # Safety
+/// Writing `value` to `port` must not break memory safety.
+#[inline]
+pub unsafe fn outl(port: u16, value: u32) {
+    // SAFETY: the caller vouches for the port and value.
+    unsafe { Port::<u32>::new(port).write(value) }
+}
+
 /// The I/O port of QEMU's `isa-debug-exit` device (`iobase=0xf4`): a byte
 /// `v` written there ends QEMU with status `(v << 1) | 1`.
 const DEBUG_EXIT_PORT: u16 = 0xf4;
@@ -144,11 +164,11 @@ pub fn debug_exit(code: u8) -> ! {
     halt_forever()
 }
 
-/// The native shutdown: QEMU's `isa-debug-exit` for an exit status, the
-/// ACPI PM1a control ports QEMU's firmware sets up (0x604 on q35, 0xb004 on
-/// the i440fx "pc" machine; SLP_TYP 0 | SLP_EN) for power-off, the keyboard
-/// controller's reset line for reboot. Real hardware needs the FADT's port,
-/// which waits for an ACPI parser.
+/// The native shutdown: QEMU's `isa-debug-exit` for an exit status; for
+/// power-off the FADT's PM1a control port with `\_S5`'s sleep type
+/// (`arch::acpi`), else the ports QEMU's firmware sets up (0x604 on q35,
+/// 0xb004 on the i440fx "pc" machine; SLP_TYP 0 | SLP_EN); the keyboard
+/// controller's reset line for reboot.
 /// Returns if the machine did not go away (real hardware without those
 /// devices): the caller halts.
 pub fn native_shutdown(reason: ShutdownReason) {

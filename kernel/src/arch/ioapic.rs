@@ -1,7 +1,7 @@
 //! The I/O APIC (Intel 82093AA datasheet; ACPI MADT for its address):
 //! routes a device interrupt (a global system interrupt, GSI) to a vector
-//! on the boot CPU. Only what the console needs: every pin starts masked,
-//! and a pin is routed edge-triggered, active high, fixed delivery.
+//! on the boot CPU. Every pin starts masked; a pin is routed with the
+//! trigger mode and polarity its bus (or the MADT) gives, fixed delivery.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -38,7 +38,9 @@ fn read(register: u32) -> u32 {
 /// Maps the I/O APIC at `address` and masks every pin. False when nothing
 /// answers there.
 pub fn init(address: u64, gsi_base: u32) -> bool {
-    BASE.store(crate::mm::map_mmio(address, 0x20), Ordering::Relaxed);
+    // 0x20: the register window (IOREGSEL and IOWIN), not a page.
+    let base = crate::mm::map_mmio(x86_64::PhysAddr::new(address), 0x20);
+    BASE.store(base.as_u64(), Ordering::Relaxed);
     let version = read(REG_VERSION);
     if version == u32::MAX {
         BASE.store(0, Ordering::Relaxed);
@@ -55,8 +57,23 @@ pub fn init(address: u64, gsi_base: u32) -> bool {
     true
 }
 
-/// Routes `gsi` to `vector` on the boot CPU (APIC id `apic_id`).
-pub fn route(gsi: u32, vector: u8, apic_id: u32) -> Result<(), &'static str> {
+/// Redirection entry bits: polarity (1 = active low), trigger (1 = level).
+const ACTIVE_LOW: u32 = 1 << 13;
+const LEVEL: u32 = 1 << 15;
+
+/// Whether an I/O APIC answered at `init`.
+pub fn present() -> bool {
+    BASE.load(Ordering::Relaxed) != 0
+}
+
+/// Routes `gsi` to `vector` on the boot CPU (APIC id `apic_id`), with the
+/// line's trigger mode and polarity.
+pub fn route(
+    gsi: u32,
+    vector: u8,
+    apic_id: u32,
+    mode: pure::arch::acpi_tables::LineMode,
+) -> Result<(), &'static str> {
     if BASE.load(Ordering::Relaxed) == 0 {
         return Err("no I/O APIC");
     }
@@ -64,7 +81,14 @@ pub fn route(gsi: u32, vector: u8, apic_id: u32) -> Result<(), &'static str> {
         .checked_sub(GSI_BASE.load(Ordering::Relaxed))
         .filter(|&p| p < PINS.load(Ordering::Relaxed));
     let pin = pin.ok_or("GSI not on this I/O APIC")?;
+    let mut low = u32::from(vector);
+    if mode.level {
+        low |= LEVEL;
+    }
+    if mode.active_low {
+        low |= ACTIVE_LOW;
+    }
     write(REDIRECTION + 2 * pin + 1, apic_id << 24);
-    write(REDIRECTION + 2 * pin, u32::from(vector));
+    write(REDIRECTION + 2 * pin, low);
     Ok(())
 }

@@ -26,6 +26,8 @@ use pure::boot::cmdline::Options;
 use spin::Once;
 pub use vmops::BackendId;
 use vmops::{Backend, Mode};
+use x86_64::structures::paging::frame::PhysFrameRange;
+use x86_64::{PhysAddr, VirtAddr};
 
 /// How the kernel's page tables relate to the platform's.
 #[derive(Clone, Copy)]
@@ -39,19 +41,19 @@ pub enum Paging {
     Validated(&'static ValidatedPaging),
 }
 
-/// Page-table entries to store: (entry address, value).
-pub type EntryBatch<'a> = &'a [(u64, u64)];
+/// Page-table entries to store: (entry address, raw entry value).
+pub type EntryBatch<'a> = &'a [(VirtAddr, u64)];
 
 /// What `mm` needs from a platform that validates page tables.
 pub struct ValidatedPaging {
-    /// The frame numbers of the tables the hypervisor built.
-    pub bootstrap_tables: fn() -> core::ops::Range<u64>,
+    /// The frames of the tables the hypervisor built.
+    pub bootstrap_tables: fn() -> PhysFrameRange,
     /// Stores many entries (entry address, value) at once; on a refusal,
     /// the address of the first entry not stored.
-    pub set_ptes: fn(EntryBatch<'_>) -> Result<(), u64>,
+    pub set_ptes: fn(EntryBatch<'_>) -> Result<(), VirtAddr>,
     /// Whether a page of the kernel image maps a hypervisor page (left as
     /// it is when the image's protections are applied).
-    pub is_hypervisor_page: fn(u64) -> bool,
+    pub is_hypervisor_page: fn(VirtAddr) -> bool,
 }
 
 /// What a platform does at the points of start-up where platforms differ.
@@ -71,7 +73,7 @@ pub struct Hooks {
     pub fill_memory_map: fn(&mut BootInfo<'_>),
     /// A physical page outside RAM that the platform shares and the
     /// kernel's page tables must keep at its direct-map address.
-    pub shared_page: fn() -> Option<u64>,
+    pub shared_page: fn() -> Option<PhysAddr>,
     /// Once memory is up, before the scheduler: the interrupt controllers
     /// and timer (firmware tables, PIC, local APIC), or event channels and
     /// Xen time.

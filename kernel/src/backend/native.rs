@@ -107,7 +107,7 @@ pub(super) fn after_threads() {
 
 pub(super) fn nothing_to_fill(_boot: &mut BootInfo<'_>) {}
 
-pub(super) fn no_shared_page() -> Option<u64> {
+pub(super) fn no_shared_page() -> Option<x86_64::PhysAddr> {
     None
 }
 

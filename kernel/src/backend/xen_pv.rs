@@ -31,7 +31,8 @@
 use super::{native, BackendId, Hooks, Paging, ValidatedPaging};
 use crate::arch::layout::KERNEL_VMA;
 use crate::arch::traps;
-use crate::mm::xlate;
+use crate::mm::xlate::{self, MachineAddr};
+use crate::mm::PAGE_SIZE;
 use crate::xen::{self, console, events, grant, time};
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use hv::xen::bindings::*;
@@ -41,6 +42,9 @@ use hv::xen_pv::*;
 use pure::boot::bootinfo::{BootInfo, XenPvStart};
 use spin::Once;
 use vmops::{Backend, FnAddr, Op, OpImpl, OP_COUNT};
+use x86_64::structures::paging::frame::PhysFrameRange;
+use x86_64::structures::paging::PhysFrame;
+use x86_64::{PhysAddr, VirtAddr};
 
 /// The first `len` bytes of a thunk: its inline form.
 fn inline_form(thunk: unsafe extern "C" fn(), len: usize) -> &'static [u8] {
@@ -59,16 +63,17 @@ fn console_ring_address() -> u64 {
 
 /// Whether `virt` is one of the kernel-image pages that map Xen's pages
 /// (shared_info, the console ring) instead of the image's own frames.
-fn is_hypervisor_page(virt: u64) -> bool {
-    virt & !0xfff == shared_info_address() || virt & !0xfff == console_ring_address()
+fn is_hypervisor_page(virt: VirtAddr) -> bool {
+    let page = virt.align_down(PAGE_SIZE).as_u64();
+    page == shared_info_address() || page == console_ring_address()
 }
 
-/// Maps machine frame `machine` (page-aligned) at the kernel-image page
-/// `virt`, read-write, not executable.
+/// Maps the machine frame at `machine` (page-aligned) at the kernel-image
+/// page `virt`, read-write, not executable.
 ///
 /// # Safety
 /// `virt` must be a page of the image reserved for this mapping.
-unsafe fn map_at(virt: u64, machine: u64) -> Result<(), XenError> {
+unsafe fn map_at(virt: u64, machine: MachineAddr) -> Result<(), XenError> {
     let nx = if crate::arch::cpu::has_nx() {
         1 << 63
     } else {
@@ -76,7 +81,7 @@ unsafe fn map_at(virt: u64, machine: u64) -> Result<(), XenError> {
     };
     // SAFETY: the caller reserves the page; Xen checks that the frame may
     // be mapped by this domain.
-    unsafe { ops::update_va_mapping(virt, machine | 0b11 | nx, UVMF_INVLPG) }
+    unsafe { ops::update_va_mapping(virt, machine.as_u64() | 0b11 | nx, UVMF_INVLPG) }
 }
 
 fn event_mask() -> &'static AtomicU8 {
@@ -117,7 +122,7 @@ fn start_info() -> &'static start_info {
 extern "C" fn sanos_xen_pv_write_cr3(machine: u64) {
     // SAFETY: the vmops write_cr3 op's contract: `machine` is the root of
     // tables that map everything the kernel uses.
-    match unsafe { ops::mmuext_new_baseptr(machine >> 12) } {
+    match unsafe { ops::mmuext_new_baseptr(MachineAddr::new(machine).frame_number()) } {
         // SAFETY: the software copy read_cr3 returns; one aligned store.
         Ok(()) => unsafe { (&raw mut xen_pv_cr3).write_volatile(machine) },
         Err(error) => log::error!("xen-pv: new base {machine:#x} refused: {error}"),
@@ -142,6 +147,10 @@ extern "C" fn sanos_xen_pv_flush_tlb_all() {
 /// entry `entry` points at, through `HYPERVISOR_mmu_update`.
 #[unsafe(no_mangle)]
 extern "C" fn sanos_xen_pv_set_pte(entry: u64, value: u64) {
+    let Ok(entry) = VirtAddr::try_new(entry) else {
+        log::error!("xen-pv: {entry:#x} is no page-table entry of ours");
+        return;
+    };
     if let Err(failed) = set_ptes(&[(entry, value)]) {
         log::error!("xen-pv: entry {failed:#x} <- {value:#x} not stored");
     }
@@ -150,7 +159,7 @@ extern "C" fn sanos_xen_pv_set_pte(entry: u64, value: u64) {
 /// Stores many page-table entries (entry address, value) in one
 /// `HYPERVISOR_mmu_update` (at most 512: one leaf table). On a refusal,
 /// returns the address of the first entry Xen did not take.
-fn set_ptes(entries: &[(u64, u64)]) -> Result<(), u64> {
+fn set_ptes(entries: &[(VirtAddr, u64)]) -> Result<(), VirtAddr> {
     let mut requests = [mmu_update { ptr: 0, val: 0 }; 512];
     let count = entries.len().min(requests.len());
     for (request, &(entry, value)) in requests.iter_mut().zip(&entries[..count]) {
@@ -159,7 +168,7 @@ fn set_ptes(entries: &[(u64, u64)]) -> Result<(), u64> {
             return Err(entry);
         };
         *request = mmu_update {
-            ptr: machine | u64::from(MMU_NORMAL_PT_UPDATE),
+            ptr: machine.as_u64() | u64::from(MMU_NORMAL_PT_UPDATE),
             val: value,
         };
     }
@@ -272,28 +281,33 @@ fn early_fail(message: &str) -> ! {
 }
 
 /// The pseudo-physical frame of machine frame `mfn` (a start-info ring).
-fn mfn_to_pfn(mfn: u64) -> u64 {
-    xlate::machine_to_phys(mfn << 12) >> 12
+fn mfn_to_frame(mfn: u64) -> PhysFrame {
+    PhysFrame::containing_address(xlate::machine_to_phys(MachineAddr::from_frame_number(mfn)))
+}
+
+/// The bootstrap page tables' root (the first of them), physical.
+fn bootstrap_root(si: &start_info) -> PhysAddr {
+    PhysAddr::new(si.pt_base - KERNEL_VMA)
 }
 
 /// The P2M, and how far Xen's bootstrap mapping reaches (walked: the
 /// builder maps the image, its boot structures and some padding).
 fn install_translation(si: &start_info) {
     let p2m = si.mfn_list as *const u64;
-    let pt_end = si.pt_base - KERNEL_VMA + si.nr_pt_frames * 4096;
+    let root = bootstrap_root(si);
+    let pt_end = root + si.nr_pt_frames * PAGE_SIZE;
     // SAFETY: the P2M list lies in the bootstrap mapping and stays there.
     unsafe { xlate::set_xen_pv(p2m, si.nr_pages as usize, pt_end) };
-    let root = si.pt_base - KERNEL_VMA;
     let mut early_limit = pt_end;
-    while early_limit < si.nr_pages * 4096
+    while early_limit.as_u64() < si.nr_pages * PAGE_SIZE
         && early_limit < pt_end + (64 << 20)
-        && crate::mm::paging::maps(root, KERNEL_VMA + early_limit)
+        && crate::mm::paging::maps(root, xlate::bootstrap_map(early_limit))
     {
-        early_limit += 4096;
+        early_limit += PAGE_SIZE;
     }
     // SAFETY: as above, now with the measured extent.
     unsafe { xlate::set_xen_pv(p2m, si.nr_pages as usize, early_limit) };
-    let l4 = xlate::phys_to_machine(root).unwrap_or(0);
+    let l4 = xlate::phys_to_machine(root).map_or(0, MachineAddr::as_u64);
     // SAFETY: the software copy of the page-table base; one aligned store,
     // before anything reads it.
     unsafe { (&raw mut xen_pv_cr3).write_volatile(l4) };
@@ -311,7 +325,8 @@ fn install_console(si: &start_info) {
     let (mfn, port) = unsafe { (si.console.domU.mfn, si.console.domU.evtchn) };
     // SAFETY: the page is reserved for the ring; the frame is the
     // domain's own console frame.
-    let ring = match unsafe { map_at(console_ring_address(), mfn << 12) } {
+    let ring = match unsafe { map_at(console_ring_address(), MachineAddr::from_frame_number(mfn)) }
+    {
         Ok(()) => console_ring_address(),
         Err(_) => 0,
     };
@@ -375,7 +390,8 @@ pub fn early(info: u64, stack: u64) -> XenPvStart {
     install_console(si);
     // SAFETY: the page is reserved for shared_info; Xen checks that the
     // frame is this domain's shared_info.
-    if unsafe { map_at(shared_info_address(), si.shared_info) }.is_err() {
+    // The start info gives shared_info's machine address.
+    if unsafe { map_at(shared_info_address(), MachineAddr::new(si.shared_info)) }.is_err() {
         early_fail("sanos: cannot map Xen's shared_info page; stopping\n");
     }
     events::set_shared_info(shared_info_address());
@@ -391,11 +407,11 @@ pub fn early(info: u64, stack: u64) -> XenPvStart {
         pt_base: si.pt_base,
         nr_pt_frames: si.nr_pt_frames,
         mfn_list: si.mfn_list,
-        store_pfn: (!dom0 && si.store_mfn != 0).then(|| mfn_to_pfn(si.store_mfn)),
+        store_pfn: (!dom0 && si.store_mfn != 0).then(|| mfn_to_frame(si.store_mfn).pfn()),
         console_pfn: (!dom0).then(|| {
             // SAFETY: the union member a domU's start info holds (dom0's is
             // not read).
-            mfn_to_pfn(unsafe { si.console.domU.mfn })
+            mfn_to_frame(unsafe { si.console.domU.mfn }).pfn()
         }),
         stack,
         mod_start: si.mod_start,
@@ -405,10 +421,10 @@ pub fn early(info: u64, stack: u64) -> XenPvStart {
 }
 
 /// The pseudo-physical frames of the page tables the domain builder made.
-fn bootstrap_tables() -> core::ops::Range<u64> {
+fn bootstrap_tables() -> PhysFrameRange {
     let si = start_info();
-    let first = (si.pt_base - KERNEL_VMA) >> 12;
-    first..first + si.nr_pt_frames
+    let first = PhysFrame::containing_address(bootstrap_root(si));
+    PhysFrame::range(first, first + si.nr_pt_frames)
 }
 
 /// Once memory is up: events (the callback was registered at entry) and
@@ -430,8 +446,8 @@ fn store() -> Result<(u64, u32), XenError> {
     if si.store_mfn == 0 {
         return Ok((0, 0));
     }
-    let ring = xlate::phys_to_virt(mfn_to_pfn(si.store_mfn) << 12);
-    Ok((ring, si.store_evtchn))
+    let ring = xlate::phys_to_virt(mfn_to_frame(si.store_mfn).start_address());
+    Ok((ring.as_u64(), si.store_evtchn))
 }
 
 /// How many table frames a PV guest maps (more than one ever needed here).
@@ -443,20 +459,21 @@ fn map_grant_frames(frames: u32) -> Result<*mut grant_entry_v1, grant::GrantErro
     let frames = (frames as usize).min(MAX_GRANT_FRAMES);
     let mut list = [0 as xen_pfn_t; MAX_GRANT_FRAMES];
     ops::gnttab_setup_table(&mut list[..frames]).map_err(grant::GrantError::Table)?;
-    let mut first = 0;
+    let mut first = VirtAddr::zero();
     for (i, &mfn) in list[..frames].iter().enumerate() {
-        let virt = crate::mm::paging::map_machine_frame(mfn).map_err(|error| {
+        let frame = MachineAddr::from_frame_number(mfn);
+        let virt = crate::mm::paging::map_machine_frame(frame).map_err(|error| {
             log::error!("xen: grant frame {mfn:#x}: {error:?}");
             grant::GrantError::Unavailable
         })?;
         if i == 0 {
             first = virt;
-        } else if virt != first + i as u64 * 4096 {
+        } else if virt != first + i as u64 * PAGE_SIZE {
             log::error!("xen: grant frames not mapped contiguously");
             return Err(grant::GrantError::Unavailable);
         }
     }
-    Ok(first as *mut grant_entry_v1)
+    Ok(first.as_mut_ptr())
 }
 
 fn after_threads() {
@@ -535,7 +552,7 @@ mod tests {
             return crate::ktest::not_applicable("no memory for a stack");
         };
         let before = STACK_SWITCH_ERRORS.load(Ordering::Relaxed);
-        crate::vmops::ops::load_kernel_stack(stack.top());
+        crate::vmops::ops::load_kernel_stack(stack.top().as_u64());
         kassert_eq!(STACK_SWITCH_ERRORS.load(Ordering::Relaxed), before);
         Ok(())
     }

@@ -14,12 +14,14 @@
 use super::{native, BackendId, Hooks};
 use crate::arch::cpu;
 use crate::arch::layout::KERNEL_VMA;
+use crate::mm::{xlate, PAGE_SIZE};
 use crate::xen::{self, console, events, grant, time};
 use hv::platform::Platform;
 use hv::xen::bindings::*;
 use hv::xen::hypercall::{self, XenError};
 use hv::xen::ops;
 use vmops::{Backend, FnAddr, Op, OpImpl, OP_COUNT};
+use x86_64::PhysAddr;
 
 /// Why the backend could not start.
 #[derive(Debug)]
@@ -73,9 +75,9 @@ pub fn init(platform: Platform, start_flags: u32) -> Result<(), XenInitError> {
         Some((pfn, port)) => {
             // The boot page tables map the first 4 GiB at PHYS_MAP_BASE;
             // the kernel's own tables keep the page (`shared_page`).
-            let phys = pfn << 12;
+            let phys = pfn * PAGE_SIZE;
             let virt = if phys < crate::arch::layout::BOOT_PHYS_MAP_LIMIT {
-                crate::mm::xlate::phys_to_virt(phys)
+                xlate::phys_to_virt(PhysAddr::new(phys)).as_u64()
             } else {
                 0
             };
@@ -118,7 +120,8 @@ fn store() -> Result<(u64, u32), XenError> {
     if pfn == 0 {
         return Ok((0, port));
     }
-    Ok((crate::mm::map_phys(pfn << 12, 4096, true), port))
+    let ring = crate::mm::map_phys(PhysAddr::new(pfn * PAGE_SIZE), PAGE_SIZE, true);
+    Ok((ring.as_u64(), port))
 }
 
 /// The grant-table frames go into our physical space, reached by the
@@ -127,13 +130,13 @@ fn map_grant_frames(frames: u32) -> Result<*mut grant_entry_v1, grant::GrantErro
     let first =
         crate::mm::frames::alloc_contiguous(frames as usize).ok_or(grant::GrantError::Full)?;
     for i in 0..frames {
-        let gpfn = (first >> 12) + u64::from(i);
+        let gpfn = first.pfn() + u64::from(i);
         // SAFETY: the frames are fresh from the allocator: nothing else
         // refers to what Xen replaces with the grant table.
         unsafe { ops::add_to_physmap(XENMAPSPACE_grant_table, u64::from(i), gpfn) }
             .map_err(grant::GrantError::Xen)?;
     }
-    Ok(crate::mm::xlate::phys_to_virt(first) as *mut grant_entry_v1)
+    Ok(xlate::phys_to_virt(first.start_address()).as_mut_ptr())
 }
 
 /// Once threads run: shared_info, events through the callback vector,

@@ -21,6 +21,7 @@
 //! the raw instructions on purpose.
 
 use crate::arch::layout::{KERNEL_VMA, PHYS_MAP_BASE};
+use crate::mm::PAGE_SIZE;
 use hv::pvh::XEN_ELFNOTE_PHYS32_ENTRY;
 use hv::xen::bindings as xb;
 
@@ -206,17 +207,17 @@ core::arch::global_asm!(
     "mov edi, offset boot_pdpt_low - {kvma}",
     "mov eax, offset boot_pd - {kvma} + 3",
     "mov dword ptr [edi], eax",
-    "add eax, 0x1000",
+    "add eax, {page}",
     "mov dword ptr [edi + 8], eax",
-    "add eax, 0x1000",
+    "add eax, {page}",
     "mov dword ptr [edi + 16], eax",
-    "add eax, 0x1000",
+    "add eax, {page}",
     "mov dword ptr [edi + 24], eax",
     // High PDPT: entries 510 and 511 map physical 0..2 GiB at KERNEL_VMA.
     "mov edi, offset boot_pdpt_high - {kvma}",
     "mov eax, offset boot_pd - {kvma} + 3",
     "mov dword ptr [edi + 510 * 8], eax",
-    "add eax, 0x1000",
+    "add eax, {page}",
     "mov dword ptr [edi + 511 * 8], eax",
     // PML4: identity, the direct map, the kernel.
     "mov edi, offset boot_pml4 - {kvma}",
@@ -312,10 +313,10 @@ core::arch::global_asm!(
     // Guard pages stay unmapped in the kernel's page tables (mm::paging), so
     // running off either stack faults instead of corrupting what lies below.
     ".section .bss.boot, \"aw\", @nobits",
-    ".balign 4096",
+    ".balign {page}",
     ".global boot_stack_guard",
     "boot_stack_guard:",
-    ".skip 4096",
+    ".skip {page}",
     ".global boot_stack_bottom",
     "boot_stack_bottom:",
     ".skip {boot_stack_size}",
@@ -323,20 +324,20 @@ core::arch::global_asm!(
     "boot_stack_top:",
     ".global df_stack_guard",
     "df_stack_guard:",
-    ".skip 4096",
+    ".skip {page}",
     ".global df_stack_bottom",
     "df_stack_bottom:",
     ".skip {df_stack_size}",
     ".global df_stack_top",
     "df_stack_top:",
     "boot_pml4:",
-    ".skip 4096",
+    ".skip {page}",
     "boot_pdpt_low:",
-    ".skip 4096",
+    ".skip {page}",
     "boot_pdpt_high:",
-    ".skip 4096",
+    ".skip {page}",
     "boot_pd:",
-    ".skip 4 * 4096",
+    ".skip 4 * {page}",
     kvma = const KERNEL_VMA,
     physmap_slot = const (PHYS_MAP_BASE >> 39) & 0x1ff,
     mb2_magic = const MULTIBOOT2_HEADER_MAGIC,
@@ -359,6 +360,7 @@ core::arch::global_asm!(
     note_suspend_cancel = const xb::XEN_ELFNOTE_SUSPEND_CANCEL,
     note_supported_features = const xb::XEN_ELFNOTE_SUPPORTED_FEATURES,
     feat_dom0 = const xb::XENFEAT_dom0,
+    page = const PAGE_SIZE,
     boot_stack_size = const BOOT_STACK_SIZE,
     df_stack_size = const DF_STACK_SIZE,
     kernel_entry = sym crate::kernel_entry,

@@ -65,6 +65,7 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entr
     sched::init();
     cpu::irq_enable();
     (hooks.after_threads)();
+    crate::dev::probe();
 
     match boot.initrd() {
         Some(initrd) => log::info!(
@@ -147,7 +148,8 @@ fn crash(kind: CrashKind) -> ! {
         }
         CrashKind::PageFault => {
             // The top of the MMIO window is never mapped.
-            let address = crate::arch::layout::MMIO_BASE + crate::arch::layout::MMIO_SIZE - 4096;
+            let address = crate::arch::layout::MMIO_BASE + crate::arch::layout::MMIO_SIZE
+                - crate::mm::PAGE_SIZE;
             // SAFETY: not safe by design: the write faults, and the fault
             // handler stops the kernel before anything else runs.
             unsafe { (address as *mut u64).write_volatile(0xdead) };

@@ -7,8 +7,9 @@
 
 use super::xlate;
 use super::MmError;
+use super::PAGE_SIZE;
 use pure::mm::frame_bitmap::{storage_words, FrameBitmap};
-use pure::mm::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
+use pure::mm::memmap::{MemoryMap, RegionKind};
 use spin::Mutex;
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
@@ -27,7 +28,7 @@ pub(super) fn init(map: &mut MemoryMap) -> Result<(), MmError> {
     let words = storage_words(highest);
     let bytes = ((words * 8) as u64).next_multiple_of(PAGE_SIZE);
     let place = map
-        .find_free(bytes, PAGE_SIZE, xlate::early_limit())
+        .find_free(bytes, PAGE_SIZE, xlate::early_limit().as_u64())
         .ok_or(MmError::NoRoomForFrameBitmap { bytes })?;
     crate::boot::collect::reserve(
         map,
@@ -41,8 +42,12 @@ pub(super) fn init(map: &mut MemoryMap) -> Result<(), MmError> {
     // reaches it there for good (the boot direct map, which the kernel's
     // tables keep, or Xen PV's bootstrap mapping, which stays), 8-byte
     // aligned.
-    let storage =
-        unsafe { core::slice::from_raw_parts_mut(xlate::phys_to_virt(place) as *mut u64, words) };
+    let storage = unsafe {
+        core::slice::from_raw_parts_mut(
+            xlate::phys_to_virt(PhysAddr::new(place)).as_mut_ptr(),
+            words,
+        )
+    };
     let mut bitmap = FrameBitmap::new(storage, highest).map_err(MmError::FrameBitmap)?;
     for (start, end) in map.usable_frames() {
         bitmap.add_free_range(start.max(FIRST_FRAME), end.max(FIRST_FRAME));
@@ -61,23 +66,29 @@ fn with<R>(f: impl FnOnce(&mut FrameBitmap<'static>) -> R) -> Option<R> {
     FRAMES.lock().as_mut().map(f)
 }
 
+/// The frame at `addr`, which the bitmap handed out (page-aligned, below
+/// the end of RAM).
+fn frame(addr: u64) -> PhysFrame {
+    PhysFrame::containing_address(PhysAddr::new(addr))
+}
+
 /// One free frame, anywhere.
 pub fn alloc() -> Option<PhysFrame> {
-    with(|frames| frames.alloc())
-        .flatten()
-        .map(|addr| PhysFrame::containing_address(PhysAddr::new(addr)))
+    with(|frames| frames.alloc()).flatten().map(frame)
 }
 
 /// One free frame that ends at or below `limit`.
-pub fn alloc_below(limit: u64) -> Option<PhysFrame> {
-    with(|frames| frames.alloc_below(limit))
+pub fn alloc_below(limit: PhysAddr) -> Option<PhysFrame> {
+    with(|frames| frames.alloc_below(limit.as_u64()))
         .flatten()
-        .map(|addr| PhysFrame::containing_address(PhysAddr::new(addr)))
+        .map(frame)
 }
 
-/// `count` physically contiguous free frames; returns the first address.
-pub fn alloc_contiguous(count: usize) -> Option<u64> {
-    with(|frames| frames.alloc_contiguous(count, 1)).flatten()
+/// `count` physically contiguous free frames; returns the first.
+pub fn alloc_contiguous(count: usize) -> Option<PhysFrame> {
+    with(|frames| frames.alloc_contiguous(count, 1))
+        .flatten()
+        .map(frame)
 }
 
 /// Returns a frame. Freeing a frame twice is logged and ignored.
@@ -126,7 +137,7 @@ mod tests {
 
     #[ktest]
     fn frames_below_a_limit_and_contiguous() -> TestResult {
-        let low = alloc_below(16 << 20);
+        let low = alloc_below(PhysAddr::new(16 << 20));
         kassert!(low.is_some_and(|f| f.start_address().as_u64() + PAGE_SIZE <= 16 << 20));
         if let Some(low) = low {
             free(low);
@@ -134,13 +145,13 @@ mod tests {
         let run = alloc_contiguous(16);
         kassert!(run.is_some(), "no 16-frame run");
         if let Some(run) = run {
-            for i in 0..16 {
-                let addr = run + i * PAGE_SIZE;
+            for frame in PhysFrame::range(run, run + 16) {
+                let addr = frame.start_address().as_u64();
                 kassert!(
                     !with(|f| f.is_free(addr)).unwrap_or(true),
                     "frame {addr:#x} still free"
                 );
-                free(PhysFrame::containing_address(PhysAddr::new(addr)));
+                free(frame);
             }
         }
         Ok(())

@@ -14,12 +14,10 @@
 //! `mm::init` has switched to the kernel's page tables (the direct map then
 //! covers all of RAM).
 
-use super::frames;
+use super::{frames, xlate, PAGE_SIZE};
 use crate::arch::cpu;
-use crate::arch::layout::PHYS_MAP_BASE;
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, Ordering};
-use pure::mm::memmap::PAGE_SIZE;
 use talc::base::binning::Binning;
 use talc::base::Talc;
 use talc::source::Source;
@@ -38,11 +36,12 @@ unsafe impl Source for FrameSource {
         // Room for the request, its alignment, and Talc's bookkeeping.
         let wanted = layout.size() + layout.align() + 4 * talc::base::CHUNK_UNIT + 256;
         let bytes = wanted.max(GROW_MIN).next_multiple_of(PAGE_SIZE as usize);
-        let phys = frames::alloc_contiguous(bytes / PAGE_SIZE as usize).ok_or(())?;
+        let first = frames::alloc_contiguous(bytes / PAGE_SIZE as usize).ok_or(())?;
+        let base = xlate::direct_map(first.start_address());
         // SAFETY: the frames were just taken from the allocator, so this
         // memory is ours alone; the direct map covers all RAM once paging
         // is up, which is before the first allocation.
-        let claimed = unsafe { talc.claim((PHYS_MAP_BASE + phys) as *mut u8, bytes) };
+        let claimed = unsafe { talc.claim(base.as_mut_ptr(), bytes) };
         claimed.map(|_| ()).ok_or(())
     }
 }
@@ -104,6 +103,7 @@ static HEAP: talc::TalcLock<IrqSpinlock, FrameSource> = talc::TalcLock::new(Fram
 
 mod tests {
     use crate::ktest::{ktest, TestResult};
+    use crate::mm::PAGE_SIZE;
     use crate::{kassert, kassert_eq};
     use alloc::boxed::Box;
     use alloc::vec::Vec;
@@ -132,12 +132,14 @@ mod tests {
 
     #[ktest]
     fn heap_respects_alignment() -> TestResult {
+        const SIZE: usize = PAGE_SIZE as usize;
+        // `repr(align)` takes a literal only: PAGE_SIZE.
         #[repr(align(4096))]
-        struct Page([u8; 4096]);
-        let pages: Vec<Box<Page>> = (0..4).map(|_| Box::new(Page([7; 4096]))).collect();
+        struct Page([u8; SIZE]);
+        let pages: Vec<Box<Page>> = (0..4).map(|_| Box::new(Page([7; SIZE]))).collect();
         for page in &pages {
-            kassert_eq!(page.as_ref() as *const Page as usize % 4096, 0);
-            kassert_eq!(page.0[4095], 7);
+            kassert_eq!(page.as_ref() as *const Page as usize % SIZE, 0);
+            kassert_eq!(page.0[SIZE - 1], 7);
         }
         Ok(())
     }

@@ -23,18 +23,21 @@
 //! addresses ([`xlate`]), and a new table page is made read-only in every
 //! mapping of it before it is linked in.
 
-use super::frames;
-use super::xlate::{self, phys_to_virt};
-use super::MmError;
+use super::xlate::{self, direct_map, phys_to_virt, MachineAddr};
+use super::{frames, MmError, PAGE_SIZE};
 use crate::arch::cpu;
 use crate::arch::layout::*;
 use crate::backend::{Paging, ValidatedPaging};
 use crate::boot::entry::{BOOT_STACK_SIZE, DF_STACK_SIZE};
 use crate::vmops::ops;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use pure::mm::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
+use pure::mm::memmap::{MemoryMap, RegionKind};
 use spin::Mutex;
+use x86_64::structures::paging::page::PageRange;
+use x86_64::structures::paging::page_table::PageTableLevel;
 pub use x86_64::structures::paging::PageTableFlags as Flags;
+use x86_64::structures::paging::{Page, PageSize, PageTableIndex, PhysFrame, Size2MiB};
+use x86_64::{PhysAddr, VirtAddr};
 
 /// The kernel's tables, by the physical address of their root (PML4).
 static KERNEL_PAGE_TABLE: Mutex<Option<Tables>> = Mutex::new(None);
@@ -56,13 +59,46 @@ unsafe extern "C" {
     static df_stack_bottom: u8;
 }
 
-fn addr(symbol: *const u8) -> u64 {
-    symbol as u64
+fn addr(symbol: *const u8) -> VirtAddr {
+    VirtAddr::from_ptr(symbol)
+}
+
+/// Where the kernel image is linked; it is loaded at its link address less
+/// this.
+const IMAGE_BASE: VirtAddr = VirtAddr::new(KERNEL_VMA);
+
+/// The physical address of an address in the kernel image.
+fn image_phys(virt: VirtAddr) -> PhysAddr {
+    PhysAddr::new(virt - IMAGE_BASE)
 }
 
 /// Address bits of an entry (bits 12..51).
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
-const SIZE_2M: u64 = 2 << 20;
+const SIZE_2M: u64 = Size2MiB::SIZE;
+
+/// New tables may come from any frame.
+const ANYWHERE: PhysAddr = PhysAddr::new_truncate(u64::MAX);
+
+/// The levels of a walk, root first.
+const LEVELS: [PageTableLevel; 4] = [
+    PageTableLevel::Four,
+    PageTableLevel::Three,
+    PageTableLevel::Two,
+    PageTableLevel::One,
+];
+
+/// The 4 KiB pages of `[start, end)`.
+fn pages(start: VirtAddr, end: VirtAddr) -> PageRange {
+    Page::range(
+        Page::containing_address(start),
+        Page::containing_address(end.align_up(PAGE_SIZE)),
+    )
+}
+
+/// The direct map's page for `frame`.
+fn direct_page(frame: PhysFrame) -> Page {
+    Page::containing_address(direct_map(frame.start_address()))
+}
 
 /// Adds NO_EXECUTE when the CPU supports it (it is a reserved bit
 /// otherwise).
@@ -93,20 +129,20 @@ const TABLE_FLAGS: Flags = Flags::PRESENT.union(Flags::WRITABLE);
 pub enum MapError {
     OutOfFrames,
     /// The page is mapped already.
-    Present(u64),
+    Present(VirtAddr),
     /// A large page covers the address.
-    LargePage(u64),
-    /// The platform refused the entry (Xen PV validation).
-    Refused(u64),
+    LargePage(VirtAddr),
+    /// The platform refused the entry at this address (Xen PV validation).
+    Refused(VirtAddr),
     /// No machine frame for this physical address (beyond the P2M).
-    NoMachineFrame(u64),
+    NoMachineFrame(PhysAddr),
     /// Nothing maps the address.
-    NotMapped(u64),
+    NotMapped(VirtAddr),
 }
 
 /// The entry at `index` of the table at physical `table`.
-fn entry_ptr(table: u64, index: usize) -> *mut u64 {
-    (phys_to_virt(table) + index as u64 * 8) as *mut u64
+fn entry_ptr(table: PhysAddr, index: PageTableIndex) -> *mut u64 {
+    (phys_to_virt(table) + u64::from(index) * 8).as_mut_ptr()
 }
 
 fn read_entry(entry: *mut u64) -> u64 {
@@ -127,22 +163,21 @@ fn write_entry(entry: *mut u64, value: u64) -> Result<(), MapError> {
     if (read_entry(entry) ^ value) & CHECKED_BITS == 0 {
         Ok(())
     } else {
-        Err(MapError::Refused(entry as u64))
+        Err(MapError::Refused(VirtAddr::from_ptr(entry)))
     }
 }
 
-/// The pseudo-physical frame an entry points at.
-fn entry_phys(entry: u64) -> u64 {
-    xlate::machine_to_phys(entry & ADDR_MASK)
+/// The pseudo-physical frame an entry points at (entries hold machine
+/// addresses: this is where they are translated back).
+fn entry_phys(entry: u64) -> PhysAddr {
+    xlate::machine_to_phys(MachineAddr::new(entry & ADDR_MASK))
 }
 
-fn make_entry(phys: u64, flags: Flags) -> Result<u64, MapError> {
+/// An entry mapping pseudo-physical `phys` (translated to the machine
+/// address the entry holds).
+fn make_entry(phys: PhysAddr, flags: Flags) -> Result<u64, MapError> {
     let machine = xlate::phys_to_machine(phys).ok_or(MapError::NoMachineFrame(phys))?;
-    Ok(machine & ADDR_MASK | flags.bits())
-}
-
-fn index(virt: u64, level: u32) -> usize {
-    ((virt >> (12 + 9 * (level - 1))) & 0x1ff) as usize
+    Ok(machine.as_u64() & ADDR_MASK | flags.bits())
 }
 
 /// Page-table pages allocated before the direct map covered them (Xen
@@ -152,17 +187,17 @@ static EARLY_TABLES: Mutex<[u64; EARLY_TABLE_WORDS]> = Mutex::new([0; EARLY_TABL
 /// huge initrd, still takes its first tables from below it).
 const EARLY_TABLE_WORDS: usize = 1024;
 /// The frames `EARLY_TABLES` covers.
-const EARLY_TABLE_LIMIT: u64 = EARLY_TABLE_WORDS as u64 * 64 * PAGE_SIZE;
+const EARLY_TABLE_LIMIT: PhysAddr = PhysAddr::new(EARLY_TABLE_WORDS as u64 * 64 * PAGE_SIZE);
 
-fn early_table_mark(phys: u64) {
-    let frame = (phys >> 12) as usize;
+fn early_table_mark(frame: PhysFrame) {
+    let frame = frame.pfn() as usize;
     if let Some(word) = EARLY_TABLES.lock().get_mut(frame / 64) {
         *word |= 1 << (frame % 64);
     }
 }
 
-fn is_early_table(phys: u64) -> bool {
-    let frame = (phys >> 12) as usize;
+fn is_early_table(frame: PhysFrame) -> bool {
+    let frame = frame.pfn() as usize;
     EARLY_TABLES
         .lock()
         .get(frame / 64)
@@ -171,45 +206,50 @@ fn is_early_table(phys: u64) -> bool {
 
 /// A four-level page-table tree.
 struct Tables {
-    root: u64,
+    root: PhysAddr,
     /// Below this, new table pages must be reachable before the direct map
     /// (natively the boot tables' 4 GiB; under PV the bootstrap mapping).
-    table_limit: u64,
+    table_limit: PhysAddr,
 }
 
 impl Tables {
     /// A zeroed page for a new table, made read-only wherever it is mapped
     /// when the platform demands it (Xen PV), ready to be linked in.
-    fn new_table(&mut self) -> Result<u64, MapError> {
-        let phys = frames::alloc_below(self.table_limit)
-            .ok_or(MapError::OutOfFrames)?
-            .start_address()
-            .as_u64();
+    fn new_table(&mut self) -> Result<PhysAddr, MapError> {
+        let frame = frames::alloc_below(self.table_limit).ok_or(MapError::OutOfFrames)?;
+        let phys = frame.start_address();
         // SAFETY: the frame is fresh from the allocator (nobody else refers
         // to it) and `phys_to_virt` reaches it writable: it is no table yet.
-        unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_SIZE as usize) };
+        unsafe {
+            core::ptr::write_bytes(phys_to_virt(phys).as_mut_ptr::<u8>(), 0, PAGE_SIZE as usize)
+        };
         if validated() {
-            early_table_mark(phys);
+            early_table_mark(frame);
             // Its aliases: Xen's bootstrap mapping (low memory only) and
             // the direct map.
-            let early = (phys < xlate::early_limit()).then_some(KERNEL_VMA + phys);
-            for alias in [early, Some(PHYS_MAP_BASE + phys)].into_iter().flatten() {
+            let early = (phys < xlate::early_limit()).then(|| xlate::bootstrap_map(phys));
+            for alias in [early, Some(direct_map(phys))].into_iter().flatten() {
                 if let Some(leaf) = self.leaf(alias) {
                     let value = read_entry(leaf);
                     write_entry(leaf, value & !Flags::WRITABLE.bits())?;
-                    ops::flush_tlb_page(alias);
+                    ops::flush_tlb_page(alias.as_u64());
                 }
             }
         }
         Ok(phys)
     }
 
-    /// The entry for `virt` at `level` (1 = the 4 KiB leaf, 2 = a 2 MiB
-    /// leaf), creating the tables above it when `create`.
-    fn entry(&mut self, virt: u64, level: u32, create: bool) -> Result<*mut u64, MapError> {
+    /// The entry for `virt` at `level` (`One`: the 4 KiB leaf, `Two`: a
+    /// 2 MiB leaf), creating the tables above it when `create`.
+    fn entry(
+        &mut self,
+        virt: VirtAddr,
+        level: PageTableLevel,
+        create: bool,
+    ) -> Result<*mut u64, MapError> {
         let mut table = self.root;
-        for current in (level + 1..=4).rev() {
-            let entry = entry_ptr(table, index(virt, current));
+        for current in LEVELS.into_iter().filter(|&current| current > level) {
+            let entry = entry_ptr(table, virt.page_table_index(current));
             let value = read_entry(entry);
             if value & Flags::PRESENT.bits() == 0 {
                 if !create {
@@ -224,19 +264,19 @@ impl Tables {
                 table = entry_phys(value);
             }
         }
-        Ok(entry_ptr(table, index(virt, level)))
+        Ok(entry_ptr(table, virt.page_table_index(level)))
     }
 
     /// The present leaf entry mapping `virt` (4 KiB or larger), if any.
-    fn leaf(&self, virt: u64) -> Option<*mut u64> {
+    fn leaf(&self, virt: VirtAddr) -> Option<*mut u64> {
         let mut table = self.root;
-        for level in (1..=4).rev() {
-            let entry = entry_ptr(table, index(virt, level));
+        for level in LEVELS {
+            let entry = entry_ptr(table, virt.page_table_index(level));
             let value = read_entry(entry);
             if value & Flags::PRESENT.bits() == 0 {
                 return None;
             }
-            if level == 1 || value & Flags::HUGE_PAGE.bits() != 0 {
+            if level == PageTableLevel::One || value & Flags::HUGE_PAGE.bits() != 0 {
                 return Some(entry);
             }
             table = entry_phys(value);
@@ -245,62 +285,80 @@ impl Tables {
     }
 
     /// Physical address and flags of the page mapping `virt`.
-    fn translate(&self, virt: u64) -> Option<(u64, Flags)> {
+    fn translate(&self, virt: VirtAddr) -> Option<(PhysAddr, Flags)> {
         let mut table = self.root;
-        for level in (1..=4).rev() {
-            let value = read_entry(entry_ptr(table, index(virt, level)));
+        for level in LEVELS {
+            let value = read_entry(entry_ptr(table, virt.page_table_index(level)));
             if value & Flags::PRESENT.bits() == 0 {
                 return None;
             }
-            if level == 1 || value & Flags::HUGE_PAGE.bits() != 0 {
-                let size = 1u64 << (12 + 9 * (level - 1));
-                let base = entry_phys(value) & !(size - 1);
-                return Some((base + (virt & (size - 1)), Flags::from_bits_truncate(value)));
+            if level == PageTableLevel::One || value & Flags::HUGE_PAGE.bits() != 0 {
+                let size = level.entry_address_space_alignment();
+                let base = entry_phys(value).align_down(size);
+                return Some((
+                    base + (virt.as_u64() & (size - 1)),
+                    Flags::from_bits_truncate(value),
+                ));
             }
             table = entry_phys(value);
         }
         None
     }
 
-    /// Maps the 4 KiB page at `virt` to `phys`.
-    fn map(&mut self, virt: u64, phys: u64, flags: Flags) -> Result<(), MapError> {
-        let entry = self.entry(virt, 1, true)?;
-        if read_entry(entry) & Flags::PRESENT.bits() != 0 {
-            return Err(MapError::Present(virt));
-        }
-        write_entry(entry, make_entry(phys, flags | Flags::PRESENT)?)
-    }
-
-    /// Maps the 2 MiB page at `virt` to `phys` (native only).
-    fn map_2m(&mut self, virt: u64, phys: u64, flags: Flags) -> Result<(), MapError> {
-        let entry = self.entry(virt, 2, true)?;
+    /// Maps the 4 KiB `page` to `frame`.
+    fn map(&mut self, page: Page, frame: PhysFrame, flags: Flags) -> Result<(), MapError> {
+        let virt = page.start_address();
+        let entry = self.entry(virt, PageTableLevel::One, true)?;
         if read_entry(entry) & Flags::PRESENT.bits() != 0 {
             return Err(MapError::Present(virt));
         }
         write_entry(
             entry,
-            make_entry(phys, flags | Flags::PRESENT | Flags::HUGE_PAGE)?,
+            make_entry(frame.start_address(), flags | Flags::PRESENT)?,
         )
     }
 
-    /// Unmaps the 4 KiB page at `virt`; returns the frame it mapped.
-    fn unmap(&mut self, virt: u64) -> Option<u64> {
-        let entry = self.entry(virt, 1, false).ok()?;
+    /// Maps the 2 MiB `page` to `frame` (native only).
+    fn map_2m(
+        &mut self,
+        page: Page<Size2MiB>,
+        frame: PhysFrame<Size2MiB>,
+        flags: Flags,
+    ) -> Result<(), MapError> {
+        let virt = page.start_address();
+        let entry = self.entry(virt, PageTableLevel::Two, true)?;
+        if read_entry(entry) & Flags::PRESENT.bits() != 0 {
+            return Err(MapError::Present(virt));
+        }
+        write_entry(
+            entry,
+            make_entry(
+                frame.start_address(),
+                flags | Flags::PRESENT | Flags::HUGE_PAGE,
+            )?,
+        )
+    }
+
+    /// Unmaps the 4 KiB `page`; returns the frame it mapped.
+    fn unmap(&mut self, page: Page) -> Option<PhysFrame> {
+        let virt = page.start_address();
+        let entry = self.entry(virt, PageTableLevel::One, false).ok()?;
         let value = read_entry(entry);
         if value & Flags::PRESENT.bits() == 0 {
             return None;
         }
         write_entry(entry, 0).ok()?;
-        ops::flush_tlb_page(virt);
-        Some(entry_phys(value))
+        ops::flush_tlb_page(virt.as_u64());
+        Some(PhysFrame::containing_address(entry_phys(value)))
     }
 
-    /// Gives the 4 KiB page at `virt` new flags, keeping its frame.
-    fn protect(&mut self, virt: u64, flags: Flags) -> Result<(), MapError> {
-        let entry = self.entry(virt, 1, false)?;
+    /// Gives the 4 KiB `page` new flags, keeping its frame.
+    fn protect(&mut self, page: Page, flags: Flags) -> Result<(), MapError> {
+        let virt = page.start_address();
+        let entry = self.entry(virt, PageTableLevel::One, false)?;
         let value = read_entry(entry);
         write_entry(entry, value & ADDR_MASK | (flags | Flags::PRESENT).bits())?;
-        ops::flush_tlb_page(virt);
+        ops::flush_tlb_page(virt.as_u64());
         Ok(())
     }
 }
@@ -309,10 +367,10 @@ impl Tables {
 /// because it is kernel text or rodata: always, except in `vmops=lazy`
 /// mode, whose patcher writes text through that alias at run time (eager
 /// patching is over before these tables exist).
-fn is_protected_image_frame(phys: u64) -> bool {
+fn is_protected_image_frame(phys: PhysAddr) -> bool {
     let lazy = crate::backend::chosen().is_none_or(|c| c.mode == vmops::Mode::Lazy);
-    let start = addr(&raw const __text_start) - KERNEL_VMA;
-    let end = addr(&raw const __rodata_end) - KERNEL_VMA;
+    let start = image_phys(addr(&raw const __text_start));
+    let end = image_phys(addr(&raw const __rodata_end));
     !lazy && (start..end).contains(&phys)
 }
 
@@ -322,7 +380,7 @@ fn is_ram(kind: RegionKind) -> bool {
 }
 
 /// The kernel image's sections and their protections.
-fn kernel_sections() -> [(u64, u64, Flags); 3] {
+fn kernel_sections() -> [(VirtAddr, VirtAddr, Flags); 3] {
     [
         (
             addr(&raw const __text_start),
@@ -342,10 +400,10 @@ fn kernel_sections() -> [(u64, u64, Flags); 3] {
     ]
 }
 
-fn stack_guards() -> [u64; 2] {
+fn stack_guards() -> [Page; 2] {
     [
-        addr(&raw const boot_stack_guard),
-        addr(&raw const df_stack_guard),
+        Page::containing_address(addr(&raw const boot_stack_guard)),
+        Page::containing_address(addr(&raw const df_stack_guard)),
     ]
 }
 
@@ -359,7 +417,7 @@ fn validated() -> bool {
     matches!(paging(), Paging::Validated(_))
 }
 
-pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError> {
+pub(super) fn init(map: &MemoryMap, shared_pages: &[PhysAddr]) -> Result<(), MmError> {
     if let Paging::Validated(platform) = paging() {
         return init_validated(map, platform);
     }
@@ -367,8 +425,8 @@ pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError>
     cpu::enable_global_pages();
     GLOBAL_ENABLED.store(true, Ordering::Relaxed);
     let mut tables = Tables {
-        root: 0,
-        table_limit: BOOT_PHYS_MAP_LIMIT,
+        root: PhysAddr::zero(),
+        table_limit: PhysAddr::new(BOOT_PHYS_MAP_LIMIT),
     };
     tables.root = tables.new_table().map_err(|_| MmError::OutOfFrames)?;
     let failed = |error: MapError| MmError::Map(error);
@@ -376,22 +434,24 @@ pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError>
     // The direct map.
     let direct_flags = no_exec(Flags::WRITABLE | global());
     let image_flags = no_exec(global());
-    let image = kernel_sections()[0].0 - KERNEL_VMA..kernel_sections()[1].1 - KERNEL_VMA;
+    let image = image_phys(kernel_sections()[0].0)..image_phys(kernel_sections()[1].1);
     let mut direct_bytes = 0u64;
     for region in map.regions().iter().filter(|r| is_ram(r.kind)) {
+        // In u64: a region may end at MAX_PHYS, one past any PhysAddr.
         let mut phys = region.start & !(SIZE_2M - 1);
         while phys < region.end {
-            let chunk = phys..phys + SIZE_2M;
-            if chunk.start < image.end && image.start < chunk.end {
+            let chunk = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(phys));
+            if phys < image.end.as_u64() && image.start.as_u64() < phys + SIZE_2M {
                 // The kernel's text and rodata lie here: 4 KiB pages, so
                 // their alias can be read-only.
-                for page in chunk.step_by(PAGE_SIZE as usize) {
-                    let flags = if is_protected_image_frame(page) {
+                let first = PhysFrame::containing_address(chunk.start_address());
+                for frame in PhysFrame::range(first, first + SIZE_2M / PAGE_SIZE) {
+                    let flags = if is_protected_image_frame(frame.start_address()) {
                         image_flags
                     } else {
                         direct_flags
                     };
-                    match tables.map(PHYS_MAP_BASE + page, page, flags) {
+                    match tables.map(direct_page(frame), frame, flags) {
                         Ok(()) => direct_bytes += PAGE_SIZE,
                         Err(MapError::Present(_)) => {}
                         Err(error) => return Err(failed(error)),
@@ -401,7 +461,8 @@ pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError>
                 continue;
             }
             // Two regions may share a 2 MiB page, hence the mapped case.
-            match tables.map_2m(PHYS_MAP_BASE + phys, phys, direct_flags) {
+            let page = Page::containing_address(direct_map(chunk.start_address()));
+            match tables.map_2m(page, chunk, direct_flags) {
                 Ok(()) => direct_bytes += SIZE_2M,
                 Err(MapError::Present(_)) => {}
                 Err(error) => return Err(failed(error)),
@@ -413,7 +474,8 @@ pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError>
     // Pages the platform shares with the kernel outside RAM, 4 KiB each
     // (inside a RAM 2 MiB page they are mapped already).
     for &phys in shared_pages {
-        match tables.map(PHYS_MAP_BASE + phys, phys, direct_flags) {
+        let frame = PhysFrame::containing_address(phys);
+        match tables.map(direct_page(frame), frame, direct_flags) {
             Ok(()) | Err(MapError::LargePage(_)) | Err(MapError::Present(_)) => {}
             Err(error) => return Err(failed(error)),
         }
@@ -421,9 +483,10 @@ pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError>
 
     // The kernel image, section by section.
     for (start, end, flags) in kernel_sections() {
-        for virt in (start..end).step_by(PAGE_SIZE as usize) {
-            if !stack_guards().contains(&virt) {
-                tables.map(virt, virt - KERNEL_VMA, flags).map_err(failed)?;
+        for page in pages(start, end) {
+            if !stack_guards().contains(&page) {
+                let frame = PhysFrame::containing_address(image_phys(page.start_address()));
+                tables.map(page, frame, flags).map_err(failed)?;
             }
         }
     }
@@ -432,8 +495,8 @@ pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError>
     // on: its image (code, data, the boot stack we run on), the direct map
     // (heap, frame bitmap, boot structures). The identity map goes away,
     // and nothing refers to low addresses any more.
-    unsafe { ops::write_cr3(tables.root) };
-    tables.table_limit = u64::MAX;
+    unsafe { ops::write_cr3(tables.root.as_u64()) };
+    tables.table_limit = ANYWHERE;
     let root = tables.root;
     *KERNEL_PAGE_TABLE.lock() = Some(tables);
     log::info!(
@@ -454,13 +517,14 @@ pub(super) fn init(map: &MemoryMap, shared_pages: &[u64]) -> Result<(), MmError>
 fn init_validated(map: &MemoryMap, platform: &ValidatedPaging) -> Result<(), MmError> {
     // Xen runs PV guests with EFER.NXE set where the CPU has NX.
     NX_ENABLED.store(cpu::has_nx(), Ordering::Relaxed);
-    let root = xlate::machine_to_phys(ops::read_cr3() & ADDR_MASK);
+    // CR3 holds the root's machine address.
+    let root = xlate::machine_to_phys(MachineAddr::new(ops::read_cr3() & ADDR_MASK));
     let mut tables = Tables {
         root,
         table_limit: xlate::early_limit().min(EARLY_TABLE_LIMIT),
     };
     for frame in (platform.bootstrap_tables)() {
-        early_table_mark(frame * PAGE_SIZE);
+        early_table_mark(frame);
     }
     let failed = |error: MapError| MmError::Map(error);
     let rw = no_exec(Flags::PRESENT | Flags::WRITABLE);
@@ -471,7 +535,7 @@ fn init_validated(map: &MemoryMap, platform: &ValidatedPaging) -> Result<(), MmE
     // from anywhere below it (`table_limit` follows the mapped end). One
     // leaf table (2 MiB) at a time, its entries in one mmu_update.
     let mut covered = 0u64;
-    let mut batch = [(0u64, 0u64); 512];
+    let mut batch = [(VirtAddr::zero(), 0u64); 512];
     for region in map.regions().iter().filter(|r| is_ram(r.kind)) {
         let mut phys = region.start;
         while phys < region.end {
@@ -480,7 +544,7 @@ fn init_validated(map: &MemoryMap, platform: &ValidatedPaging) -> Result<(), MmE
             // Creates the tables above the leaf (which may take frames of
             // this very chunk: they are marked, and mapped read-only).
             let first = tables
-                .entry(PHYS_MAP_BASE + phys, 1, true)
+                .entry(direct_map(PhysAddr::new(phys)), PageTableLevel::One, true)
                 .map_err(failed)?;
             let mut count = 0;
             for (i, page) in (phys..chunk_end).step_by(PAGE_SIZE as usize).enumerate() {
@@ -490,37 +554,43 @@ fn init_validated(map: &MemoryMap, platform: &ValidatedPaging) -> Result<(), MmE
                 if read_entry(entry) & Flags::PRESENT.bits() != 0 {
                     continue;
                 }
-                let flags = if is_early_table(page) || is_protected_image_frame(page) {
-                    ro
-                } else {
-                    rw
-                };
-                batch[count] = (entry as u64, make_entry(page, flags).map_err(failed)?);
+                let frame = PhysFrame::containing_address(PhysAddr::new(page));
+                let flags =
+                    if is_early_table(frame) || is_protected_image_frame(frame.start_address()) {
+                        ro
+                    } else {
+                        rw
+                    };
+                batch[count] = (
+                    VirtAddr::from_ptr(entry),
+                    make_entry(frame.start_address(), flags).map_err(failed)?,
+                );
                 count += 1;
             }
             (platform.set_ptes)(&batch[..count])
-                .map_err(|error| failed(MapError::Refused(error)))?;
+                .map_err(|entry| failed(MapError::Refused(entry)))?;
             direct_bytes += count as u64 * PAGE_SIZE;
             if phys == covered {
                 covered = chunk_end;
-                xlate::set_direct_limit(covered & !(SIZE_2M - 1));
-                tables.table_limit = covered.max(xlate::early_limit().min(EARLY_TABLE_LIMIT));
+                xlate::set_direct_limit(PhysAddr::new(covered & !(SIZE_2M - 1)));
+                tables.table_limit =
+                    PhysAddr::new(covered).max(xlate::early_limit().min(EARLY_TABLE_LIMIT));
             }
             phys = chunk_end;
         }
     }
-    xlate::set_direct_limit(covered);
-    tables.table_limit = u64::MAX;
+    xlate::set_direct_limit(PhysAddr::new(covered));
+    tables.table_limit = ANYWHERE;
 
     // W^X for the image Xen mapped read-write-execute, and the guards.
     for (start, end, flags) in kernel_sections() {
-        for virt in (start..end).step_by(PAGE_SIZE as usize) {
-            if stack_guards().contains(&virt) {
-                tables.unmap(virt);
-            } else if (platform.is_hypervisor_page)(virt) {
+        for page in pages(start, end) {
+            if stack_guards().contains(&page) {
+                tables.unmap(page);
+            } else if (platform.is_hypervisor_page)(page.start_address()) {
                 // Maps Xen's page, not the image; stays as it is.
             } else {
-                tables.protect(virt, flags).map_err(failed)?;
+                tables.protect(page, flags).map_err(failed)?;
             }
         }
     }
@@ -538,25 +608,27 @@ fn init_validated(map: &MemoryMap, platform: &ValidatedPaging) -> Result<(), MmE
 ///
 /// Panics if memory is not up or the MMIO window is exhausted: both are
 /// kernel bugs, not conditions a driver can handle.
-pub fn map_mmio(phys: u64, size: u64) -> u64 {
+pub fn map_mmio(phys: PhysAddr, size: u64) -> VirtAddr {
     map_phys(phys, size, false)
 }
 
 /// Maps `size` bytes at physical `phys` in the MMIO window, cached
 /// (write-back) or not, and returns the virtual address of `phys`: for
 /// memory outside the direct map, such as pages a hypervisor shares.
-pub fn map_phys(phys: u64, size: u64, cached: bool) -> u64 {
+pub fn map_phys(phys: PhysAddr, size: u64, cached: bool) -> VirtAddr {
     assert!(
         !validated(),
         "map_phys where the hypervisor validates page tables (Xen PV): device memory has no pseudo-physical address"
     );
-    let first = phys & !(PAGE_SIZE - 1);
-    let bytes = (phys + size - first).next_multiple_of(PAGE_SIZE);
+    let first = PhysFrame::containing_address(phys);
+    let offset = phys - first.start_address();
+    let bytes = (offset + size).next_multiple_of(PAGE_SIZE);
     let base = NEXT_MMIO.fetch_add(bytes, Ordering::Relaxed);
     assert!(
         base + bytes <= MMIO_BASE + MMIO_SIZE,
         "MMIO window exhausted"
     );
+    let base = VirtAddr::new(base);
     let caching = if cached {
         Flags::empty()
     } else {
@@ -565,24 +637,23 @@ pub fn map_phys(phys: u64, size: u64, cached: bool) -> u64 {
     let flags = no_exec(Flags::WRITABLE | global() | caching);
     let mut guard = KERNEL_PAGE_TABLE.lock();
     let tables = guard.as_mut().expect("map_phys before mm::init");
-    for offset in (0..bytes).step_by(PAGE_SIZE as usize) {
-        tables
-            .map(base + offset, first + offset, flags)
-            .expect("MMIO mapping");
+    let frames = PhysFrame::range(first, first + bytes / PAGE_SIZE);
+    for (frame, page) in frames.zip(pages(base, base + bytes)) {
+        tables.map(page, frame, flags).expect("MMIO mapping");
     }
-    base + (phys - first)
+    base + offset
 }
 
-/// Maps machine frame `mfn` (a page Xen shares, such as a grant-table
-/// frame) at a fresh address of the MMIO window, cached; Xen PV only,
-/// where such frames have no pseudo-physical address.
-pub fn map_machine_frame(mfn: u64) -> Result<u64, MapError> {
-    let virt = NEXT_MMIO.fetch_add(PAGE_SIZE, Ordering::Relaxed);
+/// Maps the machine frame at `frame` (a page Xen shares, such as a
+/// grant-table frame) at a fresh address of the MMIO window, cached; Xen PV
+/// only, where such frames have no pseudo-physical address.
+pub fn map_machine_frame(frame: MachineAddr) -> Result<VirtAddr, MapError> {
+    let virt = VirtAddr::new(NEXT_MMIO.fetch_add(PAGE_SIZE, Ordering::Relaxed));
     let mut guard = KERNEL_PAGE_TABLE.lock();
     let tables = guard.as_mut().ok_or(MapError::OutOfFrames)?;
-    let entry = tables.entry(virt, 1, true)?;
+    let entry = tables.entry(virt, PageTableLevel::One, true)?;
     let flags = no_exec(Flags::PRESENT | Flags::WRITABLE);
-    write_entry(entry, (mfn << 12) & ADDR_MASK | flags.bits())?;
+    write_entry(entry, frame.as_u64() & ADDR_MASK | flags.bits())?;
     Ok(virt)
 }
 
@@ -590,8 +661,8 @@ pub fn map_machine_frame(mfn: u64) -> Result<u64, MapError> {
 /// pages are unmapped and their frames freed when it is dropped (the
 /// virtual range is not reused: the area is 512 GiB).
 pub struct KernelStack {
-    bottom: u64,
-    top: u64,
+    bottom: VirtAddr,
+    top: VirtAddr,
 }
 
 impl KernelStack {
@@ -604,16 +675,19 @@ impl KernelStack {
             return None;
         }
         let stack = KernelStack {
-            bottom: guard + PAGE_SIZE,
-            top: guard + span,
+            bottom: VirtAddr::new(guard + PAGE_SIZE),
+            top: VirtAddr::new(guard + span),
         };
         let flags = no_exec(Flags::WRITABLE | global());
         let mut table = KERNEL_PAGE_TABLE.lock();
         let tables = table.as_mut()?;
-        for virt in (stack.bottom..stack.top).step_by(PAGE_SIZE as usize) {
+        for page in self::pages(stack.bottom, stack.top) {
             let frame = frames::alloc()?;
-            if let Err(error) = tables.map(virt, frame.start_address().as_u64(), flags) {
-                log::error!("mm: kernel stack page {virt:#x}: {error:?}");
+            if let Err(error) = tables.map(page, frame, flags) {
+                log::error!(
+                    "mm: kernel stack page {:#x}: {error:?}",
+                    page.start_address()
+                );
                 frames::free(frame);
                 drop(table);
                 return None; // `stack` drops: what was mapped is freed.
@@ -623,12 +697,12 @@ impl KernelStack {
     }
 
     /// The initial stack pointer (one past the highest byte).
-    pub fn top(&self) -> u64 {
+    pub fn top(&self) -> VirtAddr {
         self.top
     }
 
     /// The lowest usable byte; the guard page lies just below.
-    pub fn bottom(&self) -> u64 {
+    pub fn bottom(&self) -> VirtAddr {
         self.bottom
     }
 }
@@ -637,48 +711,46 @@ impl Drop for KernelStack {
     fn drop(&mut self) {
         let mut table = KERNEL_PAGE_TABLE.lock();
         let Some(tables) = table.as_mut() else { return };
-        for virt in (self.bottom..self.top).step_by(PAGE_SIZE as usize) {
-            if let Some(phys) = tables.unmap(virt) {
-                frames::free(x86_64::structures::paging::PhysFrame::containing_address(
-                    x86_64::PhysAddr::new(phys),
-                ));
+        for page in pages(self.bottom, self.top) {
+            if let Some(frame) = tables.unmap(page) {
+                frames::free(frame);
             }
         }
     }
 }
 
 /// Whether `address` lies in a stack guard page.
-pub fn is_stack_guard(address: u64) -> bool {
-    let in_page = |page: u64| (page..page + PAGE_SIZE).contains(&address);
-    if in_page(addr(&raw const boot_stack_guard)) || in_page(addr(&raw const df_stack_guard)) {
+pub fn is_stack_guard(address: VirtAddr) -> bool {
+    if stack_guards().contains(&Page::containing_address(address)) {
         return true;
     }
     // In the stack area, everything below the bump pointer that is not
     // mapped is a guard page (or a freed stack).
-    (KSTACK_BASE..NEXT_STACK.load(Ordering::Relaxed)).contains(&address)
+    (KSTACK_BASE..NEXT_STACK.load(Ordering::Relaxed)).contains(&address.as_u64())
         && is_mapped(address) == Some(false)
 }
 
 /// Whether `[address, address + len)` lies in a kernel stack that is mapped;
 /// `false` when that cannot be known without waiting for a lock.
-pub fn is_kernel_stack(address: u64, len: u64) -> bool {
-    let Some(end) = address.checked_add(len) else {
+pub fn is_kernel_stack(address: VirtAddr, len: u64) -> bool {
+    let Some(end) = address.as_u64().checked_add(len) else {
         return false;
     };
-    let within = |bottom: u64, size: usize| address >= bottom && end <= bottom + size as u64;
+    let within =
+        |bottom: VirtAddr, size: usize| address >= bottom && end <= bottom.as_u64() + size as u64;
     if within(addr(&raw const boot_stack_bottom), BOOT_STACK_SIZE)
         || within(addr(&raw const df_stack_bottom), DF_STACK_SIZE)
     {
         return true;
     }
-    (KSTACK_BASE..NEXT_STACK.load(Ordering::Relaxed)).contains(&address)
+    (KSTACK_BASE..NEXT_STACK.load(Ordering::Relaxed)).contains(&address.as_u64())
         && is_mapped(address) == Some(true)
-        && is_mapped(end - 1) == Some(true)
+        && VirtAddr::try_new(end - 1).is_ok_and(|last| is_mapped(last) == Some(true))
 }
 
 /// The flags of the page that maps `address`, or `None` when it is not
 /// mapped.
-pub fn flags_of(address: u64) -> Option<Flags> {
+pub fn flags_of(address: VirtAddr) -> Option<Flags> {
     KERNEL_PAGE_TABLE
         .lock()
         .as_ref()?
@@ -687,17 +759,17 @@ pub fn flags_of(address: u64) -> Option<Flags> {
 }
 
 /// The leaf entry that maps `address` (for tests of the `set_pte` op).
-pub fn leaf_entry(address: u64) -> Option<*mut u64> {
+pub fn leaf_entry(address: VirtAddr) -> Option<*mut u64> {
     KERNEL_PAGE_TABLE.lock().as_ref()?.leaf(address)
 }
 
 /// Whether the tables rooted at physical `root` map `virt` (reached
 /// through `xlate::phys_to_virt`: before the direct map, the boot or
 /// bootstrap mapping).
-pub fn maps(root: u64, virt: u64) -> bool {
+pub fn maps(root: PhysAddr, virt: VirtAddr) -> bool {
     Tables {
         root,
-        table_limit: 0,
+        table_limit: PhysAddr::zero(),
     }
     .translate(virt)
     .is_some()
@@ -705,7 +777,7 @@ pub fn maps(root: u64, virt: u64) -> bool {
 
 /// Whether `address` is mapped in the kernel's tables; `None` if the table
 /// lock is held (the caller may be a fault path that interrupted its holder).
-fn is_mapped(address: u64) -> Option<bool> {
+fn is_mapped(address: VirtAddr) -> Option<bool> {
     let guard = KERNEL_PAGE_TABLE.try_lock()?;
     Some(guard.as_ref()?.translate(address).is_some())
 }
@@ -721,7 +793,9 @@ mod tests {
     #[ktest]
     fn kernel_image_is_w_xor_x() -> TestResult {
         let nx = NX_ENABLED.load(Ordering::Relaxed);
-        let text = flags_of(kernel_image_is_w_xor_x as fn() -> TestResult as usize as u64);
+        let text = flags_of(VirtAddr::from_ptr(
+            kernel_image_is_w_xor_x as fn() -> TestResult as *const (),
+        ));
         kassert!(text.is_some(), "text not mapped");
         let text = text.unwrap_or(Flags::empty());
         kassert!(
@@ -733,14 +807,15 @@ mod tests {
             "text is not executable: {text:?}"
         );
 
-        let rodata = flags_of(READ_ONLY_STATIC.as_ptr() as u64).unwrap_or(Flags::WRITABLE);
+        let rodata =
+            flags_of(VirtAddr::from_ptr(READ_ONLY_STATIC.as_ptr())).unwrap_or(Flags::WRITABLE);
         kassert!(
             !rodata.contains(Flags::WRITABLE),
             "rodata is writable: {rodata:?}"
         );
         kassert_eq!(rodata.contains(Flags::NO_EXECUTE), nx);
 
-        let data = flags_of(WRITABLE_STATIC.as_ptr() as u64).unwrap_or(Flags::empty());
+        let data = flags_of(VirtAddr::from_ptr(WRITABLE_STATIC.as_ptr())).unwrap_or(Flags::empty());
         kassert!(
             data.contains(Flags::WRITABLE),
             "data is read-only: {data:?}"
@@ -752,8 +827,8 @@ mod tests {
 
     #[ktest]
     fn direct_map_alias_of_text_is_read_only_unless_lazy() -> TestResult {
-        let text = kernel_image_is_w_xor_x as fn() -> TestResult as usize as u64;
-        let alias = flags_of(PHYS_MAP_BASE + (text - KERNEL_VMA));
+        let text = VirtAddr::from_ptr(kernel_image_is_w_xor_x as fn() -> TestResult as *const ());
+        let alias = flags_of(direct_map(image_phys(text)));
         kassert!(alias.is_some(), "kernel text missing from the direct map");
         let alias = alias.unwrap_or(Flags::empty());
         let lazy = crate::backend::chosen().is_some_and(|c| c.mode == vmops::Mode::Lazy);
@@ -772,7 +847,7 @@ mod tests {
             addr(&raw const df_stack_guard),
         ] {
             kassert!(flags_of(guard).is_none(), "guard page {guard:#x} is mapped");
-            kassert!(is_stack_guard(guard + 8));
+            kassert!(is_stack_guard(guard + 8u64));
             kassert!(
                 flags_of(guard + PAGE_SIZE).is_some(),
                 "stack above {guard:#x} not mapped"
@@ -780,7 +855,7 @@ mod tests {
         }
         let here = 0u64;
         kassert!(
-            is_kernel_stack(&raw const here as u64, 8),
+            is_kernel_stack(VirtAddr::from_ptr(&raw const here), 8),
             "test runs off the kernel stacks"
         );
         Ok(())
@@ -792,20 +867,27 @@ mod tests {
         kassert!(stack.is_some(), "no kernel stack");
         let Some(stack) = stack else { return Ok(()) };
         kassert_eq!(stack.top() - stack.bottom(), 4 * PAGE_SIZE);
-        kassert!(flags_of(stack.bottom() - 1).is_none(), "guard page mapped");
-        kassert!(is_stack_guard(stack.bottom() - 1));
+        kassert!(
+            flags_of(stack.bottom() - 1u64).is_none(),
+            "guard page mapped"
+        );
+        kassert!(is_stack_guard(stack.bottom() - 1u64));
         kassert!(!is_stack_guard(stack.bottom()));
         kassert!(is_kernel_stack(stack.bottom(), 4 * PAGE_SIZE));
-        let flags = flags_of(stack.top() - 8).unwrap_or(Flags::empty());
+        let flags = flags_of(stack.top() - 8u64).unwrap_or(Flags::empty());
         kassert!(flags.contains(Flags::WRITABLE | Flags::PRESENT));
         // The memory is really there: write and read back both ends.
+        let (high, low) = (
+            (stack.top() - 8u64).as_mut_ptr::<u64>(),
+            stack.bottom().as_mut_ptr::<u64>(),
+        );
         // SAFETY: both addresses lie in the stack just mapped, which nothing
         // else uses.
         unsafe {
-            ((stack.top() - 8) as *mut u64).write_volatile(0x5a5a);
-            (stack.bottom() as *mut u64).write_volatile(0xa5a5);
-            kassert_eq!(((stack.top() - 8) as *const u64).read_volatile(), 0x5a5a);
-            kassert_eq!((stack.bottom() as *const u64).read_volatile(), 0xa5a5);
+            high.write_volatile(0x5a5a);
+            low.write_volatile(0xa5a5);
+            kassert_eq!(high.read_volatile(), 0x5a5a);
+            kassert_eq!(low.read_volatile(), 0xa5a5);
         }
         Ok(())
     }
@@ -817,8 +899,8 @@ mod tests {
         }
         // The local APIC page (the architectural default base) is device
         // memory on every PC.
-        let virt = map_mmio(0xfee0_0030, 4);
-        kassert_eq!(virt & 0xfff, 0x30);
+        let virt = map_mmio(PhysAddr::new(0xfee0_0030), 4);
+        kassert_eq!(virt.as_u64() % PAGE_SIZE, 0x30);
         let flags = flags_of(virt).unwrap_or(Flags::empty());
         kassert!(
             flags.contains(Flags::NO_CACHE),
@@ -833,7 +915,7 @@ mod tests {
         let boot = crate::boot::boot_info();
         for (start, end) in boot.memory.usable_frames() {
             for phys in [start, end - PAGE_SIZE] {
-                let flags = flags_of(PHYS_MAP_BASE + phys);
+                let flags = flags_of(direct_map(PhysAddr::new(phys)));
                 kassert!(
                     flags.is_some(),
                     "RAM at {phys:#x} missing from the direct map"

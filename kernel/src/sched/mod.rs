@@ -445,7 +445,7 @@ impl Scheduler {
         });
         // SAFETY: the stack was just mapped for this thread alone; its top
         // is page aligned.
-        let rsp = unsafe { switch::initial_stack(stack.top(), id) };
+        let rsp = unsafe { switch::initial_stack(stack.top().as_u64(), id) };
         self.threads.insert(
             id,
             Box::new(ThreadSched {

@@ -171,12 +171,12 @@ mod tests {
         let before = unsafe { entry.read_volatile() };
         // SAFETY: as above.
         unsafe { ops::set_pte(entry, before & !Flags::WRITABLE.bits()) };
-        ops::flush_tlb_page(page);
+        ops::flush_tlb_page(page.as_u64());
         let flags = flags_of(page).unwrap_or(Flags::WRITABLE);
         kassert!(!flags.contains(Flags::WRITABLE), "set_pte left {flags:?}");
         // SAFETY: as above.
         unsafe { ops::set_pte(entry, before) };
-        ops::flush_tlb_page(page);
+        ops::flush_tlb_page(page.as_u64());
         kassert!(flags_of(page).is_some_and(|f| f.contains(Flags::WRITABLE)));
         Ok(())
     }

@@ -95,7 +95,7 @@ fn text_range() -> (u64, u64) {
 /// this alias writable only in lazy mode (`mm::paging`): eager patching
 /// runs on the boot tables.
 fn alias(address: u64) -> *mut u8 {
-    crate::mm::xlate::phys_to_virt(address - KERNEL_VMA) as *mut u8
+    crate::mm::xlate::phys_to_virt(x86_64::PhysAddr::new(address - KERNEL_VMA)).as_mut_ptr()
 }
 
 /// Writes a site with interrupts masked the platform's way, without

@@ -33,10 +33,10 @@ pub fn is_dom0() -> bool {
 /// The console ring page, which must stay mapped at its direct-map
 /// address when the kernel switches to its own page tables (the console
 /// writes through it all along).
-pub fn ring_page() -> Option<u64> {
+pub fn ring_page() -> Option<x86_64::PhysAddr> {
     match RING_PHYS.load(Ordering::Relaxed) {
         0 => None,
-        phys => Some(phys),
+        phys => Some(x86_64::PhysAddr::new(phys)),
     }
 }
 
@@ -88,7 +88,7 @@ pub extern "C" fn write(bytes: *const u8, len: usize) {
 
 /// Input on a domU's console ring: take what the console daemon put in
 /// `in`, hand it to the console, tell the daemon there is room.
-fn ring_event(port: u32) {
+fn ring_event(port: u32, _context: usize) {
     let ring = RING.load(Ordering::Acquire) as *mut xencons_interface;
     if ring.is_null() {
         return;
@@ -116,7 +116,7 @@ fn ring_event(port: u32) {
 }
 
 /// Input on dom0's console (VIRQ_CONSOLE): read it with console_io.
-fn dom0_event(_port: u32) {
+fn dom0_event(_port: u32, _context: usize) {
     let mut bytes = [0u8; 64];
     while let Ok(count) = ops::console_read(&mut bytes) {
         if count == 0 {

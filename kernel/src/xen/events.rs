@@ -20,13 +20,16 @@ pub use crate::arch::traps::VECTOR_XEN_UPCALL;
 
 /// Virtual address of the shared_info page, 0 until mapped.
 static SHARED_INFO: AtomicU64 = AtomicU64::new(0);
-/// Event handlers by port (function addresses, 0 = none).
+/// Event handlers by port (function addresses, 0 = none), and the context
+/// word each is called with.
 static PORT_HANDLERS: [AtomicU64; NR_PORTS] = [const { AtomicU64::new(0) }; NR_PORTS];
+static PORT_CONTEXTS: [AtomicU64; NR_PORTS] = [const { AtomicU64::new(0) }; NR_PORTS];
 static UNBOUND_EVENTS: AtomicU64 = AtomicU64::new(0);
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// An event-channel handler; runs in interrupt context.
-pub type PortHandler = fn(u32);
+/// An event-channel handler, called with the port and the context word it
+/// was bound with; runs in interrupt context.
+pub type PortHandler = fn(u32, usize);
 
 /// shared_info is mapped at `virt` (the PV entry maps Xen's frame there;
 /// PVH puts it over a frame of its own).
@@ -55,9 +58,29 @@ pub fn set_running() {
 
 /// Routes events on `port` to `handler` and unmasks the port.
 pub fn bind_port(port: u32, handler: PortHandler) {
+    bind_port_context(port, handler, 0);
+}
+
+/// Routes events on `port` to `handler(port, context)` and unmasks the
+/// port; `false` for a port beyond the 2-level ABI's.
+pub fn bind_port_context(port: u32, handler: PortHandler, context: usize) -> bool {
+    let (Some(slot), Some(context_slot)) = (
+        PORT_HANDLERS.get(port as usize),
+        PORT_CONTEXTS.get(port as usize),
+    ) else {
+        return false;
+    };
+    context_slot.store(context as u64, Ordering::Release);
+    slot.store(handler as usize as u64, Ordering::Release);
+    unmask_port(port);
+    true
+}
+
+/// Forgets `port`'s handler and masks it (the port stays open).
+pub fn unbind_port(port: u32) {
+    mask_port(port);
     if let Some(slot) = PORT_HANDLERS.get(port as usize) {
-        slot.store(handler as usize as u64, Ordering::Release);
-        unmask_port(port);
+        slot.store(0, Ordering::Release);
     }
 }
 
@@ -129,7 +152,8 @@ fn dispatch(port: u32) {
     // addresses.
     let handler: PortHandler =
         unsafe { core::mem::transmute::<usize, PortHandler>(handler as usize) };
-    handler(port);
+    let context = PORT_CONTEXTS[port as usize].load(Ordering::Acquire) as usize;
+    handler(port, context);
 }
 
 /// The upcall: scan the pending bitmap (vCPU 0) and deliver each port.
@@ -174,11 +198,10 @@ pub fn mask_all_ports() {
 /// (`XENMEM_add_to_physmap`).
 pub fn map_shared_info_hvm() -> Result<(), XenError> {
     let frame = crate::mm::frames::alloc().ok_or(XenError::ENOMEM)?;
-    let phys = frame.start_address().as_u64();
     // SAFETY: the frame is fresh from the allocator: nothing else refers
     // to what Xen replaces with shared_info.
-    unsafe { ops::add_to_physmap(XENMAPSPACE_shared_info, 0, phys >> 12)? };
-    set_shared_info(crate::mm::xlate::phys_to_virt(phys));
+    unsafe { ops::add_to_physmap(XENMAPSPACE_shared_info, 0, frame.pfn())? };
+    set_shared_info(crate::mm::xlate::phys_to_virt(frame.start_address()).as_u64());
     Ok(())
 }
 
@@ -207,7 +230,7 @@ mod tests {
     static LOOPBACK: Once<Event> = Once::new();
     static LOOPBACK_EVENTS: AtomicUsize = AtomicUsize::new(0);
 
-    fn loopback_handler(_port: u32) {
+    fn loopback_handler(_port: u32, _context: usize) {
         LOOPBACK_EVENTS.fetch_add(1, Ordering::SeqCst);
         if let Some(event) = LOOPBACK.get() {
             event.set();
@@ -231,7 +254,7 @@ mod tests {
         let Ok(b) = b else { return Ok(()) };
         bind_port(a, loopback_handler);
         // Closing one end signals the other: give it a quiet handler.
-        bind_port(b, |_| {});
+        bind_port(b, |_, _| {});
         let before = LOOPBACK_EVENTS.load(Ordering::SeqCst);
         notify_port(b);
         kassert!(

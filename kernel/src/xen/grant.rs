@@ -17,6 +17,7 @@ use hv::xen::bindings::*;
 use hv::xen::hypercall::XenError;
 use hv::xen::ops;
 use spin::{Mutex, Once};
+use x86_64::structures::paging::PhysFrame;
 
 /// A grant reference.
 pub type GrantRef = u32;
@@ -64,7 +65,7 @@ pub fn init(
         return Err(GrantError::Unavailable);
     }
     let entries = map_frames(frames)?;
-    let per_frame = (4096 / core::mem::size_of::<grant_entry_v1>()) as u32;
+    let per_frame = (crate::mm::PAGE_SIZE as usize / core::mem::size_of::<grant_entry_v1>()) as u32;
     let count = frames * per_frame;
     let free = (GNTTAB_NR_RESERVED_ENTRIES..count).rev().collect();
     TABLE.call_once(|| {
@@ -78,14 +79,22 @@ pub fn init(
     Ok(count)
 }
 
-/// Lets domain `domid` access our page `frame` (a guest frame number),
-/// read-only or not. Returns the reference to hand to the other side.
-pub fn grant_access(domid: u16, frame: u64, readonly: bool) -> Result<GrantRef, GrantError> {
+/// Lets domain `domid` access our page `frame`, read-only or not. Returns
+/// the reference to hand to the other side.
+pub fn grant_access(domid: u16, frame: PhysFrame, readonly: bool) -> Result<GrantRef, GrantError> {
+    TABLE.get().ok_or(GrantError::Unavailable)?;
+    // A PV guest's page tables, and so its grants, hold machine frames.
+    let machine = crate::mm::xlate::phys_to_machine(frame.start_address())
+        .ok_or(GrantError::BadFrame(frame.pfn()))?;
+    grant_device_frame(domid, machine.frame_number(), readonly)
+}
+
+/// As [`grant_access`], for a frame already numbered as the grant entry
+/// holds it (a machine frame under PV): a DMA page's device address.
+pub fn grant_device_frame(domid: u16, frame: u64, readonly: bool) -> Result<GrantRef, GrantError> {
+    let frame = u32::try_from(frame).map_err(|_| GrantError::BadFrame(frame))?;
     let table = TABLE.get().ok_or(GrantError::Unavailable)?;
     let mut table = table.lock();
-    // A PV guest's page tables, and so its grants, hold machine frames.
-    let frame =
-        crate::mm::xlate::phys_to_machine(frame << 12).ok_or(GrantError::BadFrame(frame))? >> 12;
     let reference = table.free.pop().ok_or(GrantError::Full)?;
     // SAFETY: `reference` is below `count`, an entry of the mapped table
     // that no grant uses; domid and frame go first, the flags (which make
@@ -93,7 +102,7 @@ pub fn grant_access(domid: u16, frame: u64, readonly: bool) -> Result<GrantRef, 
     unsafe {
         let entry = table.entries.add(reference as usize);
         (&raw mut (*entry).domid).write_volatile(domid);
-        (&raw mut (*entry).frame).write_volatile(frame as u32);
+        (&raw mut (*entry).frame).write_volatile(frame);
         fence(Ordering::Release);
         let flags = GTF_permit_access | if readonly { GTF_readonly } else { 0 };
         (&raw mut (*entry).flags).write_volatile(flags as u16);
@@ -154,14 +163,14 @@ mod tests {
     #[ktest]
     fn grant_a_page_to_dom0_and_revoke_it() -> TestResult {
         if TABLE.get().is_none() {
-            kassert_eq!(grant_access(0, 0x1234, true), Err(GrantError::Unavailable));
+            let frame = PhysFrame::from_pfn(0x1234);
+            kassert_eq!(grant_access(0, frame, true), Err(GrantError::Unavailable));
             return Ok(());
         }
         let frame = crate::mm::frames::alloc();
         kassert!(frame.is_some());
         let Some(frame) = frame else { return Ok(()) };
-        let gfn = frame.start_address().as_u64() >> 12;
-        let reference = grant_access(0, gfn, true);
+        let reference = grant_access(0, frame, true);
         kassert!(reference.is_ok(), "grant: {reference:?}");
         let Ok(reference) = reference else {
             return Ok(());
@@ -172,7 +181,8 @@ mod tests {
             Some((
                 (GTF_permit_access | GTF_readonly) as u16,
                 0,
-                (crate::mm::xlate::phys_to_machine(gfn << 12).unwrap_or(0) >> 12) as u32
+                crate::mm::xlate::phys_to_machine(frame.start_address())
+                    .map_or(0, |machine| machine.frame_number()) as u32
             ))
         );
         kassert_eq!(end_access(reference), Ok(()));

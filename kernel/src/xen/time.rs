@@ -108,7 +108,7 @@ pub extern "C" fn steal_ns() -> u64 {
     }
 }
 
-fn timer_event(_port: u32) {
+fn timer_event(_port: u32, _context: usize) {
     crate::time::count_timer_interrupt();
     crate::sched::on_timer_interrupt();
 }

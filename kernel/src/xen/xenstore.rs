@@ -1,8 +1,9 @@
 //! The xenstore client (`xen/include/public/io/xs_wire.h`, and Mini-OS's
 //! `xenbus.c` for the protocol order): requests and replies over the
-//! shared ring, woken by the store's event channel (and polled every
-//! 10 ms in case an event is lost), one request at a time; watch events
-//! that arrive meanwhile are queued for the watcher.
+//! shared ring, woken by the store's event channel (polled every 10 ms
+//! only where event upcalls could not start), one request at a time.
+//! Watch events that arrive meanwhile are queued for the watch thread,
+//! which hands each to the handler registered with [`watch`].
 //!
 //! On a domU the kernel watches `control/shutdown`, so `xl shutdown` and
 //! `xl reboot` power the guest off or restart it cleanly.
@@ -11,7 +12,7 @@ use super::events;
 use crate::backend::ShutdownReason;
 use crate::sched::sync::{Event, Mutex};
 use crate::vmops::ops;
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{fence, AtomicU32, Ordering};
@@ -57,7 +58,7 @@ fn ring_wait(event: &Event, deadline: Option<u64>) {
     }
 }
 
-fn store_event(_port: u32) {
+fn store_event(_port: u32, _context: usize) {
     if let Some(store) = STORE.get() {
         store.wake.set();
         store.watch_wake.set();
@@ -79,8 +80,8 @@ pub fn start(ring: u64, port: u32) {
     });
     events::bind_port(port, store_event);
     log::info!("xenstore: ring at {:#x}, event channel {port}", ring as u64);
-    if let Err(error) = crate::sched::spawn("xs-shutdown", shutdown_watcher) {
-        log::error!("xenstore: cannot start the shutdown watcher: {error:?}");
+    if let Err(error) = crate::sched::spawn("xs-watch", watcher) {
+        log::error!("xenstore: cannot start the watch thread: {error:?}");
     }
 }
 
@@ -220,6 +221,11 @@ impl Store {
     }
 }
 
+/// Whether the client runs (a Xen domU with a store ring).
+pub fn running() -> bool {
+    STORE.get().is_some()
+}
+
 fn store() -> Result<&'static Store, XsError> {
     STORE.get().ok_or(XsError::Unavailable)
 }
@@ -255,11 +261,77 @@ pub fn directory(path: &str) -> Result<Vec<String>, XsError> {
         .collect())
 }
 
-/// Asks for a watch event whenever `path` (or below) changes.
-pub fn watch(path: &str, token: &str) -> Result<(), XsError> {
-    store()?
-        .request(XS_WATCH, 0, &[path.as_bytes(), token.as_bytes()], false)
+/// Called with `(context, path)` when a watched path (or a node below
+/// it) changes, in the watch thread: it should note the change and wake
+/// whoever acts on it (the other watches wait behind it).
+pub type WatchFn = fn(usize, &str);
+
+struct Watch {
+    path: String,
+    handler: WatchFn,
+    context: usize,
+}
+
+/// Registered watches by id; the wire token is `sanos-watch-<id>`.
+static WATCHES: spin::Mutex<BTreeMap<u32, Watch>> = spin::Mutex::new(BTreeMap::new());
+static NEXT_WATCH: AtomicU32 = AtomicU32::new(1);
+const TOKEN_PREFIX: &str = "sanos-watch-";
+
+fn token(id: u32) -> String {
+    alloc::format!("{TOKEN_PREFIX}{id}")
+}
+
+/// Calls `handler(context, path)` whenever `path` or a node below it
+/// changes (and once right after: xenstore fires every new watch).
+/// Returns the watch's id for [`unwatch`].
+pub fn watch(path: &str, handler: WatchFn, context: usize) -> Result<u32, XsError> {
+    let store = store()?;
+    let id = NEXT_WATCH.fetch_add(1, Ordering::Relaxed);
+    // Registered first: the first event may arrive before the reply.
+    WATCHES.lock().insert(
+        id,
+        Watch {
+            path: String::from(path),
+            handler,
+            context,
+        },
+    );
+    let token = token(id);
+    match store.request(XS_WATCH, 0, &[path.as_bytes(), token.as_bytes()], false) {
+        Ok(_) => Ok(id),
+        Err(error) => {
+            WATCHES.lock().remove(&id);
+            Err(error)
+        }
+    }
+}
+
+/// Removes watch `id`.
+pub fn unwatch(id: u32) -> Result<(), XsError> {
+    let store = store()?;
+    let watch = WATCHES.lock().remove(&id).ok_or(XsError::Errno("ENOENT"))?;
+    let token = token(id);
+    store
+        .request(
+            XS_UNWATCH,
+            0,
+            &[watch.path.as_bytes(), token.as_bytes()],
+            false,
+        )
         .map(|_| ())
+}
+
+/// Hands a watch event to its handler; an event for a watch that is gone
+/// (removed while the event was on its way) is dropped.
+fn dispatch(path: &str, token: &str) {
+    let id = token
+        .strip_prefix(TOKEN_PREFIX)
+        .and_then(|id| id.parse::<u32>().ok());
+    let target = id.and_then(|id| WATCHES.lock().get(&id).map(|w| (w.handler, w.context)));
+    match target {
+        Some((handler, context)) => handler(context, path),
+        None => log::debug!("xenstore: event on {path} for no watch ({token}); dropped"),
+    }
 }
 
 /// Starts a transaction; returns its id.
@@ -304,44 +376,46 @@ pub fn next_watch_event() -> Result<(String, String), XsError> {
     }
 }
 
-/// Powers off or reboots when the toolstack writes `control/shutdown`.
-fn shutdown_watcher() -> u64 {
-    if let Err(error) = watch("control/shutdown", "sanos-shutdown") {
+/// The watch thread: registers the control/shutdown watch, then hands
+/// every watch event to its handler.
+fn watcher() -> u64 {
+    if let Err(error) = watch("control/shutdown", shutdown_requested, 0) {
         log::error!("xenstore: cannot watch control/shutdown: {error}");
-        return 1;
     }
     loop {
-        if next_watch_event().is_err() {
-            crate::sched::sleep_ns(100 * POLL_NS);
-            continue;
+        match next_watch_event() {
+            Ok((path, token)) => dispatch(&path, &token),
+            Err(_) => crate::sched::sleep_ns(100 * POLL_NS),
         }
-        let request = match read("control/shutdown") {
-            Ok(value) => value,
-            Err(XsError::Errno("ENOENT")) => continue,
-            Err(error) => {
-                log::warn!("xenstore: reading control/shutdown: {error}");
-                continue;
-            }
-        };
-        let reason = match request.as_str() {
-            "" => continue,
-            "poweroff" | "halt" => ShutdownReason::PowerOff,
-            "reboot" => ShutdownReason::Reboot,
-            other => {
-                log::warn!(
-                    "xenstore: control/shutdown asks for '{other}', which sanos does not do"
-                );
-                continue;
-            }
-        };
-        // Acknowledge, as the protocol asks, then go; a failed
-        // acknowledgement only leaves the node for the toolstack to clear.
-        if let Err(error) = write("control/shutdown", "") {
-            log::warn!("xenstore: acknowledging control/shutdown: {error}");
-        }
-        crate::kprintln!("sanos: {reason:?} requested by the toolstack");
-        ops::shutdown(reason.encode());
     }
+}
+
+/// Powers off or reboots when the toolstack writes `control/shutdown`.
+fn shutdown_requested(_context: usize, _path: &str) {
+    let request = match read("control/shutdown") {
+        Ok(value) => value,
+        Err(XsError::Errno("ENOENT")) => return,
+        Err(error) => {
+            log::warn!("xenstore: reading control/shutdown: {error}");
+            return;
+        }
+    };
+    let reason = match request.as_str() {
+        "" => return,
+        "poweroff" | "halt" => ShutdownReason::PowerOff,
+        "reboot" => ShutdownReason::Reboot,
+        other => {
+            log::warn!("xenstore: control/shutdown asks for '{other}', which sanos does not do");
+            return;
+        }
+    };
+    // Acknowledge, as the protocol asks, then go; a failed acknowledgement
+    // only leaves the node for the toolstack to clear.
+    if let Err(error) = write("control/shutdown", "") {
+        log::warn!("xenstore: acknowledging control/shutdown: {error}");
+    }
+    crate::kprintln!("sanos: {reason:?} requested by the toolstack");
+    ops::shutdown(reason.encode());
 }
 
 mod tests {
@@ -380,6 +454,42 @@ mod tests {
         if let Ok(tx) = tx {
             kassert_eq!(transaction_end(tx, false), Ok(()));
         }
+        Ok(())
+    }
+
+    static WATCHED: spin::Once<Event> = spin::Once::new();
+    static WATCH_CALLS: AtomicU32 = AtomicU32::new(0);
+
+    fn watched(context: usize, path: &str) {
+        if context == 7 && path.ends_with("data/sanos-watch") {
+            WATCH_CALLS.fetch_add(1, Ordering::SeqCst);
+            if let Some(event) = WATCHED.get() {
+                event.set();
+            }
+        }
+    }
+
+    #[ktest]
+    fn xenstore_watch_fires_and_unwatch_stops_it() -> TestResult {
+        if STORE.get().is_none() {
+            kassert_eq!(watch("data", watched, 7), Err(XsError::Unavailable));
+            return Ok(());
+        }
+        let fired = WATCHED.call_once(|| Event::new(false, false)).clone();
+        kassert_eq!(write("data/sanos-watch", "0"), Ok(()));
+        let id = watch("data/sanos-watch", watched, 7);
+        kassert!(id.is_ok(), "watch: {id:?}");
+        let Ok(id) = id else { return Ok(()) };
+        // xenstore fires a new watch once, then on every change.
+        kassert!(fired.wait(Some(1_000_000_000)), "no first watch event");
+        kassert_eq!(write("data/sanos-watch", "1"), Ok(()));
+        kassert!(fired.wait(Some(1_000_000_000)), "no event on a write");
+        kassert_eq!(unwatch(id), Ok(()));
+        let calls = WATCH_CALLS.load(Ordering::SeqCst);
+        kassert_eq!(write("data/sanos-watch", "2"), Ok(()));
+        kassert!(!fired.wait(Some(50_000_000)), "an event after unwatch");
+        kassert_eq!(WATCH_CALLS.load(Ordering::SeqCst), calls);
+        kassert_eq!(unwatch(id), Err(XsError::Errno("ENOENT")));
         Ok(())
     }
 }

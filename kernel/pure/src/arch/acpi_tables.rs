@@ -145,30 +145,81 @@ pub fn s5_sleep_type(dsdt: &[u8]) -> Result<u16, AcpiError> {
     }
 }
 
-/// From a MADT (ACPI 5.2.12): the first I/O APIC's address and global
-/// interrupt base, and the global interrupt that ISA IRQ `irq` is routed
-/// to (an Interrupt Source Override, else the IRQ number itself).
-pub fn madt_ioapic(madt: &[u8], irq: u8) -> Option<(u64, u32, u32)> {
-    let mut ioapic = None;
-    let mut gsi = u32::from(irq);
+/// The MADT's interrupt controller structures (ACPI 5.2.12): (type,
+/// bytes) of each, stopping at the first malformed one.
+fn madt_entries(madt: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     let mut i = 44;
-    while i + 2 <= madt.len() {
-        let (kind, length) = (madt[i], usize::from(madt[i + 1]));
+    core::iter::from_fn(move || {
+        let (kind, length) = (*madt.get(i)?, usize::from(*madt.get(i + 1)?));
         if length < 2 || i + length > madt.len() {
-            break;
+            return None;
         }
-        match kind {
-            // I/O APIC: id, reserved, address (u32), GSI base (u32).
-            1 if length >= 12 && ioapic.is_none() => {
-                ioapic = Some((u64::from(u32_at(madt, i + 4)?), u32_at(madt, i + 8)?));
-            }
-            // Interrupt Source Override: bus, source IRQ, GSI (u32), flags.
-            2 if length >= 10 && madt[i + 3] == irq => gsi = u32_at(madt, i + 4)?,
-            _ => {}
-        }
+        let entry = &madt[i..i + length];
         i += length;
+        Some((kind, entry))
+    })
+}
+
+/// From a MADT: the first I/O APIC's address and global interrupt base.
+pub fn madt_ioapic(madt: &[u8]) -> Option<(u64, u32)> {
+    madt_entries(madt).find_map(|(kind, entry)| match kind {
+        // I/O APIC: id, reserved, address (u32), GSI base (u32).
+        1 if entry.len() >= 12 => Some((u64::from(u32_at(entry, 4)?), u32_at(entry, 8)?)),
+        _ => None,
+    })
+}
+
+/// How an interrupt line signals (ACPI 5.2.12.5, MPS INTI flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineMode {
+    pub level: bool,
+    pub active_low: bool,
+}
+
+impl LineMode {
+    /// ISA's default: edge-triggered, active high.
+    pub const ISA: LineMode = LineMode {
+        level: false,
+        active_low: false,
+    };
+    /// PCI's default: level-triggered, active low.
+    pub const PCI: LineMode = LineMode {
+        level: true,
+        active_low: true,
+    };
+
+    /// The mode MPS INTI `flags` state, `bus_default` where they say
+    /// "conforms to the bus" (or hold a reserved value).
+    pub fn from_flags(flags: u16, bus_default: LineMode) -> LineMode {
+        LineMode {
+            level: match (flags >> 2) & 0b11 {
+                0b01 => false,
+                0b11 => true,
+                _ => bus_default.level,
+            },
+            active_low: match flags & 0b11 {
+                0b01 => false,
+                0b11 => true,
+                _ => bus_default.active_low,
+            },
+        }
     }
-    ioapic.map(|(address, base)| (address, base, gsi))
+}
+
+/// The global interrupt and mode of IRQ `irq` of a bus whose lines are
+/// `bus_default` unless the MADT overrides them: an Interrupt Source
+/// Override for that IRQ, else the IRQ number itself.
+pub fn madt_route(madt: &[u8], irq: u8, bus_default: LineMode) -> (u32, LineMode) {
+    madt_entries(madt)
+        .find_map(|(kind, entry)| match kind {
+            // Interrupt Source Override: bus, source IRQ, GSI (u32), flags.
+            2 if entry.len() >= 10 && entry[3] == irq => {
+                let flags = u16::from_le_bytes([entry[8], entry[9]]);
+                Some((u32_at(entry, 4)?, LineMode::from_flags(flags, bus_default)))
+            }
+            _ => None,
+        })
+        .unwrap_or((u32::from(irq), bus_default))
 }
 
 /// One ECAM window of an MCFG (PCI Firmware Specification 3.0, 4.1.2):
@@ -220,6 +271,16 @@ mod tests {
         let length = table.len() as u32;
         table[4..8].copy_from_slice(&length.to_le_bytes());
         table
+    }
+
+    #[test]
+    fn inti_flags_decode() {
+        assert_eq!(LineMode::from_flags(0, LineMode::PCI), LineMode::PCI);
+        assert_eq!(LineMode::from_flags(0, LineMode::ISA), LineMode::ISA);
+        assert_eq!(LineMode::from_flags(0b1111, LineMode::ISA), LineMode::PCI);
+        assert_eq!(LineMode::from_flags(0b0101, LineMode::PCI), LineMode::ISA);
+        // Reserved values (0b10) fall back to the bus.
+        assert_eq!(LineMode::from_flags(0b1010, LineMode::PCI), LineMode::PCI);
     }
 
     #[test]
@@ -340,15 +401,28 @@ mod tests {
         body.extend_from_slice(&[2, 10, 0, 0]); // ISA IRQ 0 -> GSI 2
         body.extend_from_slice(&2u32.to_le_bytes());
         body.extend_from_slice(&[0, 0]);
+        // QEMU's override for a PCI link IRQ: 11 -> 11, level, active high.
+        body.extend_from_slice(&[2, 10, 0, 11]);
+        body.extend_from_slice(&11u32.to_le_bytes());
+        body.extend_from_slice(&0x000du16.to_le_bytes());
         let madt = sdt(b"APIC", &body);
-        assert_eq!(madt_ioapic(&madt, 4), Some((0xfec0_0000, 0, 4)));
-        assert_eq!(madt_ioapic(&madt, 0), Some((0xfec0_0000, 0, 2)));
+        assert_eq!(madt_ioapic(&madt), Some((0xfec0_0000, 0)));
+        assert_eq!(madt_route(&madt, 4, LineMode::ISA), (4, LineMode::ISA));
+        assert_eq!(madt_route(&madt, 0, LineMode::ISA), (2, LineMode::ISA));
+        let level_high = LineMode {
+            level: true,
+            active_low: false,
+        };
+        assert_eq!(madt_route(&madt, 11, LineMode::PCI), (11, level_high));
+        // No override: the bus's default.
+        assert_eq!(madt_route(&madt, 10, LineMode::PCI), (10, LineMode::PCI));
         let no_ioapic = sdt(b"APIC", &std::vec![0u8; 8]);
-        assert_eq!(madt_ioapic(&no_ioapic, 4), None);
+        assert_eq!(madt_ioapic(&no_ioapic), None);
         // A zero-length entry ends the walk instead of looping.
         let mut broken = std::vec![0u8; 8];
         broken.extend_from_slice(&[1, 0, 0, 0]);
-        assert_eq!(madt_ioapic(&sdt(b"APIC", &broken), 4), None);
+        assert_eq!(madt_ioapic(&sdt(b"APIC", &broken)), None);
+        assert_eq!(madt_route(&sdt(b"APIC", &broken), 3, LineMode::ISA).0, 3);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! protocol-independent rules (E820 type numbers, module bookkeeping, C
 //! strings), so those rules are tested on the host.
 
-use crate::mm::memmap::{MemoryMap, RegionKind};
+use crate::mm::memmap::{MemoryMap, RegionKind, PAGE_SIZE};
 use core::fmt;
 
 /// How many boot modules are kept; more are reported and dropped.
@@ -219,7 +219,7 @@ pub fn c_str(bytes: &[u8]) -> Result<&str, CStrError> {
 
 /// What a Xen PV start info says about the domain builder's bootstrap
 /// region (`xen/include/public/xen.h`, "start_info"): virtual addresses
-/// there lie in the kernel's mapping, pfn `n` at `virt_base + n * 4096`.
+/// there lie in the kernel's mapping, pfn `n` at `virt_base + n * PAGE_SIZE`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct XenPvStart {
     pub nr_pages: u64,
@@ -259,12 +259,10 @@ impl fmt::Display for XenPvRangeError {
     }
 }
 
-const PAGE: u64 = 4096;
-
 impl XenPvStart {
     /// Bytes of pseudo-physical memory.
     pub fn memory_bytes(&self) -> u64 {
-        self.nr_pages.saturating_mul(PAGE)
+        self.nr_pages.saturating_mul(PAGE_SIZE)
     }
 
     fn physical(
@@ -281,7 +279,7 @@ impl XenPvStart {
         };
         let start = virt.checked_sub(virt_base).ok_or(bad)?;
         let end = start.checked_add(len).ok_or(bad)?;
-        let (start, end) = (start & !(PAGE - 1), end.next_multiple_of(PAGE));
+        let (start, end) = (start & !(PAGE_SIZE - 1), end.next_multiple_of(PAGE_SIZE));
         if end > self.memory_bytes() || start == end {
             return Err(bad);
         }
@@ -293,16 +291,16 @@ impl XenPvStart {
     /// rings, the boot stack.
     pub fn boot_data(&self, virt_base: u64) -> Result<[(u64, u64); 6], XenPvRangeError> {
         let ring = |what, pfn: Option<u64>| match pfn {
-            Some(pfn) => self.physical(what, 0, pfn.saturating_mul(PAGE), PAGE),
+            Some(pfn) => self.physical(what, 0, pfn.saturating_mul(PAGE_SIZE), PAGE_SIZE),
             None => Ok((0, 0)),
         };
         Ok([
-            self.physical("start info", virt_base, self.start_info, PAGE)?,
+            self.physical("start info", virt_base, self.start_info, PAGE_SIZE)?,
             self.physical(
                 "page tables",
                 virt_base,
                 self.pt_base,
-                self.nr_pt_frames.saturating_mul(PAGE),
+                self.nr_pt_frames.saturating_mul(PAGE_SIZE),
             )?,
             self.physical(
                 "P2M list",
@@ -315,8 +313,8 @@ impl XenPvStart {
             self.physical(
                 "boot stack",
                 virt_base,
-                self.stack.saturating_sub(PAGE),
-                PAGE,
+                self.stack.saturating_sub(PAGE_SIZE),
+                PAGE_SIZE,
             )?,
         ])
     }
@@ -327,7 +325,7 @@ impl XenPvStart {
             return Ok(None);
         }
         let (base, start) = if self.mod_start_is_pfn {
-            (0, self.mod_start.saturating_mul(PAGE))
+            (0, self.mod_start.saturating_mul(PAGE_SIZE))
         } else {
             (virt_base, self.mod_start)
         };

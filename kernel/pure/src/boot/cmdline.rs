@@ -1,6 +1,7 @@
 //! The kernel command line, parsed into typed [`Options`]. It arrives from
-//! the Multiboot2 boot command line tag (Multiboot2 spec section 3.6.2) or
-//! PVH's `cmdline_paddr` (xen/include/public/hvm/start_info.h).
+//! the Multiboot2 boot command line tag (Multiboot2 spec section 3.6.2),
+//! PVH's `cmdline_paddr` (xen/include/public/hvm/start_info.h) or the Xen
+//! PV start info's `cmd_line` (xen/include/public/xen.h).
 //!
 //! Syntax follows Linux's (Documentation/admin-guide/kernel-parameters.rst):
 //! whitespace-separated `key` or `key=value` words, a value may be wrapped

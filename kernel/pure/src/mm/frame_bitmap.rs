@@ -9,9 +9,8 @@
 //! Scans go a 64-bit word at a time and skip words with no bit of interest,
 //! so even a 4 GiB map (16 Ki words) is a short walk.
 
+use crate::mm::memmap::PAGE_SIZE;
 use core::fmt;
-
-pub const FRAME_SIZE: u64 = 4096;
 
 const WORD_BITS: usize = u64::BITS as usize;
 
@@ -20,7 +19,7 @@ const WORD_BITS: usize = u64::BITS as usize;
 /// be handed out whole.
 pub const fn storage_words(highest_phys_end: u64) -> usize {
     // sanos targets x86_64 only, where usize is 64 bits wide: no truncation.
-    (highest_phys_end / FRAME_SIZE).div_ceil(WORD_BITS as u64) as usize
+    (highest_phys_end / PAGE_SIZE).div_ceil(WORD_BITS as u64) as usize
 }
 
 /// Why a bitmap could not be built or a frame not freed. The bitmap is
@@ -80,7 +79,7 @@ fn bit_span(low: usize, high: usize) -> u64 {
 }
 
 fn frame_address(frame: usize) -> u64 {
-    frame as u64 * FRAME_SIZE
+    frame as u64 * PAGE_SIZE
 }
 
 pub struct FrameBitmap<'a> {
@@ -110,7 +109,7 @@ impl<'a> FrameBitmap<'a> {
         Ok(Self {
             words,
             // x86_64 only: usize is 64 bits wide.
-            total: (highest_phys_end / FRAME_SIZE) as usize,
+            total: (highest_phys_end / PAGE_SIZE) as usize,
             free: 0,
             hint: 0,
         })
@@ -127,7 +126,7 @@ impl<'a> FrameBitmap<'a> {
 
     /// Whether the frame containing `addr` is free.
     pub fn is_free(&self, addr: u64) -> bool {
-        let frame = addr / FRAME_SIZE;
+        let frame = addr / PAGE_SIZE;
         frame < self.total as u64 && self.bit(frame as usize)
     }
 
@@ -135,11 +134,11 @@ impl<'a> FrameBitmap<'a> {
     /// limit available; frames already free are left alone. Returns how
     /// many frames became free.
     pub fn add_free_range(&mut self, start: u64, end: u64) -> usize {
-        let Some(first) = start.checked_next_multiple_of(FRAME_SIZE) else {
+        let Some(first) = start.checked_next_multiple_of(PAGE_SIZE) else {
             return 0;
         };
-        let first = first / FRAME_SIZE;
-        let last = (end / FRAME_SIZE).min(self.total as u64);
+        let first = first / PAGE_SIZE;
+        let last = (end / PAGE_SIZE).min(self.total as u64);
         if first >= last {
             return 0;
         }
@@ -165,7 +164,7 @@ impl<'a> FrameBitmap<'a> {
     /// The lowest free frame that ends at or below `limit`, for hardware
     /// that cannot address all of memory.
     pub fn alloc_below(&mut self, limit: u64) -> Option<u64> {
-        let end = (limit / FRAME_SIZE).min(self.total as u64) as usize;
+        let end = (limit / PAGE_SIZE).min(self.total as u64) as usize;
         let frame = self.find(0, end, true)?;
         self.take(frame, 1);
         Some(frame_address(frame))
@@ -200,14 +199,14 @@ impl<'a> FrameBitmap<'a> {
     /// Returns one frame. Refused, with nothing changed, when `addr` is not
     /// frame aligned, beyond the covered memory, or already free.
     pub fn free(&mut self, addr: u64) -> Result<(), FrameError> {
-        if !addr.is_multiple_of(FRAME_SIZE) {
+        if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(FrameError::Unaligned { addr });
         }
         let limit = frame_address(self.total);
         if addr >= limit {
             return Err(FrameError::OutOfRange { addr, limit });
         }
-        self.free_range(addr, addr + FRAME_SIZE)
+        self.free_range(addr, addr + PAGE_SIZE)
     }
 
     /// Returns the frames of `[start, end)`, both ends frame aligned.
@@ -215,7 +214,7 @@ impl<'a> FrameBitmap<'a> {
     /// is out of range or already free.
     pub fn free_range(&mut self, start: u64, end: u64) -> Result<(), FrameError> {
         for addr in [start, end] {
-            if !addr.is_multiple_of(FRAME_SIZE) {
+            if !addr.is_multiple_of(PAGE_SIZE) {
                 return Err(FrameError::Unaligned { addr });
             }
         }
@@ -227,7 +226,7 @@ impl<'a> FrameBitmap<'a> {
             let addr = start.max(limit);
             return Err(FrameError::OutOfRange { addr, limit });
         }
-        let (first, last) = ((start / FRAME_SIZE) as usize, (end / FRAME_SIZE) as usize);
+        let (first, last) = ((start / PAGE_SIZE) as usize, (end / PAGE_SIZE) as usize);
         if let Some(frame) = self.find(first, last, true) {
             return Err(FrameError::DoubleFree {
                 addr: frame_address(frame),
@@ -308,10 +307,10 @@ mod tests {
     #[test]
     fn storage_size() {
         assert_eq!(storage_words(0), 0);
-        assert_eq!(storage_words(FRAME_SIZE - 1), 0);
-        assert_eq!(storage_words(FRAME_SIZE), 1);
-        assert_eq!(storage_words(64 * FRAME_SIZE), 1);
-        assert_eq!(storage_words(65 * FRAME_SIZE), 2);
+        assert_eq!(storage_words(PAGE_SIZE - 1), 0);
+        assert_eq!(storage_words(PAGE_SIZE), 1);
+        assert_eq!(storage_words(64 * PAGE_SIZE), 1);
+        assert_eq!(storage_words(65 * PAGE_SIZE), 2);
         assert_eq!(storage_words(4 << 30), 16 * 1024);
     }
 
@@ -319,7 +318,7 @@ mod tests {
     fn storage_too_small_refused() {
         let mut storage = [0u64; 1];
         assert_eq!(
-            FrameBitmap::new(&mut storage, 65 * FRAME_SIZE).err(),
+            FrameBitmap::new(&mut storage, 65 * PAGE_SIZE).err(),
             Some(FrameError::StorageTooSmall {
                 needed_words: 2,
                 given_words: 1
@@ -349,7 +348,7 @@ mod tests {
         bitmap.add_free_range(0, MIB);
         let first = bitmap.alloc().unwrap();
         let second = bitmap.alloc().unwrap();
-        assert_eq!((first, second), (0, 0x1000));
+        assert_eq!((first, second), (0, PAGE_SIZE));
         bitmap.free(first).unwrap();
         // Next fit continues upward before coming back to the freed frame.
         assert_eq!(bitmap.alloc(), Some(0x2000));
@@ -383,9 +382,9 @@ mod tests {
             })
         );
         assert_eq!(
-            bitmap.free(u64::MAX - (FRAME_SIZE - 1)),
+            bitmap.free(u64::MAX - (PAGE_SIZE - 1)),
             Err(FrameError::OutOfRange {
-                addr: u64::MAX - (FRAME_SIZE - 1),
+                addr: u64::MAX - (PAGE_SIZE - 1),
                 limit: MIB
             })
         );
@@ -398,11 +397,11 @@ mod tests {
         let mut bitmap = FrameBitmap::new(&mut storage, MIB).unwrap();
         bitmap.add_free_range(0, MIB);
         let run = bitmap.alloc_contiguous(8, 1).unwrap();
-        bitmap.free(run + 3 * FRAME_SIZE).unwrap();
+        bitmap.free(run + 3 * PAGE_SIZE).unwrap();
         assert_eq!(
-            bitmap.free_range(run, run + 8 * FRAME_SIZE),
+            bitmap.free_range(run, run + 8 * PAGE_SIZE),
             Err(FrameError::DoubleFree {
-                addr: run + 3 * FRAME_SIZE
+                addr: run + 3 * PAGE_SIZE
             })
         );
         assert_eq!(bitmap.free_frames(), 256 - 7);
@@ -413,32 +412,32 @@ mod tests {
                 end: run
             })
         );
-        bitmap.free_range(run, run + 3 * FRAME_SIZE).unwrap();
+        bitmap.free_range(run, run + 3 * PAGE_SIZE).unwrap();
         bitmap
-            .free_range(run + 4 * FRAME_SIZE, run + 8 * FRAME_SIZE)
+            .free_range(run + 4 * PAGE_SIZE, run + 8 * PAGE_SIZE)
             .unwrap();
         assert_eq!(bitmap.free_frames(), 256);
     }
 
     #[test]
     fn contiguous_with_alignment_across_words() {
-        let end = 512 * FRAME_SIZE;
+        let end = 512 * PAGE_SIZE;
         let mut storage = storage_for(end);
         let mut bitmap = FrameBitmap::new(&mut storage, end).unwrap();
         // Frames 60..200, straddling words 0..3.
-        bitmap.add_free_range(60 * FRAME_SIZE, 200 * FRAME_SIZE);
-        assert_eq!(bitmap.alloc_contiguous(10, 1), Some(60 * FRAME_SIZE));
-        assert_eq!(bitmap.alloc_contiguous(10, 16), Some(80 * FRAME_SIZE));
+        bitmap.add_free_range(60 * PAGE_SIZE, 200 * PAGE_SIZE);
+        assert_eq!(bitmap.alloc_contiguous(10, 1), Some(60 * PAGE_SIZE));
+        assert_eq!(bitmap.alloc_contiguous(10, 16), Some(80 * PAGE_SIZE));
         // 70..80 is free but too short for 20.
-        assert_eq!(bitmap.alloc_contiguous(20, 0), Some(90 * FRAME_SIZE));
+        assert_eq!(bitmap.alloc_contiguous(20, 0), Some(90 * PAGE_SIZE));
         // The 64-aligned free starts, 128 and 192, are too close to the end.
         assert_eq!(bitmap.alloc_contiguous(80, 64), None);
-        assert_eq!(bitmap.alloc_contiguous(50, 2), Some(110 * FRAME_SIZE));
+        assert_eq!(bitmap.alloc_contiguous(50, 2), Some(110 * PAGE_SIZE));
         assert_eq!(bitmap.free_frames(), 140 - 90);
         assert_eq!(bitmap.alloc_contiguous(0, 1), None);
         assert_eq!(bitmap.alloc_contiguous(41, 1), None);
-        assert_eq!(bitmap.alloc_contiguous(40, 1), Some(160 * FRAME_SIZE));
-        assert_eq!(bitmap.alloc_contiguous(10, 1), Some(70 * FRAME_SIZE));
+        assert_eq!(bitmap.alloc_contiguous(40, 1), Some(160 * PAGE_SIZE));
+        assert_eq!(bitmap.alloc_contiguous(10, 1), Some(70 * PAGE_SIZE));
         assert_eq!(bitmap.free_frames(), 0);
         assert_eq!(bitmap.free_frames(), recount(&bitmap));
     }
@@ -457,21 +456,21 @@ mod tests {
 
     #[test]
     fn ranges_not_multiple_of_a_word() {
-        let end = 200 * FRAME_SIZE + 123;
+        let end = 200 * PAGE_SIZE + 123;
         let mut storage = storage_for(end);
         assert_eq!(storage.len(), 4);
         let mut bitmap = FrameBitmap::new(&mut storage, end).unwrap();
         assert_eq!(bitmap.total_frames(), 200);
         // Shrunk inward at the bottom, clipped at the covered end.
-        assert_eq!(bitmap.add_free_range(3 * FRAME_SIZE + 1, u64::MAX), 196);
-        assert_eq!(bitmap.add_free_range(0, 10 * FRAME_SIZE), 4);
-        assert_eq!(bitmap.add_free_range(FRAME_SIZE + 1, 2 * FRAME_SIZE - 1), 0);
+        assert_eq!(bitmap.add_free_range(3 * PAGE_SIZE + 1, u64::MAX), 196);
+        assert_eq!(bitmap.add_free_range(0, 10 * PAGE_SIZE), 4);
+        assert_eq!(bitmap.add_free_range(PAGE_SIZE + 1, 2 * PAGE_SIZE - 1), 0);
         assert_eq!(bitmap.add_free_range(u64::MAX - 5, u64::MAX), 0);
-        assert!(bitmap.is_free(199 * FRAME_SIZE + 17));
-        assert!(!bitmap.is_free(200 * FRAME_SIZE));
+        assert!(bitmap.is_free(199 * PAGE_SIZE + 17));
+        assert!(!bitmap.is_free(200 * PAGE_SIZE));
         let mut count = 0;
         while let Some(frame) = bitmap.alloc() {
-            assert!(frame < 200 * FRAME_SIZE);
+            assert!(frame < 200 * PAGE_SIZE);
             count += 1;
         }
         assert_eq!(count, 200);
@@ -500,11 +499,11 @@ mod tests {
                 self.0
             }
         }
-        let end = 1000 * FRAME_SIZE;
+        let end = 1000 * PAGE_SIZE;
         let mut storage = storage_for(end);
         let mut bitmap = FrameBitmap::new(&mut storage, end).unwrap();
-        bitmap.add_free_range(5 * FRAME_SIZE, 300 * FRAME_SIZE);
-        bitmap.add_free_range(400 * FRAME_SIZE, 1000 * FRAME_SIZE);
+        bitmap.add_free_range(5 * PAGE_SIZE, 300 * PAGE_SIZE);
+        bitmap.add_free_range(400 * PAGE_SIZE, 1000 * PAGE_SIZE);
         let total_free = bitmap.free_frames();
         let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
         let mut held: Vec<(u64, usize)> = Vec::new();
@@ -513,14 +512,14 @@ mod tests {
                 0 if !held.is_empty() => {
                     let (addr, count) = held.swap_remove(rng.next() as usize % held.len());
                     bitmap
-                        .free_range(addr, addr + count as u64 * FRAME_SIZE)
+                        .free_range(addr, addr + count as u64 * PAGE_SIZE)
                         .unwrap();
                 }
                 1 => {
                     let count = 1 + rng.next() as usize % 9;
                     let align = 1 << (rng.next() % 4);
                     if let Some(addr) = bitmap.alloc_contiguous(count, align) {
-                        assert_eq!(addr / FRAME_SIZE % align as u64, 0);
+                        assert_eq!(addr / PAGE_SIZE % align as u64, 0);
                         held.push((addr, count));
                     }
                 }
@@ -543,7 +542,7 @@ mod tests {
         }
         for (addr, count) in held.drain(..) {
             bitmap
-                .free_range(addr, addr + count as u64 * FRAME_SIZE)
+                .free_range(addr, addr + count as u64 * PAGE_SIZE)
                 .unwrap();
         }
         assert_eq!(bitmap.free_frames(), total_free);

@@ -15,7 +15,9 @@
 
 use core::fmt;
 
-/// Granularity of everything the frame allocator hands out.
+/// The page size (x86_64's 4 KiB page, Intel SDM vol. 3A section 4.5):
+/// the granularity of everything the frame allocator hands out, and the
+/// kernel's one definition of a page (`crate::mm::PAGE_SIZE` there).
 pub const PAGE_SIZE: u64 = 4096;
 
 /// x86_64 physical addresses are at most 52 bits wide (Intel SDM vol. 3A
@@ -821,7 +823,7 @@ mod tests {
         assert_eq!(map.find_free(1, 0, u64::MAX), Some(0));
         assert_eq!(map.find_free(0xa0000, 0, u64::MAX), Some(0x100000));
         assert_eq!(map.find_free(0xa0000, 2 * MIB, u64::MAX), Some(0x200000));
-        assert_eq!(map.find_free(PAGE_SIZE, 0x1000, 0x1000), Some(0));
+        assert_eq!(map.find_free(PAGE_SIZE, PAGE_SIZE, PAGE_SIZE), Some(0));
         assert_eq!(map.find_free(0x10000, 0, 0x100000), Some(0));
         assert_eq!(map.find_free(0xa0000, 0, 0x7fe0000), Some(0x100000));
         assert_eq!(map.find_free(0xa0000, 0, 0x19ffff), None);
