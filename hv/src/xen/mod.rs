@@ -38,10 +38,10 @@
     clippy::undocumented_unsafe_blocks
 )]
 pub mod bindings;
+pub mod calls;
 pub mod console;
 pub mod evtchn;
 pub mod hypercall;
-pub mod ops;
 pub mod xenstore;
 
 /// Sizes, alignments, offsets and numbers as the C compiler sees them: every

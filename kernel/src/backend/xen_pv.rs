@@ -33,11 +33,11 @@ use crate::arch::layout::KERNEL_VMA;
 use crate::arch::traps;
 use crate::mm::xlate::{self, MachineAddr};
 use crate::mm::PAGE_SIZE;
-use crate::xen::{self, console, events, grant, time};
+use crate::xen::{self, clock, events, grant, xencons};
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use hv::xen::bindings::*;
+use hv::xen::calls;
 use hv::xen::hypercall::{self, XenError};
-use hv::xen::ops;
 use hv::xen_pv::*;
 use pure::boot::bootinfo::{BootInfo, XenPvStart};
 use spin::Once;
@@ -81,7 +81,7 @@ unsafe fn map_at(virt: u64, machine: MachineAddr) -> Result<(), XenError> {
     };
     // SAFETY: the caller reserves the page; Xen checks that the frame may
     // be mapped by this domain.
-    unsafe { ops::update_va_mapping(virt, machine.as_u64() | 0b11 | nx, UVMF_INVLPG) }
+    unsafe { calls::update_va_mapping(virt, machine.as_u64() | 0b11 | nx, UVMF_INVLPG) }
 }
 
 fn event_mask() -> &'static AtomicU8 {
@@ -105,7 +105,7 @@ fn unmask_raw(was: u64) {
     if was == 0 && pending != 0 {
         // Any hypercall's return delivers the pending upcall; the version
         // it answers is not needed.
-        let _ = ops::xen_version(XENVER_version);
+        let _ = calls::xen_version(XENVER_version);
     }
 }
 
@@ -122,7 +122,7 @@ fn start_info() -> &'static start_info {
 extern "C" fn sanos_xen_pv_write_cr3(machine: u64) {
     // SAFETY: the vmops write_cr3 op's contract: `machine` is the root of
     // tables that map everything the kernel uses.
-    match unsafe { ops::mmuext_new_baseptr(MachineAddr::new(machine).frame_number()) } {
+    match unsafe { calls::mmuext_new_baseptr(MachineAddr::new(machine).frame_number()) } {
         // SAFETY: the software copy read_cr3 returns; one aligned store.
         Ok(()) => unsafe { (&raw mut xen_pv_cr3).write_volatile(machine) },
         Err(error) => log::error!("xen-pv: new base {machine:#x} refused: {error}"),
@@ -131,14 +131,14 @@ extern "C" fn sanos_xen_pv_write_cr3(machine: u64) {
 
 #[unsafe(no_mangle)]
 extern "C" fn sanos_xen_pv_flush_tlb_page(address: u64) {
-    if let Err(error) = ops::mmuext_invlpg_local(address) {
+    if let Err(error) = calls::mmuext_invlpg_local(address) {
         log::error!("xen-pv: invlpg {address:#x}: {error}");
     }
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn sanos_xen_pv_flush_tlb_all() {
-    if let Err(error) = ops::mmuext_tlb_flush_local() {
+    if let Err(error) = calls::mmuext_tlb_flush_local() {
         log::error!("xen-pv: TLB flush: {error}");
     }
 }
@@ -178,7 +178,7 @@ fn set_ptes(entries: &[(VirtAddr, u64)]) -> Result<(), VirtAddr> {
     // SAFETY: every request names an entry of a page-table page of ours
     // (translated above); Xen validates each entry and value, and refuses
     // what would break isolation.
-    match unsafe { ops::mmu_update(&requests[..count]) } {
+    match unsafe { calls::mmu_update(&requests[..count]) } {
         Ok(_) => Ok(()),
         Err(batch) => {
             let failed = entries[(batch.done as usize).min(count - 1)].0;
@@ -199,7 +199,7 @@ static STACK_SWITCH_ERRORS: AtomicU64 = AtomicU64::new(0);
 extern "C" fn load_kernel_stack(top: u64) {
     // SAFETY: the op's contract: `top` is the top of a kernel stack that
     // lives as long as the thread it is loaded for.
-    if unsafe { ops::stack_switch(u64::from(FLAT_KERNEL_SS), top) }.is_err() {
+    if unsafe { calls::stack_switch(u64::from(FLAT_KERNEL_SS), top) }.is_err() {
         STACK_SWITCH_ERRORS.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -209,7 +209,7 @@ extern "C" fn eoi() {}
 
 /// The timer op: Xen's single-shot timer (a PV guest has no other).
 extern "C" fn set_timer(deadline_ns: u64) {
-    time::set_timer(deadline_ns);
+    clock::set_timer(deadline_ns);
 }
 
 #[unsafe(no_mangle)]
@@ -249,10 +249,10 @@ fn build() -> Backend {
         function: Some(FnAddr(eoi as *const ())),
         nop: true,
     };
-    ops[ClockNs as usize] = OpImpl::function(FnAddr(time::clock_ns as *const ()));
+    ops[ClockNs as usize] = OpImpl::function(FnAddr(clock::clock_ns as *const ()));
     ops[SetTimer as usize] = OpImpl::function(FnAddr(set_timer as *const ()));
-    ops[StealNs as usize] = OpImpl::function(FnAddr(time::steal_ns as *const ()));
-    ops[ConsoleWrite as usize] = OpImpl::function(FnAddr(console::write as *const ()));
+    ops[StealNs as usize] = OpImpl::function(FnAddr(clock::steal_ns as *const ()));
+    ops[ConsoleWrite as usize] = OpImpl::function(FnAddr(xencons::write as *const ()));
     ops[Shutdown as usize] = OpImpl::function(FnAddr(xen::shutdown as *const ()));
     Backend {
         id: BackendId::XenPv,
@@ -273,8 +273,8 @@ pub fn backend() -> &'static Backend {
 fn early_fail(message: &str) -> ! {
     // A domU's console_io may be refused, and a refused shutdown leaves
     // only the spin below: the crash still shows in `xl list` and Xen's log.
-    let _ = ops::console_write(message.as_bytes());
-    let _ = ops::sched_shutdown(SHUTDOWN_crash);
+    let _ = calls::console_write(message.as_bytes());
+    let _ = calls::sched_shutdown(SHUTDOWN_crash);
     loop {
         core::hint::spin_loop();
     }
@@ -318,7 +318,7 @@ fn install_translation(si: &start_info) {
 /// the builder put it).
 fn install_console(si: &start_info) {
     if si.flags & SIF_INITDOMAIN != 0 {
-        console::set(true, 0, 0, 0);
+        xencons::set(true, 0, 0, 0);
         return;
     }
     // SAFETY: a domU's start info holds the console union member.
@@ -330,7 +330,7 @@ fn install_console(si: &start_info) {
         Ok(()) => console_ring_address(),
         Err(_) => 0,
     };
-    console::set(false, ring, 0, port);
+    xencons::set(false, ring, 0, port);
 }
 
 /// Traps through Xen's trap table, events through the callback, and
@@ -350,13 +350,13 @@ fn install_traps() {
     }
     // SAFETY: a zero-terminated table (the last entry stays zero) whose
     // addresses are the trap stubs in kernel text.
-    if unsafe { ops::set_trap_table(&table) }.is_err() {
+    if unsafe { calls::set_trap_table(&table) }.is_err() {
         early_fail("sanos: HYPERVISOR_set_trap_table failed; stopping\n");
     }
     // SAFETY: both addresses are entry points in kernel text that take
     // Xen's event and failsafe frames.
     let callbacks = unsafe {
-        ops::set_callbacks(
+        calls::set_callbacks(
             traps::xen_pv_event_entry_address(),
             xen_pv_failsafe as *const () as u64,
         )
@@ -397,7 +397,7 @@ pub fn early(info: u64, stack: u64) -> XenPvStart {
     events::set_shared_info(shared_info_address());
     install_traps();
     let shared = shared_info_address() as *const shared_info;
-    if let Some(hz) = time::tsc_hz(shared) {
+    if let Some(hz) = clock::tsc_hz(shared) {
         crate::time::set_tsc_hz(hz, crate::time::TscSource::XenPvclock);
     }
     let dom0 = si.flags & SIF_INITDOMAIN != 0;
@@ -434,7 +434,7 @@ fn start_interrupts(_boot: &BootInfo<'_>) {
     events::mask_all_ports();
     traps::set_handler(events::VECTOR_XEN_UPCALL, events::upcall);
     events::set_running();
-    if let Err(error) = time::start(|| {}) {
+    if let Err(error) = clock::start(|| {}) {
         log::error!("xen: no Xen time ({error}): no timer interrupts");
     }
 }
@@ -458,7 +458,7 @@ const MAX_GRANT_FRAMES: usize = 4;
 fn map_grant_frames(frames: u32) -> Result<*mut grant_entry_v1, grant::GrantError> {
     let frames = (frames as usize).min(MAX_GRANT_FRAMES);
     let mut list = [0 as xen_pfn_t; MAX_GRANT_FRAMES];
-    ops::gnttab_setup_table(&mut list[..frames]).map_err(grant::GrantError::Table)?;
+    calls::gnttab_setup_table(&mut list[..frames]).map_err(grant::GrantError::Table)?;
     let mut first = VirtAddr::zero();
     for (i, &mfn) in list[..frames].iter().enumerate() {
         let frame = MachineAddr::from_frame_number(mfn);

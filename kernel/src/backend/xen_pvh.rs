@@ -7,7 +7,7 @@
 //! time leaf (a PVH guest has no PIT to measure it against).
 //!
 //! Once threads run, events come through the HVM callback vector and time
-//! moves to Xen's own (`crate::xen::time`); until then the TSC and the
+//! moves to Xen's own (`crate::xen::clock`); until then the TSC and the
 //! emulated LAPIC serve. A domU then starts the Xen bus (xenstore, grant
 //! tables), whose pages PVH maps into its physical space.
 
@@ -15,11 +15,11 @@ use super::{native, BackendId, Hooks};
 use crate::arch::cpu;
 use crate::arch::layout::KERNEL_VMA;
 use crate::mm::{xlate, PAGE_SIZE};
-use crate::xen::{self, console, events, grant, time};
+use crate::xen::{self, clock, events, grant, xencons};
 use hv::platform::Platform;
 use hv::xen::bindings::*;
+use hv::xen::calls;
 use hv::xen::hypercall::{self, XenError};
-use hv::xen::ops;
 use vmops::{Backend, FnAddr, Op, OpImpl, OP_COUNT};
 use x86_64::PhysAddr;
 
@@ -66,7 +66,7 @@ pub fn init(platform: Platform, start_flags: u32) -> Result<(), XenInitError> {
     let ring = if dom0 {
         None
     } else {
-        let param = |index| ops::hvm_get_param(index).map_err(|e| XenInitError::Param(index, e));
+        let param = |index| calls::hvm_get_param(index).map_err(|e| XenInitError::Param(index, e));
         let pfn = param(HVM_PARAM_CONSOLE_PFN)?;
         let port = param(HVM_PARAM_CONSOLE_EVTCHN)?;
         (pfn != 0).then_some((pfn, port as u32))
@@ -81,9 +81,9 @@ pub fn init(platform: Platform, start_flags: u32) -> Result<(), XenInitError> {
             } else {
                 0
             };
-            console::set(false, virt, phys, port);
+            xencons::set(false, virt, phys, port);
         }
-        None => console::set(true, 0, 0, 0),
+        None => xencons::set(true, 0, 0, 0),
     }
     // (No heap yet: plain formatting only.)
     log::info!(
@@ -101,8 +101,8 @@ pub fn init(platform: Platform, start_flags: u32) -> Result<(), XenInitError> {
 /// The timer op: the emulated LAPIC until Xen time runs, then Xen's
 /// single-shot timer.
 extern "C" fn set_timer(deadline_ns: u64) {
-    if time::running() {
-        time::set_timer(deadline_ns);
+    if clock::running() {
+        clock::set_timer(deadline_ns);
     } else {
         crate::arch::apic::arm_oneshot(deadline_ns, crate::time::tsc_clock_ns());
     }
@@ -115,8 +115,8 @@ fn retire_lapic_timer() {
 
 /// The xenstore ring from the HVM params, mapped (it need not be RAM).
 fn store() -> Result<(u64, u32), XenError> {
-    let pfn = ops::hvm_get_param(HVM_PARAM_STORE_PFN)?;
-    let port = ops::hvm_get_param(HVM_PARAM_STORE_EVTCHN)? as u32;
+    let pfn = calls::hvm_get_param(HVM_PARAM_STORE_PFN)?;
+    let port = calls::hvm_get_param(HVM_PARAM_STORE_EVTCHN)? as u32;
     if pfn == 0 {
         return Ok((0, port));
     }
@@ -133,7 +133,7 @@ fn map_grant_frames(frames: u32) -> Result<*mut grant_entry_v1, grant::GrantErro
         let gpfn = first.pfn() + u64::from(i);
         // SAFETY: the frames are fresh from the allocator: nothing else
         // refers to what Xen replaces with the grant table.
-        unsafe { ops::add_to_physmap(XENMAPSPACE_grant_table, u64::from(i), gpfn) }
+        unsafe { calls::add_to_physmap(XENMAPSPACE_grant_table, u64::from(i), gpfn) }
             .map_err(grant::GrantError::Xen)?;
     }
     Ok(xlate::phys_to_virt(first.start_address()).as_mut_ptr())
@@ -151,7 +151,7 @@ fn after_threads() {
         log::error!("xen: no event upcalls ({error}); xenstore polls");
     } else {
         events::set_running();
-        if let Err(error) = time::start(retire_lapic_timer) {
+        if let Err(error) = clock::start(retire_lapic_timer) {
             log::error!("xen: keeping the TSC and LAPIC for time: {error}");
         }
     }
@@ -166,10 +166,10 @@ const fn build() -> Backend {
     let mut ops = [OpImpl::MISSING; OP_COUNT];
     native::instruction_ops(&mut ops);
     native::kernel_services(&mut ops);
-    ops[Op::ConsoleWrite as usize] = OpImpl::function(FnAddr(console::write as *const ()));
-    ops[Op::ClockNs as usize] = OpImpl::function(FnAddr(time::clock_ns as *const ()));
+    ops[Op::ConsoleWrite as usize] = OpImpl::function(FnAddr(xencons::write as *const ()));
+    ops[Op::ClockNs as usize] = OpImpl::function(FnAddr(clock::clock_ns as *const ()));
     ops[Op::SetTimer as usize] = OpImpl::function(FnAddr(set_timer as *const ()));
-    ops[Op::StealNs as usize] = OpImpl::function(FnAddr(time::steal_ns as *const ()));
+    ops[Op::StealNs as usize] = OpImpl::function(FnAddr(clock::steal_ns as *const ()));
     ops[Op::Shutdown as usize] = OpImpl::function(FnAddr(xen::shutdown as *const ()));
     Backend {
         id: BackendId::XenPvh,
@@ -185,7 +185,7 @@ pub static BACKEND: Backend = build();
 pub static HOOKS: Hooks = Hooks {
     id: BackendId::XenPvh,
     fill_memory_map: xen::fill_memory_map,
-    shared_page: console::ring_page,
+    shared_page: xencons::ring_page,
     after_threads,
     ..native::HOOKS_BASE
 };

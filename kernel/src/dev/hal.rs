@@ -299,7 +299,7 @@ impl XenBus for KernelXenBus {
     }
 
     fn notify(&self, port: u32) -> Result<(), HalError> {
-        hv::xen::ops::evtchn_send(port).map_err(|e| HalError::Failed(e.name()))
+        hv::xen::calls::evtchn_send(port).map_err(|e| HalError::Failed(e.name()))
     }
 
     fn close(&self, port: u32) -> Result<(), HalError> {

@@ -10,9 +10,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use hv::xen::bindings::*;
+use hv::xen::calls;
 use hv::xen::evtchn::{BITS, NR_PORTS};
 use hv::xen::hypercall::XenError;
-use hv::xen::ops;
 
 /// The vector Xen raises for pending events (HVM_PARAM_CALLBACK_IRQ,
 /// delivery by vector, `xen/include/public/hvm/params.h`).
@@ -86,13 +86,13 @@ pub fn unbind_port(port: u32) {
 
 /// A new port that domain `remote` may bind to (EVTCHNOP_alloc_unbound).
 pub fn alloc_unbound(remote: u16) -> Result<u32, XenError> {
-    ops::evtchn_alloc_unbound(remote)
+    calls::evtchn_alloc_unbound(remote)
 }
 
 /// Connects a local port to `remote_port` of domain `remote`
 /// (EVTCHNOP_bind_interdomain).
 pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<u32, XenError> {
-    ops::evtchn_bind_interdomain(remote, remote_port)
+    calls::evtchn_bind_interdomain(remote, remote_port)
 }
 
 /// Closes a port and forgets its handler.
@@ -100,7 +100,7 @@ pub fn close_port(port: u32) -> Result<(), XenError> {
     if let Some(slot) = PORT_HANDLERS.get(port as usize) {
         slot.store(0, Ordering::Release);
     }
-    ops::evtchn_close(port)
+    calls::evtchn_close(port)
 }
 
 /// Masks a port: its events stay pending until [`unmask_port`].
@@ -120,14 +120,14 @@ pub fn mask_port(port: u32) {
 
 /// Unmasks a port (EVTCHNOP_unmask: Xen re-raises what is pending).
 pub fn unmask_port(port: u32) {
-    if let Err(error) = ops::evtchn_unmask(port) {
+    if let Err(error) = calls::evtchn_unmask(port) {
         log::error!("xen: port {port} not unmasked: {error}");
     }
 }
 
 /// Signals the other end of `port`.
 pub fn notify_port(port: u32) {
-    if let Err(error) = ops::evtchn_send(port) {
+    if let Err(error) = calls::evtchn_send(port) {
         // Only a closed or foreign port is refused: the peer is gone, and
         // what it would have been told no longer reaches anyone.
         log::debug!("xen: notify on port {port}: {error}");
@@ -200,7 +200,7 @@ pub fn map_shared_info_hvm() -> Result<(), XenError> {
     let frame = crate::mm::frames::alloc().ok_or(XenError::ENOMEM)?;
     // SAFETY: the frame is fresh from the allocator: nothing else refers
     // to what Xen replaces with shared_info.
-    unsafe { ops::add_to_physmap(XENMAPSPACE_shared_info, 0, frame.pfn())? };
+    unsafe { calls::add_to_physmap(XENMAPSPACE_shared_info, 0, frame.pfn())? };
     set_shared_info(crate::mm::xlate::phys_to_virt(frame.start_address()).as_u64());
     Ok(())
 }
@@ -212,9 +212,9 @@ pub fn start_upcalls_hvm() -> Result<(), XenError> {
     // SAFETY: the vector is the kernel's upcall vector, an interrupt gate
     // without an error code, whose handler was just installed.
     unsafe {
-        ops::hvm_set_param(
+        calls::hvm_set_param(
             HVM_PARAM_CALLBACK_IRQ,
-            ops::callback_via_vector(VECTOR_XEN_UPCALL),
+            calls::callback_via_vector(VECTOR_XEN_UPCALL),
         )
     }
 }
@@ -241,7 +241,7 @@ mod tests {
     fn event_channel_loopback_with_masking() -> TestResult {
         if !running() {
             // Not a Xen domU: no shared_info, so no wallclock either.
-            kassert!(super::super::time::wallclock().is_none());
+            kassert!(super::super::clock::wallclock().is_none());
             return Ok(());
         }
         let arrived = LOOPBACK.call_once(|| Event::new(false, false)).clone();

@@ -14,8 +14,8 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{fence, AtomicU16, Ordering};
 use hv::xen::bindings::*;
+use hv::xen::calls;
 use hv::xen::hypercall::XenError;
-use hv::xen::ops;
 use spin::{Mutex, Once};
 use x86_64::structures::paging::PhysFrame;
 
@@ -37,7 +37,7 @@ pub enum GrantError {
     BadFrame(u64),
     Xen(XenError),
     /// Xen refused a grant-table operation.
-    Table(ops::GnttabError),
+    Table(calls::GnttabError),
 }
 
 struct Table {
@@ -58,7 +58,7 @@ static TABLE: Once<Mutex<Table>> = Once::new();
 pub fn init(
     map_frames: fn(u32) -> Result<*mut grant_entry_v1, GrantError>,
 ) -> Result<u32, GrantError> {
-    let frames = ops::gnttab_query_size()
+    let frames = calls::gnttab_query_size()
         .map_err(GrantError::Table)?
         .nr_frames;
     if frames == 0 {

@@ -8,18 +8,18 @@
 //! What differs between PV and PVH (how shared_info, the store ring and the
 //! grant-table frames are mapped, how events are delivered) is the
 //! backend's: `backend::xen_pvh` and `backend::xen_pv` call in here with
-//! their parts. Hypercalls are `hv::xen::ops`'.
+//! their parts. Hypercalls are `hv::xen::calls`'.
 
-pub mod console;
+pub mod clock;
 pub mod events;
 pub mod grant;
-pub mod time;
+pub mod xencons;
 pub mod xenstore;
 
 use crate::backend::ShutdownReason;
 use hv::xen::bindings::*;
+use hv::xen::calls;
 use hv::xen::hypercall::XenError;
-use hv::xen::ops;
 use pure::boot::bootinfo::BootInfo;
 
 /// The shutdown op of both Xen backends: `SCHEDOP_shutdown` with the
@@ -33,7 +33,7 @@ pub extern "C" fn shutdown(reason: u64) {
         ShutdownReason::Crash | ShutdownReason::Exit(_) => SHUTDOWN_crash,
     };
     // Returns only if Xen refused; the caller halts the vCPU then.
-    if let Err(error) = ops::sched_shutdown(reason) {
+    if let Err(error) = calls::sched_shutdown(reason) {
         crate::console::emergency_write_fmt(format_args!("xen: shutdown refused: {error}\n"));
     }
 }
@@ -45,7 +45,7 @@ pub fn fill_memory_map(boot: &mut BootInfo<'_>) {
         return;
     }
     let mut entries = [hv::xen::E820Entry::default(); 64];
-    match ops::memory_map(&mut entries) {
+    match calls::memory_map(&mut entries) {
         Ok(count) => {
             for entry in &entries[..count] {
                 let (addr, size, kind) = (entry.addr, entry.size, entry.type_);
@@ -72,11 +72,11 @@ pub struct GuestParts {
 /// shutdown` and `xl reboot` reach the kernel, and grant tables (a domU);
 /// console input only for dom0, which starts before xenstored.
 pub fn start_bus(parts: &GuestParts) {
-    console::start_input();
-    if let Some((seconds, _)) = time::wallclock() {
+    xencons::start_input();
+    if let Some((seconds, _)) = clock::wallclock() {
         log::info!("xen: wallclock {}", pure::time::civil::from_unix(seconds));
     }
-    if console::is_dom0() {
+    if xencons::is_dom0() {
         return;
     }
     match (parts.store)() {
@@ -96,7 +96,7 @@ mod tests {
 
     #[ktest]
     fn wallclock_is_plausible_where_xen_gives_it() -> TestResult {
-        match time::wallclock() {
+        match clock::wallclock() {
             Some((seconds, nanoseconds)) => {
                 // After 2020-01-01 and before 2200.
                 kassert!(

@@ -228,10 +228,10 @@ pub const fn mmuext_tlb_flush_local_op() -> mmuext_op {
 // ---- The calls.
 
 #[cfg(any(target_os = "none", test))]
-pub use calls::*;
+pub use typed::*;
 
 #[cfg(any(target_os = "none", test))]
-mod calls {
+mod typed {
     use super::*;
     use crate::xen::bindings::*;
     use crate::xen::E820Entry;
@@ -966,11 +966,11 @@ mod calls {
 // ---- Host tests: a recorder in place of Xen.
 
 /// Stands in for Xen in host tests: each test installs a handler that sees
-/// the [`calls::Hypercall`] (and may read and write through its pointers,
+/// the [`typed::Hypercall`] (and may read and write through its pointers,
 /// which point into the caller's live frame) and returns RAX.
 #[cfg(all(test, not(target_os = "none")))]
 mod fake {
-    use super::calls::Hypercall;
+    use super::typed::Hypercall;
     use super::XenError;
     use core::cell::RefCell;
     use std::boxed::Box;
@@ -1011,7 +1011,7 @@ mod fake {
 #[allow(non_upper_case_globals)]
 #[cfg(test)]
 mod tests {
-    use super::calls::Hypercall;
+    use super::typed::Hypercall;
     use super::*;
     use crate::xen::bindings::*;
     use crate::xen::E820Entry;

@@ -9,8 +9,8 @@ use super::events::{bind_port, shared_info};
 use crate::arch::cpu;
 use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use hv::xen::bindings::*;
+use hv::xen::calls;
 use hv::xen::hypercall::XenError;
-use hv::xen::ops;
 
 /// Set once pvclock and VIRQ_TIMER are in use.
 static XEN_TIME: AtomicBool = AtomicBool::new(false);
@@ -70,11 +70,11 @@ pub extern "C" fn clock_ns() -> u64 {
 /// before): arms the single-shot timer, or stops it for `u64::MAX`.
 pub fn set_timer(deadline_ns: u64) {
     let result = if deadline_ns == u64::MAX {
-        ops::vcpu_stop_singleshot_timer(0)
+        calls::vcpu_stop_singleshot_timer(0)
     } else {
         // Not VCPU_SSHOTTMR_future: a deadline already past fires at once.
         let xen_deadline = deadline_ns.wrapping_add(XEN_CLOCK_OFFSET.load(Ordering::Relaxed));
-        ops::vcpu_set_singleshot_timer(0, xen_deadline, 0)
+        calls::vcpu_set_singleshot_timer(0, xen_deadline, 0)
     };
     if let Err(error) = result {
         // The scheduler re-arms on its next pass; say why time stalls.
@@ -129,16 +129,16 @@ static RUNSTATE_AREA: RunstateArea =
 /// masked, before the first Xen timer is armed.
 pub fn start(retire: fn()) -> Result<(), XenError> {
     let shared = shared_info().ok_or(XenError::EINVAL)?;
-    let port = ops::evtchn_bind_virq(VIRQ_TIMER, 0)?;
+    let port = calls::evtchn_bind_virq(VIRQ_TIMER, 0)?;
     // SAFETY: the area is a static that lives as long as the kernel and
     // that nothing but Xen writes.
-    match unsafe { ops::vcpu_register_runstate_memory_area(0, RUNSTATE_AREA.0.get()) } {
+    match unsafe { calls::vcpu_register_runstate_memory_area(0, RUNSTATE_AREA.0.get()) } {
         Ok(()) => RUNSTATE.store(RUNSTATE_AREA.0.get() as u64, Ordering::Release),
         Err(error) => log::warn!("xen: no runstate area ({error}); no stolen time"),
     }
     // A PV vCPU starts with Xen's 100 Hz periodic timer on VIRQ_TIMER
     // (while it runs); a tickless kernel wants only its single-shot one.
-    if let Err(error) = ops::vcpu_stop_periodic_timer(0) {
+    if let Err(error) = calls::vcpu_stop_periodic_timer(0) {
         log::warn!("xen: periodic timer not stopped ({error}); ticks while running");
     }
     let was_enabled = cpu::irq_save();

@@ -6,7 +6,7 @@
 use super::events::{bind_port, notify_port};
 use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use hv::xen::bindings::*;
-use hv::xen::{hypercall, ops};
+use hv::xen::{calls, hypercall};
 
 static DOM0: AtomicBool = AtomicBool::new(false);
 /// Virtual address of the console ring page (domU), 0 if none.
@@ -77,7 +77,7 @@ pub extern "C" fn write(bytes: *const u8, len: usize) {
     }
     if is_dom0() {
         // Nowhere to report a console that refuses output but itself.
-        let _ = ops::console_write(bytes);
+        let _ = calls::console_write(bytes);
     } else {
         match RING.load(Ordering::Acquire) {
             0 => {}
@@ -118,7 +118,7 @@ fn ring_event(port: u32, _context: usize) {
 /// Input on dom0's console (VIRQ_CONSOLE): read it with console_io.
 fn dom0_event(_port: u32, _context: usize) {
     let mut bytes = [0u8; 64];
-    while let Ok(count) = ops::console_read(&mut bytes) {
+    while let Ok(count) = calls::console_read(&mut bytes) {
         if count == 0 {
             break;
         }
@@ -129,7 +129,7 @@ fn dom0_event(_port: u32, _context: usize) {
 /// Console input: a domU's ring events, or dom0's VIRQ_CONSOLE.
 pub fn start_input() {
     if is_dom0() {
-        match ops::evtchn_bind_virq(VIRQ_CONSOLE, 0) {
+        match calls::evtchn_bind_virq(VIRQ_CONSOLE, 0) {
             Ok(port) => {
                 crate::console::enable_platform_input();
                 bind_port(port, dom0_event);
