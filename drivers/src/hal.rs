@@ -173,6 +173,21 @@ pub unsafe trait Hal {
     /// silenced the device first.
     fn unbind_interrupt(&self, bound: BoundInterrupt) -> Result<(), HalError>;
 
+    /// The waker a network driver's interrupt handler calls (see
+    /// [`crate::net`]); one that wakes nobody where there is no stack.
+    fn net_waker(&self) -> crate::net::Waker {
+        crate::net::Waker::NONE
+    }
+
+    /// Hands a ready network interface to the kernel's stack.
+    fn attach_net(
+        &self,
+        device: alloc::boxed::Box<dyn crate::net::NetDevice>,
+    ) -> Result<(), HalError> {
+        drop(device);
+        Err(HalError::Unsupported)
+    }
+
     /// Monotonic time in nanoseconds since boot, for timeouts.
     fn now_ns(&self) -> u64;
 }

@@ -19,6 +19,7 @@ extern crate std;
 pub mod fake;
 pub mod hal;
 pub mod mmio;
+pub mod net;
 pub mod pci;
 pub mod xen;
 
