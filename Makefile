@@ -8,13 +8,21 @@ KERNEL_BIN := target/$(TARGET)/release/sanos
 CARGO      := cargo
 RIG        := $(CARGO) run --quiet --release -p sanos-rig --
 
-# make run KVM=1 APPEND="loglevel=debug" ISO=1; make run XEN=pv|pvh boots
-# Xen under QEMU with sanos as its dom0, the console on the terminal.
-RUN_FLAGS := $(if $(KVM),--kvm) $(if $(ISO),--iso) $(if $(APPEND),--append "$(APPEND)")
+# make run [KVM=1] [APPEND="loglevel=debug"] [ISO=1] [SITE=folder] [NIC=model]
+# [PORT=8080]: the appliance under QEMU, serving SITE (default images/site)
+# on http://127.0.0.1:PORT/ through QEMU's user network (restricted: the
+# guest reaches nothing outside). make run XEN=pv|pvh boots Xen under QEMU
+# with sanos as its dom0, the console on the terminal.
+SITE       ?= images/site
+NIC        ?= virtio-net-pci
+PORT       ?= 8080
+SITE_IMAGE := $(BUILD)/site.cpio
+RUN_FLAGS := $(if $(KVM),--kvm) $(if $(ISO),--iso) $(if $(APPEND),--append "$(APPEND)") \
+             --nic $(NIC) --port $(PORT) --site $(SITE_IMAGE)
 
-.PHONY: all kernel iso run test test-host test-boot test-xen lint setup toolchain clean bench
+.PHONY: all kernel site iso run test test-host test-boot test-xen lint setup toolchain clean bench
 
-all: kernel
+all: kernel site
 
 toolchain:
 	@bash images/setup.sh
@@ -28,10 +36,16 @@ kernel: toolchain
 	objcopy --strip-all --add-gnu-debuglink=$(BUILD)/sanos.debug $(KERNEL_BIN) $(BUILD)/sanos.elf
 	@echo "kernel: $(BUILD)/sanos.elf ($$(stat -c %s $(BUILD)/sanos.elf) bytes, stripped)"
 
+# The site image: the files of $(SITE) as a cpio (newc) archive, the boot
+# module the appliance serves.
+site:
+	@mkdir -p $(BUILD)
+	$(RIG) cpio $(SITE) $(SITE_IMAGE)
+
 iso: kernel
 	bash images/mkiso.sh $(BUILD)/sanos.elf $(BUILD)/sanos.iso
 
-run: kernel
+run: kernel site
 ifeq ($(XEN),)
 	$(RIG) run $(RUN_FLAGS)
 else

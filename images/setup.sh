@@ -9,6 +9,7 @@
 #   xorriso, mtools   what grub-mkrescue needs to write an ISO
 #   binutils          objcopy (stripped image + debug file), addr2line
 #   xz-utils          the Xen rig unpacks Debian's kernel image
+#   curl              the HTTP configurations fetch the appliance's site
 set -euo pipefail
 
 need=()
@@ -20,6 +21,7 @@ have xorriso || need+=(xorriso)
 have mformat || need+=(mtools)
 have objcopy && have addr2line || need+=(binutils)
 have xz || need+=(xz-utils)
+have curl || need+=(curl)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"

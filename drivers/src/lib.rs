@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use hal::{Hal, HalError, XenBus};
 use mmio::MmioError;
-use pci::{PciError, PciFunction};
+use pci::{ConfigSpace, PciError, PciFunction};
 use xen::{RingError, XenDevice, XenbusError};
 
 /// A device a driver may take.
@@ -118,11 +118,14 @@ pub trait Driver {
     /// Takes the device: maps it, sets it up, binds its interrupt, keeps
     /// what it needs inside the driver. On `Err` it has released what it
     /// took, and the device may go to the next matching driver.
+    /// `pci` is the PCI configuration space (bus mastering, MSI, BAR
+    /// sizing), `None` where the kernel has none; `xen` the Xen bus.
     fn probe(
         &self,
         device: &Device<'_>,
         hal: &dyn Hal,
         xen: Option<&dyn XenBus>,
+        pci: Option<&dyn ConfigSpace>,
     ) -> Result<(), ProbeError>;
 }
 
@@ -168,6 +171,7 @@ pub fn bind<'a>(
     drivers: &[&dyn Driver],
     hal: &dyn Hal,
     xen: Option<&dyn XenBus>,
+    pci: Option<&dyn ConfigSpace>,
 ) -> Vec<Binding<'a>> {
     devices
         .iter()
@@ -176,7 +180,7 @@ pub fn bind<'a>(
             let driver = drivers
                 .iter()
                 .filter(|driver| driver.matches(device))
-                .find_map(|driver| match driver.probe(device, hal, xen) {
+                .find_map(|driver| match driver.probe(device, hal, xen, pci) {
                     Ok(()) => Some(driver.name()),
                     Err(error) => {
                         failures.push(ProbeFailure {

@@ -36,6 +36,7 @@ impl Driver for TestDriver {
         device: &Device<'_>,
         hal: &dyn Hal,
         xen: Option<&dyn XenBus>,
+        _pci: Option<&dyn crate::pci::ConfigSpace>,
     ) -> Result<(), ProbeError> {
         if let Some(error) = &self.fail {
             return Err(error.clone());
@@ -82,7 +83,7 @@ fn first_matching_driver_takes_the_device() {
     let e1000 = driver("e1000", E1000_IDS);
     let any_ethernet = driver("ethernet", ETHERNET);
     let hal = qemu_hal();
-    let bindings = bind(&devices, &[&e1000, &any_ethernet], &hal, None);
+    let bindings = bind(&devices, &[&e1000, &any_ethernet], &hal, None, None);
     let lines: Vec<String> = bindings.iter().map(ToString::to_string).collect();
     assert_eq!(
         lines,
@@ -116,6 +117,7 @@ fn failed_probe_falls_through_to_the_next_driver() {
         &[&broken, &fallback],
         &qemu_hal(),
         None,
+        None,
     );
     assert_eq!(bindings[0].driver, Some("fallback"));
     assert_eq!(
@@ -138,7 +140,13 @@ fn all_probes_failing_leaves_the_device_unbound() {
         fail: Some(ProbeError::Hal(HalError::OutOfMemory)),
         ..driver("broken", E1000_IDS)
     };
-    let bindings = bind(&[Device::Pci(&functions[5])], &[&broken], &qemu_hal(), None);
+    let bindings = bind(
+        &[Device::Pci(&functions[5])],
+        &[&broken],
+        &qemu_hal(),
+        None,
+        None,
+    );
     assert_eq!(bindings[0].driver, None);
     assert_eq!(bindings[0].failures.len(), 1);
     assert_eq!(
@@ -155,7 +163,13 @@ fn non_matching_driver_is_not_probed() {
         ..driver("broken", E1000_IDS)
     };
     let host_bridge = &functions[0];
-    let bindings = bind(&[Device::Pci(host_bridge)], &[&broken], &qemu_hal(), None);
+    let bindings = bind(
+        &[Device::Pci(host_bridge)],
+        &[&broken],
+        &qemu_hal(),
+        None,
+        None,
+    );
     assert_eq!(bindings[0].driver, None);
     assert!(bindings[0].failures.is_empty());
 }
@@ -173,9 +187,9 @@ fn xen_devices_bind_through_the_xen_bus() {
         ..driver("netfront", &[])
     };
     let hal = FakeHal::new();
-    let bound = bind(&[Device::Xen(vif)], &[&netfront], &hal, Some(&xen));
+    let bound = bind(&[Device::Xen(vif)], &[&netfront], &hal, Some(&xen), None);
     assert_eq!(bound[0].to_string(), "xen device/vif/0: netfront");
-    let unbound = bind(&[Device::Xen(vif)], &[&netfront], &hal, None);
+    let unbound = bind(&[Device::Xen(vif)], &[&netfront], &hal, None, None);
     assert_eq!(
         unbound[0].to_string(),
         "xen device/vif/0: netfront failed: no xen bus"
@@ -186,7 +200,7 @@ fn xen_devices_bind_through_the_xen_bus() {
 fn no_drivers_means_no_driver_for_everything() {
     let functions = enumerate(&FakePci::qemu_pc());
     let devices: Vec<Device> = functions.iter().map(Device::Pci).collect();
-    let bindings = bind(&devices, &[], &FakeHal::new(), None);
+    let bindings = bind(&devices, &[], &FakeHal::new(), None, None);
     assert_eq!(bindings.len(), 10);
     assert!(bindings
         .iter()

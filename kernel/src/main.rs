@@ -40,6 +40,8 @@ mod ktest;
 #[cfg(target_os = "none")]
 mod mm;
 #[cfg(target_os = "none")]
+mod net;
+#[cfg(target_os = "none")]
 mod panic;
 #[cfg(target_os = "none")]
 mod sched;

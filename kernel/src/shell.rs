@@ -13,7 +13,7 @@ const PROMPT: &str = "sanos> ";
 const POLL_NS: u64 = 20_000_000;
 const MAX_LINE: usize = 256;
 
-const COMMANDS: [(&str, &str); 8] = [
+const COMMANDS: [(&str, &str); 9] = [
     ("help", "list the commands"),
     (
         "threads",
@@ -26,6 +26,7 @@ const COMMANDS: [(&str, &str); 8] = [
         "devices",
         "PCI functions and Xen devices, and their drivers",
     ),
+    ("net", "the network interface: address and counters"),
     ("reboot", "restart the machine"),
     ("poweroff", "power the machine off"),
 ];
@@ -44,6 +45,7 @@ pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
         }
         "threads" => threads(out),
         "devices" => devices(out),
+        "net" => net(out),
         "mem" => {
             let (free, total) = crate::mm::frames::counts();
             writeln!(
@@ -83,6 +85,35 @@ pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
         ),
     };
     None
+}
+
+fn net(out: &mut dyn Write) -> core::fmt::Result {
+    let Some(status) = crate::net::status() else {
+        return writeln!(out, "  no network interface");
+    };
+    let m = status.mac;
+    let c = status.counters;
+    let address = status
+        .address
+        .map_or(alloc::string::String::from("none yet"), |a| {
+            alloc::format!("{a}")
+        });
+    writeln!(
+        out,
+        "  {} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} address {address}",
+        status.name, m[0], m[1], m[2], m[3], m[4], m[5]
+    )?;
+    writeln!(
+        out,
+        "  rx {} packets {} bytes, {} dropped, {} errors",
+        c.rx_packets, c.rx_bytes, c.rx_drops, c.rx_errors
+    )?;
+    writeln!(
+        out,
+        "  tx {} packets {} bytes, {} dropped, {} errors, {} refused by a full ring",
+        c.tx_packets, c.tx_bytes, c.tx_drops, c.tx_errors, status.tx_refused
+    )?;
+    writeln!(out, "  {} sockets", status.sockets)
 }
 
 fn devices(out: &mut dyn Write) -> core::fmt::Result {
@@ -197,6 +228,11 @@ mod tests {
         kassert!(run_command("mem").0.contains("frames:"));
         kassert!(run_command("uptime").0.contains("up "));
         kassert!(run_command(" vmops ").0.contains("backend"));
+        let net = run_command("net").0;
+        kassert!(
+            net.contains("no network interface") || net.contains("rx "),
+            "net: {net}"
+        );
         let devices = run_command("devices").0;
         kassert!(
             devices.contains("no driver") || devices.contains("no devices"),

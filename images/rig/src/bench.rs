@@ -107,6 +107,7 @@ fn boot(paths: &Paths, accel: Accel, mode: &str) -> Result<BTreeMap<String, f64>
     let launch = Launch {
         accel,
         machine: crate::matrix::Machine::Pc,
+        nic: None,
         cpu: MATRIX
             .iter()
             .find(|c| c.accel == accel)

@@ -7,8 +7,10 @@ use crate::qemu::Paths;
 
 pub const USAGE: &str = "\
 usage: rig test [--only SUBSTRING] [--kernel PATH] [--build-dir DIR]
-       rig run  [--kvm] [--append \"CMDLINE\"] [--iso] [--kernel PATH] [--build-dir DIR]
+       rig run  [--kvm] [--append \"CMDLINE\"] [--iso] [--nic MODEL] [--port PORT]
+                [--site PATH] [--kernel PATH] [--build-dir DIR]
        rig bench [--kernel PATH] [--build-dir DIR]
+       rig cpio DIR OUT
        rig list
 
   test   boot every configuration of the matrix (or those whose name contains
@@ -16,9 +18,14 @@ usage: rig test [--only SUBSTRING] [--kernel PATH] [--build-dir DIR]
          N skipped`; exit status 0 iff none failed. Serial logs go to
          DIR/rig/<name>.log.
   run    boot once with the serial console on this terminal (quit: Ctrl-A X);
-         --kvm uses KVM, --iso boots through GRUB from an ISO built with CMDLINE.
+         --kvm uses KVM, --iso boots through GRUB from an ISO built with CMDLINE;
+         --nic MODEL adds a QEMU NIC on user networking (restricted) with
+         127.0.0.1:PORT (--port, default 8080) forwarded to the guest's 80,
+         --site PATH passes a site image as the boot module.
   bench  boot the kernel's `bench` mode in each vmops mode (off, lazy,
          eager), under TCG and (when /dev/kvm opens) KVM, and print a table.
+  cpio   pack the files under DIR into OUT, a cpio (newc) archive: the site
+         image the appliance serves.
   list   print the matrix.
 
   --build-dir DIR   default build
@@ -36,6 +43,9 @@ pub struct RunArgs {
     pub kvm: bool,
     pub append: Option<String>,
     pub iso: bool,
+    pub nic: Option<String>,
+    pub port: u16,
+    pub site: Option<PathBuf>,
     pub paths: Paths,
 }
 
@@ -44,6 +54,7 @@ pub enum Command {
     Test(TestArgs),
     Run(RunArgs),
     Bench(Paths),
+    Cpio { dir: PathBuf, out: PathBuf },
     List,
     Help,
 }
@@ -58,6 +69,9 @@ struct Raw {
     append: Option<String>,
     kvm: bool,
     iso: bool,
+    nic: Option<String>,
+    port: Option<String>,
+    site: Option<PathBuf>,
 }
 
 impl Raw {
@@ -83,7 +97,25 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     };
     let allowed: &[&str] = match sub.as_str() {
         "test" => &["--only", "--kernel", "--build-dir"],
-        "run" => &["--kvm", "--append", "--iso", "--kernel", "--build-dir"],
+        "run" => &[
+            "--kvm",
+            "--append",
+            "--iso",
+            "--nic",
+            "--port",
+            "--site",
+            "--kernel",
+            "--build-dir",
+        ],
+        "cpio" => {
+            return match rest {
+                [dir, out] => Ok(Command::Cpio {
+                    dir: PathBuf::from(dir),
+                    out: PathBuf::from(out),
+                }),
+                _ => Err("cpio takes DIR and OUT".to_string()),
+            }
+        }
         "bench" => &["--kernel", "--build-dir"],
         "list" => &[],
         "help" | "-h" | "--help" => return Ok(Command::Help),
@@ -128,6 +160,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--only" => raw.only.replace(value).is_none(),
             "--append" => raw.append.replace(value).is_none(),
             "--kernel" => raw.kernel.replace(PathBuf::from(value)).is_none(),
+            "--nic" => raw.nic.replace(value).is_none(),
+            "--port" => raw.port.replace(value).is_none(),
+            "--site" => raw.site.replace(PathBuf::from(value)).is_none(),
             _ => raw.build_dir.replace(PathBuf::from(value)).is_none(),
         };
         if !slot_empty {
@@ -143,6 +178,16 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             kvm: raw.kvm,
             append: raw.append.take(),
             iso: raw.iso,
+            nic: raw.nic.take(),
+            port: match raw.port.take() {
+                Some(port) => port
+                    .parse()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| format!("--port {port:?} is no port number"))?,
+                None => 8080,
+            },
+            site: raw.site.take(),
             paths: raw.paths(),
         }),
         "bench" => Command::Bench(raw.paths()),
@@ -216,6 +261,9 @@ mod tests {
                 kvm: true,
                 append: Some("test loglevel=debug".to_string()),
                 iso: true,
+                nic: None,
+                port: 8080,
+                site: None,
                 paths: default_paths(),
             }))
         );
@@ -225,8 +273,30 @@ mod tests {
                 kvm: false,
                 append: None,
                 iso: false,
+                nic: None,
+                port: 8080,
+                site: None,
                 paths: default_paths(),
             }))
+        );
+        assert_eq!(
+            parse_str("run --nic e1000 --port 9000 --site build/site.cpio"),
+            Ok(Command::Run(RunArgs {
+                kvm: false,
+                append: None,
+                iso: false,
+                nic: Some("e1000".to_string()),
+                port: 9000,
+                site: Some(PathBuf::from("build/site.cpio")),
+                paths: default_paths(),
+            }))
+        );
+        assert_eq!(
+            parse_str("cpio images/site build/site.cpio"),
+            Ok(Command::Cpio {
+                dir: PathBuf::from("images/site"),
+                out: PathBuf::from("build/site.cpio"),
+            })
         );
     }
 
@@ -238,6 +308,9 @@ mod tests {
             "test --kvm",
             "run --only x",
             "test --only",
+            "run --port 0",
+            "run --port x",
+            "cpio one",
             "test --only a --only b",
             "run --kvm --kvm",
             "run --kvm=yes",

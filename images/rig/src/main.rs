@@ -6,6 +6,8 @@
 mod bench;
 mod check;
 mod cli;
+mod cpio;
+mod http;
 mod matrix;
 mod prepare;
 mod process;
@@ -56,6 +58,13 @@ fn main() -> ExitCode {
             println!("{}", cli::USAGE);
             ExitCode::SUCCESS
         }
+        Command::Cpio { dir, out } => match cpio::pack(&dir, &out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("rig: cpio: {err}");
+                ExitCode::from(2)
+            }
+        },
         Command::Bench(paths) => match bench::bench(&paths) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

@@ -79,6 +79,15 @@ pub enum Fixture {
         after: &'static str,
         input: &'static str,
     },
+    /// The appliance serving the rig's test site (`prepare::test_site`,
+    /// passed as the boot module) on a NIC of QEMU model `nic` behind
+    /// user-mode networking (restricted, port 80 forwarded from a free
+    /// port on 127.0.0.1). Once the log shows `after`, the rig fetches
+    /// every file with curl and compares the bytes, then types `poweroff`.
+    Http {
+        nic: &'static str,
+        after: &'static str,
+    },
 }
 
 /// What must hold on the host for a configuration to be meaningful. When it
@@ -601,6 +610,83 @@ pub const MATRIX: &[Config] = &[
     // The failure paths: a deliberate crash must be reported (where, why,
     // backtrace) and must end the run with the panic status, not a hang or
     // a triple fault.
+    // The appliance on each NIC model: DHCP from QEMU's user network,
+    // the site fetched by curl through port forwarding, byte for byte.
+    Config {
+        name: "qemu-tcg-e1000-http",
+        accel: Accel::Tcg,
+        machine: Machine::Pc,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "",
+        fixture: Some(Fixture::Http {
+            nic: "e1000",
+            after: "http: serving",
+        }),
+        requires: None,
+        timeout: Duration::from_secs(90),
+        expect: Expect {
+            status: 0,
+            closing_line: false,
+            lines: &[
+                BANNER,
+                Pattern::Contains("dev: pci 00:03.0: e1000"),
+                Pattern::Contains("net: DHCP lease 10.0.2.15/24"),
+                Pattern::Contains("http: serving 4 files on port 80"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
+    Config {
+        name: "qemu-tcg-virtio-http",
+        accel: Accel::Tcg,
+        machine: Machine::Pc,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "ip=10.0.2.15/24,10.0.2.2",
+        fixture: Some(Fixture::Http {
+            nic: "virtio-net-pci",
+            after: "http: serving",
+        }),
+        requires: None,
+        timeout: Duration::from_secs(90),
+        expect: Expect {
+            status: 0,
+            closing_line: false,
+            lines: &[
+                BANNER,
+                Pattern::Contains("dev: pci 00:03.0: virtio-net"),
+                Pattern::Contains("static 10.0.2.15/24"),
+                Pattern::Contains("http: serving 4 files on port 80"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
+    Config {
+        name: "qemu-tcg-q35-virtio-http",
+        accel: Accel::Tcg,
+        machine: Machine::Q35,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "",
+        fixture: Some(Fixture::Http {
+            nic: "virtio-net-pci",
+            after: "http: serving",
+        }),
+        requires: None,
+        timeout: Duration::from_secs(90),
+        expect: Expect {
+            status: 0,
+            closing_line: false,
+            lines: &[
+                BANNER,
+                Pattern::Glob("*dev: pci 00:0?.0: virtio-net*"),
+                Pattern::Contains("net: DHCP lease 10.0.2.15/24"),
+                Pattern::Contains("http: serving 4 files on port 80"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
     Config {
         name: "qemu-tcg-crash-panic",
         accel: Accel::Tcg,
@@ -711,6 +797,9 @@ mod tests {
                 "xen-pv-dom0-crash-stack",
                 "qemu-tcg-shell",
                 "xen-pv-dom0-shell",
+                "qemu-tcg-e1000-http",
+                "qemu-tcg-virtio-http",
+                "qemu-tcg-q35-virtio-http",
                 "qemu-tcg-crash-panic",
                 "qemu-tcg-crash-stack",
                 "qemu-tcg-crash-pagefault"
@@ -733,7 +822,10 @@ mod tests {
     #[test]
     fn every_config_checks_the_test_summary_or_the_failure_and_banner() {
         for config in MATRIX {
-            if matches!(config.fixture, Some(Fixture::SerialInput { .. })) {
+            if matches!(
+                config.fixture,
+                Some(Fixture::SerialInput { .. } | Fixture::Http { .. })
+            ) {
                 // Interactive: it ends by powering off (QEMU's status 0, or
                 // the fast Xen rig's 33 for a halted dom0), which is why it
                 // must also show its answers.

@@ -100,6 +100,27 @@ pub fn initrd_pattern(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i % 251) as u8).collect()
 }
 
+/// The site the HTTP configurations serve: a page, a stylesheet, a folder
+/// with its own index, and a file larger than 1 MiB of a deterministic
+/// pattern (prime period, so a misplaced chunk shows).
+pub fn test_site(dir: &Path) -> Result<(), String> {
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write(
+        "index.html",
+        b"<!doctype html>\n<html><head><title>sanos</title><link rel=stylesheet href=style.css></head>\n<body><h1>sanos serves</h1></body></html>\n",
+    )?;
+    write("style.css", b"body { font-family: sans-serif; }\n")?;
+    write("docs/index.html", b"<p>docs</p>\n")?;
+    write("big.bin", &initrd_pattern(1536 * 1024 + 7))?;
+    Ok(())
+}
+
 /// Writes the inputs a configuration's fixture asks for.
 pub fn write_fixture(fixture: Fixture, paths: &Paths) -> Result<(), String> {
     match fixture {
@@ -110,6 +131,11 @@ pub fn write_fixture(fixture: Fixture, paths: &Paths) -> Result<(), String> {
         }
         // Typed while the machine runs (runner), nothing to write first.
         Fixture::SerialInput { .. } => Ok(()),
+        Fixture::Http { .. } => {
+            let site = paths.rig_dir().join("site");
+            test_site(&site)?;
+            crate::cpio::pack(&site, &paths.site_image())
+        }
     }
 }
 

@@ -135,7 +135,7 @@ pub fn run_with_input(
     timeout: Duration,
     log: &std::path::Path,
     after: &str,
-    input: &str,
+    input: &mut dyn FnMut() -> String,
 ) -> Result<(Exit, Duration), String> {
     use std::io::Write;
     let start = Instant::now();
@@ -156,6 +156,7 @@ pub fn run_with_input(
         }
         let seen = std::fs::read(log).map(|bytes| String::from_utf8_lossy(&bytes).contains(after));
         if seen.unwrap_or(false) {
+            let input = input();
             if let Some(stdin) = stdin.as_mut() {
                 // Byte by byte, with a pause: a UART's FIFO is 16 bytes.
                 for byte in input.bytes() {

@@ -40,6 +40,11 @@ impl Paths {
         self.rig_dir().join("initrd.bin")
     }
 
+    /// The test site as a cpio archive (HTTP configurations).
+    pub fn site_image(&self) -> PathBuf {
+        self.rig_dir().join("site.cpio")
+    }
+
     pub fn iso(&self, file_name: &str) -> PathBuf {
         self.build_dir.join(file_name)
     }
@@ -79,6 +84,9 @@ pub enum Serial {
 pub struct Launch {
     pub accel: Accel,
     pub machine: Machine,
+    /// A NIC of this QEMU model on restricted user-mode networking, with
+    /// host port `.1` on 127.0.0.1 forwarded to the guest's port 80.
+    pub nic: Option<(String, u16)>,
     pub cpu: Option<String>,
     pub media: Media,
     pub serial: Serial,
@@ -91,8 +99,11 @@ impl Launch {
             Boot::Pvh => Media::Kernel {
                 kernel: paths.kernel.clone(),
                 cmdline: config.cmdline.to_string(),
-                initrd: matches!(config.fixture, Some(Fixture::Initrd { .. }))
-                    .then(|| paths.initrd()),
+                initrd: match config.fixture {
+                    Some(Fixture::Initrd { .. }) => Some(paths.initrd()),
+                    Some(Fixture::Http { .. }) => Some(paths.site_image()),
+                    _ => None,
+                },
             },
             Boot::Iso { file_name } => Media::Cdrom(paths.iso(file_name)),
             // Launched through images/xen/dom0-kernel.sh instead (see
@@ -106,9 +117,13 @@ impl Launch {
         Launch {
             accel: config.accel,
             machine: config.machine,
+            nic: None,
             cpu: config.cpu.map(str::to_string),
             media,
-            serial: if matches!(config.fixture, Some(Fixture::SerialInput { .. })) {
+            serial: if matches!(
+                config.fixture,
+                Some(Fixture::SerialInput { .. } | Fixture::Http { .. })
+            ) {
                 Serial::Stdio
             } else {
                 Serial::File(paths.serial_log(config.name))
@@ -137,9 +152,16 @@ impl Launch {
             "-no-reboot",
             "-device",
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            "-nic",
-            "none",
         ]);
+        match &self.nic {
+            Some((model, port)) => args.extend([
+                OsString::from("-nic"),
+                OsString::from(format!(
+                    "user,model={model},restrict=on,hostfwd=tcp:127.0.0.1:{port}-:80"
+                )),
+            ]),
+            None => args.extend(["-nic", "none"].map(OsString::from)),
+        }
         match &self.serial {
             Serial::File(log) => {
                 let mut spec = OsString::from("file:");
@@ -251,6 +273,7 @@ mod tests {
     fn interactive_launch_uses_the_terminal() {
         let launch = Launch {
             machine: Machine::Pc,
+            nic: None,
             accel: Accel::Tcg,
             cpu: None,
             media: Media::Kernel {

@@ -118,13 +118,45 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
         } else {
             Duration::ZERO
         };
+    // What the HTTP checks found (judged with the log below).
+    let mut http_problems: Vec<String> = Vec::new();
     let run = match config.fixture {
         Some(Fixture::SerialInput { after, input }) => {
             let log_file = match File::create(&log) {
                 Ok(file) => file,
                 Err(e) => return fail(format!("cannot create {}: {e}", log.display())),
             };
-            process::run_with_input(&program, &qemu_args, log_file, backstop, &log, after, input)
+            let mut typed = || input.to_string();
+            process::run_with_input(
+                &program, &qemu_args, log_file, backstop, &log, after, &mut typed,
+            )
+        }
+        Some(Fixture::Http { nic, after }) => {
+            let log_file = match File::create(&log) {
+                Ok(file) => file,
+                Err(e) => return fail(format!("cannot create {}: {e}", log.display())),
+            };
+            let port = match crate::http::free_port() {
+                Ok(port) => port,
+                Err(reason) => return fail(reason),
+            };
+            let mut launch = Launch::for_config(config, paths);
+            launch.nic = Some((nic.to_string(), port));
+            let qemu_args = launch.args();
+            let site = paths.rig_dir().join("site");
+            let mut checks = || {
+                http_problems = crate::http::check_site(&site, port, &paths.rig_dir());
+                "poweroff\r".to_string()
+            };
+            process::run_with_input(
+                &program,
+                &qemu_args,
+                log_file,
+                backstop,
+                &log,
+                after,
+                &mut checks,
+            )
         }
         _ => process::run_with_timeout(&program, &qemu_args, output, backstop),
     };
@@ -136,7 +168,8 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
     // status and stderr, not as an unreadable file.
     let raw = fs::read(&log).unwrap_or_default();
     let lines = check::log_lines(&raw);
-    let problems = check::judge(&config.expect, exit, &lines);
+    let mut problems = check::judge(&config.expect, exit, &lines);
+    problems.extend(http_problems);
     if problems.is_empty() {
         Verdict::Pass { took: elapsed }
     } else {
@@ -290,12 +323,19 @@ pub fn run(args: &RunArgs) -> Result<Exit, String> {
         Media::Kernel {
             kernel: paths.kernel.clone(),
             cmdline,
-            initrd: None,
+            initrd: args.site.clone(),
         }
     };
+    if args.nic.is_some() {
+        println!(
+            "rig: the guest's port 80 is http://127.0.0.1:{}/ on this machine",
+            args.port
+        );
+    }
     let launch = Launch {
         accel,
         machine: crate::matrix::Machine::Pc,
+        nic: args.nic.clone().map(|model| (model, args.port)),
         cpu,
         media,
         serial: Serial::Terminal,

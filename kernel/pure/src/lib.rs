@@ -2,8 +2,9 @@
 //! builds for the host and `cargo test` exercises it there. Its folders
 //! mirror the kernel's (`kernel/src`): the kernel's `mm` reads the memory
 //! map that [`mm::memmap`] normalises, its `boot` fills the
-//! [`boot::bootinfo::BootInfo`] defined here, and so on. The kernel
-//! supplies the machine; nothing here touches it.
+//! [`boot::bootinfo::BootInfo`] defined here, the network appliance reads
+//! its site image with [`fs::cpio`] and speaks [`net::http`], and so on.
+//! The kernel supplies the machine; nothing here touches it.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -23,10 +24,20 @@ pub mod boot {
     pub mod cmdline;
 }
 
+pub mod fs {
+    //! File formats: the cpio archive a site image comes in.
+    pub mod cpio;
+}
+
 pub mod mm {
     //! The memory map and the frame allocator's bitmap.
     pub mod frame_bitmap;
     pub mod memmap;
+}
+
+pub mod net {
+    //! Network protocols above the stack: HTTP/1.1 requests and responses.
+    pub mod http;
 }
 
 pub mod sched {

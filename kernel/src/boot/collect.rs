@@ -427,6 +427,9 @@ mod tests {
                 initrd.len() as usize,
             )
         };
+        if bytes.starts_with(b"0707") {
+            return crate::ktest::not_applicable("the boot module is a cpio archive (a site)");
+        }
         let first_bad = bytes
             .iter()
             .enumerate()

@@ -65,6 +65,15 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entr
     sched::init();
     cpu::irq_enable();
     (hooks.after_threads)();
+    crate::net::configure(match options.ip {
+        Some(ip) => crate::net::IpConfig::Static {
+            address: ip.address,
+            prefix: ip.prefix,
+            gateway: ip.gateway,
+            dns: ip.dns,
+        },
+        None => crate::net::IpConfig::Dhcp,
+    });
     crate::dev::probe();
 
     match boot.initrd() {
@@ -89,7 +98,7 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entr
     kernel_main(BOOT_INFO.call_once(|| boot), &options)
 }
 
-fn kernel_main(_boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
+fn kernel_main(boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
     if options.test.is_some() {
         ktest::set_test_mode();
     }
@@ -118,7 +127,8 @@ fn kernel_main(_boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
             ktest::EXIT_FAILED
         });
     }
-    log::info!("sanos: no application given; starting the shell");
+    crate::net::httpd::start_appliance(boot);
+    log::info!("sanos: starting the shell");
     if let Err(error) = sched::spawn("shell", crate::shell::run) {
         log::error!("shell: cannot start: {error:?}");
     }

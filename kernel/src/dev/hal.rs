@@ -221,6 +221,17 @@ unsafe impl Hal for KernelHal {
     fn now_ns(&self) -> u64 {
         ops::clock_ns()
     }
+
+    fn net_waker(&self) -> drivers::net::Waker {
+        crate::net::waker()
+    }
+
+    fn attach_net(
+        &self,
+        device: alloc::boxed::Box<dyn drivers::net::NetDevice>,
+    ) -> Result<(), HalError> {
+        crate::net::attach(device).map_err(HalError::Failed)
+    }
 }
 
 /// An event channel's driver handler and context, boxed: the port's

@@ -18,7 +18,10 @@ use drivers::{Device, Driver};
 use spin::Once;
 
 /// The drivers, in the order they are offered a device.
-pub const DRIVERS: &[&dyn Driver] = &[];
+pub const DRIVERS: &[&dyn Driver] = &[
+    &drivers::net::virtio::VirtioNetDriver,
+    &drivers::net::e1000::E1000Driver,
+];
 
 /// What [`probe`] found.
 pub struct Found {
@@ -42,14 +45,13 @@ pub fn xen_bus() -> Option<&'static hal::KernelXenBus> {
 }
 
 /// The PCI functions, where the kernel can reach configuration space.
-fn probe_pci() -> Vec<PciFunction> {
-    if crate::backend::hooks().deprivileged {
+fn probe_pci(config: Option<&pci::Config>) -> Vec<PciFunction> {
+    let Some(config) = config else {
         log::info!("pci: not reachable (the kernel runs deprivileged)");
         return Vec::new();
-    }
-    let config = pci::config();
+    };
     log::info!("pci: {config}");
-    let functions = drivers::pci::enumerate(&config);
+    let functions = drivers::pci::enumerate(config);
     for function in &functions {
         log::info!("{function}");
     }
@@ -89,7 +91,8 @@ fn probe_xen() -> Vec<XenDevice> {
 /// (drivers start threads; the Xen bus needs xenstore).
 pub fn probe() -> &'static Found {
     FOUND.call_once(|| {
-        let pci = probe_pci();
+        let config = (!crate::backend::hooks().deprivileged).then(pci::config);
+        let pci = probe_pci(config.as_ref());
         let xen = probe_xen();
         let devices: Vec<Device<'_>> = pci
             .iter()
@@ -97,7 +100,10 @@ pub fn probe() -> &'static Found {
             .chain(xen.iter().map(Device::Xen))
             .collect();
         let bus = xen_bus().map(|bus| bus as &dyn drivers::hal::XenBus);
-        let bindings = drivers::bind(&devices, DRIVERS, &hal::KernelHal, bus)
+        let config = config
+            .as_ref()
+            .map(|config| config as &dyn drivers::pci::ConfigSpace);
+        let bindings = drivers::bind(&devices, DRIVERS, &hal::KernelHal, bus, config)
             .iter()
             .map(|binding| alloc::format!("{binding}"))
             .collect::<Vec<_>>();

@@ -13,6 +13,31 @@
 //! Parsing never fails: a bad command line must not stop the boot, so every
 //! problem is reported through a callback and the setting keeps its value.
 //! Values are slices of the line itself, because this runs before the heap.
+//!
+//! The network appliance's options:
+//!
+//! - `ip=<address>/<prefix>[,<gateway>[,<dns>]]`: a static IPv4
+//!   configuration ([`StaticIp`]), dotted quads and a prefix length 0-32,
+//!   e.g. `ip=10.0.2.15/24,10.0.2.2,10.0.2.3`. The gateway may be left
+//!   empty when a DNS server follows (`ip=10.0.2.15/24,,10.0.2.3`). The
+//!   address must be usable by a host: not the subnet's network or
+//!   broadcast address (RFC 919/922; both are usable on a /31, RFC 3021),
+//!   and not 0.0.0.0, loopback (127/8), multicast (224/4) or reserved
+//!   (240/4, RFC 1112 and RFC 6890). The gateway must be another host
+//!   address inside the subnet, so a /32 cannot have one. Without `ip=`,
+//!   or after a bad one, the kernel asks DHCP; `ip=dhcp` says so
+//!   explicitly. (Linux's `ip=` has a different, colon-separated syntax;
+//!   Documentation/admin-guide/nfs/nfsroot.rst.)
+//! - `syslog=<host>[:<port>]`: where to send log messages over UDP (RFC
+//!   5426), the port defaulting to [`DEFAULT_SYSLOG_PORT`]. See
+//!   [`parse_host_port`].
+//! - `ntp=<host>`: the NTP server to set the clock from (RFC 5905).
+//!
+//! A host is a dotted-quad IPv4 address or a DNS name (RFC 1123 2.1:
+//! letters, digits and hyphens, labels of 1-63 characters not starting or
+//! ending with a hyphen, 253 characters in all). A name whose last label
+//! is all digits must be a valid IPv4 address, since no top-level domain
+//! is numeric (RFC 3696 2): `10.0.0.256` is refused, not looked up.
 
 use core::fmt;
 use log::LevelFilter;
@@ -58,6 +83,13 @@ pub struct Options<'a> {
     /// `vmops.backend=<name>`: force a backend (for testing); the kernel
     /// refuses one the platform cannot support.
     pub vmops_backend: Option<BackendId>,
+    /// `ip=`: a static IPv4 configuration; `None` means DHCP.
+    pub ip: Option<StaticIp>,
+    /// `syslog=<host>[:<port>]`, validated, as written; split it with
+    /// [`parse_host_port`].
+    pub syslog: Option<&'a str>,
+    /// `ntp=<host>`, validated, as written.
+    pub ntp: Option<&'a str>,
     /// Everything after a lone `--`, trimmed; empty if there is none.
     pub app_args: &'a str,
 }
@@ -72,6 +104,9 @@ impl Options<'_> {
         bench: false,
         vmops_mode: VmopsMode::Eager,
         vmops_backend: None,
+        ip: None,
+        syslog: None,
+        ntp: None,
         app_args: "",
     };
 }
@@ -100,6 +135,214 @@ const CRASH_KINDS: [(&str, CrashKind); 3] = [
     ("stack-overflow", CrashKind::StackOverflow),
     ("page-fault", CrashKind::PageFault),
 ];
+
+/// The syslog port when `syslog=` names none (RFC 5426 section 3.3).
+pub const DEFAULT_SYSLOG_PORT: u16 = 514;
+
+/// A static IPv4 configuration, from `ip=`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StaticIp {
+    pub address: [u8; 4],
+    /// The prefix length, 0-32.
+    pub prefix: u8,
+    pub gateway: Option<[u8; 4]>,
+    pub dns: Option<[u8; 4]>,
+}
+
+/// Why an `ip=` value was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StaticIpError {
+    /// Not `<address>/<prefix>[,<gateway>[,<dns>]]`: no `/`, a trailing
+    /// comma, more than three fields.
+    Syntax,
+    /// The address is not a dotted quad.
+    BadAddress,
+    /// The prefix is not a number 0-32.
+    BadPrefix,
+    /// The address is the subnet's network or broadcast address, or not
+    /// a unicast address at all.
+    NotAHost,
+    /// The gateway is not a dotted quad or not a unicast address.
+    BadGateway,
+    /// The gateway lies outside the subnet, or is the address itself.
+    GatewayOutsideSubnet,
+    /// The DNS server is not a dotted quad or not a unicast address.
+    BadDns,
+}
+
+impl StaticIpError {
+    /// What was expected instead, for the diagnostic.
+    pub const fn expected(self) -> &'static str {
+        match self {
+            StaticIpError::Syntax => "<address>/<prefix>[,<gateway>[,<dns>]] or dhcp",
+            StaticIpError::BadAddress => "a dotted-quad IPv4 address before the '/'",
+            StaticIpError::BadPrefix => "a prefix length 0-32 after the '/'",
+            StaticIpError::NotAHost => {
+                "a host address: not the subnet's network or broadcast address, 0.0.0.0, loopback or multicast"
+            }
+            StaticIpError::BadGateway => "a dotted-quad unicast IPv4 gateway",
+            StaticIpError::GatewayOutsideSubnet => {
+                "a gateway inside the subnet, other than the address itself"
+            }
+            StaticIpError::BadDns => "a dotted-quad unicast IPv4 DNS server",
+        }
+    }
+}
+
+impl fmt::Display for StaticIpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected {}", self.expected())
+    }
+}
+
+impl StaticIp {
+    /// Parses `<address>/<prefix>[,<gateway>[,<dns>]]` (see the module
+    /// docs for what is refused).
+    pub fn parse(value: &str) -> Result<StaticIp, StaticIpError> {
+        let (address, rest) = value.split_once('/').ok_or(StaticIpError::Syntax)?;
+        let mut fields = rest.split(',');
+        let prefix = fields.next().unwrap_or_default();
+        let gateway = fields.next();
+        let dns = fields.next();
+        if fields.next().is_some() {
+            return Err(StaticIpError::Syntax);
+        }
+        let address = parse_ipv4(address).ok_or(StaticIpError::BadAddress)?;
+        let prefix = match prefix.as_bytes() {
+            [b'0'..=b'9'] | [b'1'..=b'9', b'0'..=b'9'] => prefix.parse::<u8>().ok(),
+            _ => None,
+        }
+        .filter(|&prefix| prefix <= 32)
+        .ok_or(StaticIpError::BadPrefix)?;
+        let ip = StaticIp {
+            address,
+            prefix,
+            gateway: None,
+            dns: None,
+        };
+        if !ip.is_host(address) {
+            return Err(StaticIpError::NotAHost);
+        }
+        let gateway = match (gateway, dns) {
+            (None, _) => None,
+            // An empty gateway is only a placeholder before a DNS server.
+            (Some(""), Some(dns)) if !dns.is_empty() => None,
+            (Some(""), _) => return Err(StaticIpError::Syntax),
+            (Some(gateway), _) => {
+                let gateway = parse_ipv4(gateway)
+                    .filter(|&gateway| is_unicast(gateway))
+                    .ok_or(StaticIpError::BadGateway)?;
+                if gateway == address || !ip.contains(gateway) || !ip.is_host(gateway) {
+                    return Err(StaticIpError::GatewayOutsideSubnet);
+                }
+                Some(gateway)
+            }
+        };
+        let dns = match dns {
+            None => None,
+            Some("") => return Err(StaticIpError::Syntax),
+            Some(dns) => Some(
+                parse_ipv4(dns)
+                    .filter(|&dns| is_unicast(dns))
+                    .ok_or(StaticIpError::BadDns)?,
+            ),
+        };
+        Ok(StaticIp { gateway, dns, ..ip })
+    }
+
+    fn mask(&self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
+    }
+
+    /// The subnet mask, e.g. 255.255.255.0 for a /24.
+    pub fn netmask(&self) -> [u8; 4] {
+        self.mask().to_be_bytes()
+    }
+
+    /// The subnet's first address.
+    pub fn network(&self) -> [u8; 4] {
+        (u32::from_be_bytes(self.address) & self.mask()).to_be_bytes()
+    }
+
+    /// The subnet's last address, its directed broadcast (none on a /31
+    /// or /32, where this is just the last address).
+    pub fn broadcast(&self) -> [u8; 4] {
+        (u32::from_be_bytes(self.address) | !self.mask()).to_be_bytes()
+    }
+
+    /// Whether `other` is inside the subnet.
+    pub fn contains(&self, other: [u8; 4]) -> bool {
+        (u32::from_be_bytes(self.address) ^ u32::from_be_bytes(other)) & self.mask() == 0
+    }
+
+    /// A unicast address that, on this subnet, is not the network or
+    /// broadcast address (both exist only up to /30).
+    fn is_host(&self, address: [u8; 4]) -> bool {
+        let host_bits = u32::from_be_bytes(address) & !self.mask();
+        is_unicast(address) && (self.prefix > 30 || (host_bits != 0 && host_bits != !self.mask()))
+    }
+}
+
+/// Not 0.0.0.0, loopback (127/8), multicast (224/4) or reserved and
+/// broadcast (240/4).
+fn is_unicast(address: [u8; 4]) -> bool {
+    address != [0; 4] && address[0] != 127 && address[0] < 224
+}
+
+/// A dotted-quad IPv4 address: four decimal numbers 0-255, without
+/// leading zeros (`010` would be octal to `inet_aton`) or signs.
+pub fn parse_ipv4(text: &str) -> Option<[u8; 4]> {
+    let mut address = [0u8; 4];
+    let mut parts = text.split('.');
+    for octet in &mut address {
+        let part = parts.next()?;
+        let canonical = match part.as_bytes() {
+            [b'0'..=b'9'] => true,
+            [b'1'..=b'9', rest @ ..] => rest.len() <= 2 && rest.iter().all(u8::is_ascii_digit),
+            _ => false,
+        };
+        if !canonical {
+            return None;
+        }
+        *octet = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(address)
+}
+
+/// A DNS host name (RFC 1123 2.1) or, if its last label is numeric, a
+/// dotted-quad IPv4 address.
+pub fn is_host(text: &str) -> bool {
+    let last = text.rsplit('.').next().unwrap_or_default();
+    if !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) {
+        return parse_ipv4(text).is_some();
+    }
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Splits `<host>[:<port>]`, checking the host with [`is_host`] and the
+/// port to be a decimal 1-65535; `None` if either is wrong.
+pub fn parse_host_port(value: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = match value.split_once(':') {
+        Some((host, port)) => {
+            let canonical = port.bytes().all(|b| b.is_ascii_digit()) && !port.starts_with('0');
+            let port = port.parse::<u16>().ok().filter(|_| canonical)?;
+            (host, Some(port))
+        }
+        None => (value, None),
+    };
+    is_host(host).then_some((host, port))
+}
 
 /// What a setting fell back to after a bad value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -245,6 +488,18 @@ const OPTIONS: &[OptionSpec] = &[
         name: "vmops.backend",
         apply: apply_vmops_backend,
     },
+    OptionSpec {
+        name: "ip",
+        apply: apply_ip,
+    },
+    OptionSpec {
+        name: "syslog",
+        apply: apply_syslog,
+    },
+    OptionSpec {
+        name: "ntp",
+        apply: apply_ntp,
+    },
 ];
 
 // Which options have been seen is tracked in a u64, one bit per entry.
@@ -345,6 +600,38 @@ fn apply_crash<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<
             expected: "panic|stack-overflow|page-fault",
         })?;
     options.crash = Some(kind);
+    Ok(())
+}
+
+fn apply_ip<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(), ValueError> {
+    let value = required(value)?;
+    options.ip = if value == "dhcp" {
+        None
+    } else {
+        Some(StaticIp::parse(value).map_err(|error| ValueError::Invalid {
+            expected: error.expected(),
+        })?)
+    };
+    Ok(())
+}
+
+fn apply_syslog<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(), ValueError> {
+    let value = required(value)?;
+    parse_host_port(value).ok_or(ValueError::Invalid {
+        expected: "<host>[:<port>], the host an IPv4 address or DNS name, the port 1-65535",
+    })?;
+    options.syslog = Some(value);
+    Ok(())
+}
+
+fn apply_ntp<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(), ValueError> {
+    let value = required(value)?;
+    if !is_host(value) {
+        return Err(ValueError::Invalid {
+            expected: "an IPv4 address or DNS name",
+        });
+    }
+    options.ntp = Some(value);
     Ok(())
 }
 
@@ -820,5 +1107,339 @@ mod tests {
             parse_all("ñ=\"ü").1,
             [CmdlineDiag::UnterminatedQuote { word: "ñ=\"ü" }]
         );
+    }
+    fn ip(value: &str) -> Result<StaticIp, StaticIpError> {
+        StaticIp::parse(value)
+    }
+
+    #[test]
+    fn static_ip_forms() {
+        assert_eq!(
+            clean("ip=10.0.2.15/24,10.0.2.2,10.0.2.3").ip,
+            Some(StaticIp {
+                address: [10, 0, 2, 15],
+                prefix: 24,
+                gateway: Some([10, 0, 2, 2]),
+                dns: Some([10, 0, 2, 3]),
+            })
+        );
+        assert_eq!(
+            clean("ip=192.168.1.20/16").ip,
+            Some(StaticIp {
+                address: [192, 168, 1, 20],
+                prefix: 16,
+                gateway: None,
+                dns: None,
+            })
+        );
+        let gateway_only = clean("ip=192.168.1.20/24,192.168.1.1").ip.unwrap();
+        assert_eq!(gateway_only.gateway, Some([192, 168, 1, 1]));
+        assert_eq!(gateway_only.dns, None);
+        // No gateway, but a DNS server, which may be off the subnet.
+        let dns_only = clean("ip=192.168.1.20/24,,8.8.8.8").ip.unwrap();
+        assert_eq!(dns_only.gateway, None);
+        assert_eq!(dns_only.dns, Some([8, 8, 8, 8]));
+        // Quoted values work as for every option.
+        assert!(clean("ip=\"10.0.0.2/8\"").ip.is_some());
+        assert_eq!(clean("").ip, None);
+    }
+
+    #[test]
+    fn static_ip_subnet_arithmetic() {
+        let subnet = ip("172.16.5.77/20,172.16.0.1").unwrap();
+        assert_eq!(subnet.netmask(), [255, 255, 240, 0]);
+        assert_eq!(subnet.network(), [172, 16, 0, 0]);
+        assert_eq!(subnet.broadcast(), [172, 16, 15, 255]);
+        assert!(subnet.contains([172, 16, 15, 1]));
+        assert!(!subnet.contains([172, 16, 16, 1]));
+        let whole = ip("10.1.2.3/0").unwrap();
+        assert_eq!(whole.netmask(), [0, 0, 0, 0]);
+        assert!(whole.contains([200, 1, 1, 1]));
+        let single = ip("10.1.2.3/32").unwrap();
+        assert_eq!(single.netmask(), [255; 4]);
+        assert_eq!(single.network(), [10, 1, 2, 3]);
+        assert_eq!(single.broadcast(), [10, 1, 2, 3]);
+    }
+
+    #[test]
+    fn static_ip_host_rules() {
+        // Network and broadcast addresses up to /30.
+        assert_eq!(ip("10.0.2.0/24"), Err(StaticIpError::NotAHost));
+        assert_eq!(ip("10.0.2.255/24"), Err(StaticIpError::NotAHost));
+        assert_eq!(ip("10.0.0.0/8"), Err(StaticIpError::NotAHost));
+        assert_eq!(ip("10.0.2.4/30"), Err(StaticIpError::NotAHost));
+        assert_eq!(ip("10.0.2.7/30"), Err(StaticIpError::NotAHost));
+        assert!(ip("10.0.2.5/30").is_ok());
+        assert!(ip("10.0.3.0/23").is_ok());
+        assert!(ip("10.0.2.255/23").is_ok());
+        assert_eq!(ip("10.0.2.0/23"), Err(StaticIpError::NotAHost));
+        // A /31 has no network or broadcast address (RFC 3021).
+        assert!(ip("10.0.2.4/31,10.0.2.5").is_ok());
+        assert!(ip("10.0.2.5/31,10.0.2.4").is_ok());
+        assert!(ip("10.0.2.0/32").is_ok());
+        for bad in [
+            "0.0.0.0/24",
+            "0.0.0.0/32",
+            "255.255.255.255/32",
+            "127.0.0.1/8",
+            "127.0.0.1/32",
+            "224.0.0.5/24",
+            "239.1.1.1/32",
+            "240.0.0.1/4",
+        ] {
+            assert_eq!(ip(bad), Err(StaticIpError::NotAHost), "{bad}");
+        }
+    }
+
+    #[test]
+    fn static_ip_gateway_rules() {
+        assert!(ip("10.0.2.15/24,10.0.2.254").is_ok());
+        assert!(ip("10.0.2.15/16,10.0.200.1").is_ok());
+        assert_eq!(
+            ip("10.0.2.15/24,10.0.3.1"),
+            Err(StaticIpError::GatewayOutsideSubnet)
+        );
+        assert_eq!(
+            ip("10.0.2.15/24,10.0.2.15"),
+            Err(StaticIpError::GatewayOutsideSubnet)
+        );
+        assert_eq!(
+            ip("10.0.2.15/24,10.0.2.0"),
+            Err(StaticIpError::GatewayOutsideSubnet)
+        );
+        assert_eq!(
+            ip("10.0.2.15/24,10.0.2.255"),
+            Err(StaticIpError::GatewayOutsideSubnet)
+        );
+        // A /32 has nothing else inside it.
+        assert_eq!(
+            ip("10.0.2.15/32,10.0.2.1"),
+            Err(StaticIpError::GatewayOutsideSubnet)
+        );
+        assert_eq!(ip("10.0.2.15/24,10.0.2"), Err(StaticIpError::BadGateway));
+        assert_eq!(ip("10.0.2.15/24,gateway"), Err(StaticIpError::BadGateway));
+        assert_eq!(ip("10.0.2.15/0,127.0.0.1"), Err(StaticIpError::BadGateway));
+        assert_eq!(
+            ip("10.0.2.15/24,10.0.2.1,0.0.0.0"),
+            Err(StaticIpError::BadDns)
+        );
+        assert_eq!(
+            ip("10.0.2.15/24,10.0.2.1,224.0.0.1"),
+            Err(StaticIpError::BadDns)
+        );
+        assert_eq!(ip("10.0.2.15/24,10.0.2.1,dns"), Err(StaticIpError::BadDns));
+    }
+
+    #[test]
+    fn static_ip_syntax() {
+        for (value, error) in [
+            ("10.0.2.15", StaticIpError::Syntax),
+            ("10.0.2.15/24,", StaticIpError::Syntax),
+            ("10.0.2.15/24,10.0.2.1,", StaticIpError::Syntax),
+            ("10.0.2.15/24,,", StaticIpError::Syntax),
+            ("10.0.2.15/24,10.0.2.1,10.0.2.3,", StaticIpError::Syntax),
+            (
+                "10.0.2.15/24,10.0.2.1,10.0.2.3,10.0.2.4",
+                StaticIpError::Syntax,
+            ),
+            ("10.0.2.256/24", StaticIpError::BadAddress),
+            ("10.0.2/24", StaticIpError::BadAddress),
+            ("10.0.2.15.1/24", StaticIpError::BadAddress),
+            ("10.0.02.15/24", StaticIpError::BadAddress),
+            ("10.0.2.+15/24", StaticIpError::BadAddress),
+            ("10.0..15/24", StaticIpError::BadAddress),
+            (" 10.0.2.15/24", StaticIpError::BadAddress),
+            ("10.0.2.1000/24", StaticIpError::BadAddress),
+            ("/24", StaticIpError::BadAddress),
+            ("10.0.2.15/33", StaticIpError::BadPrefix),
+            ("10.0.2.15/", StaticIpError::BadPrefix),
+            ("10.0.2.15/024", StaticIpError::BadPrefix),
+            ("10.0.2.15/-1", StaticIpError::BadPrefix),
+            ("10.0.2.15/255.255.255.0", StaticIpError::BadPrefix),
+            ("10.0.2.15/24/8", StaticIpError::BadPrefix),
+            ("10.0.2.15/1000", StaticIpError::BadPrefix),
+        ] {
+            assert_eq!(ip(value), Err(error), "{value}");
+        }
+        assert!(ip("10.0.2.15/0").is_ok());
+        assert!(ip("10.0.2.15/9").is_ok());
+    }
+
+    #[test]
+    fn parses_dotted_quads() {
+        assert_eq!(parse_ipv4("0.0.0.0"), Some([0, 0, 0, 0]));
+        assert_eq!(parse_ipv4("255.255.255.255"), Some([255; 4]));
+        assert_eq!(parse_ipv4("1.20.100.200"), Some([1, 20, 100, 200]));
+        for bad in [
+            "",
+            "1.2.3",
+            "1.2.3.4.",
+            ".1.2.3",
+            "1.2.3.256",
+            "1.2.3.04",
+            "1.2.3.-4",
+            "1.2.3.4 ",
+            "1.2.3.a",
+            "1..2.3",
+            "1.2.3.4.5",
+            "٣.1.2.3",
+        ] {
+            assert_eq!(parse_ipv4(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_ip_reports_and_falls_back_to_dhcp() {
+        let (options, diags) = parse_all("ip=10.0.2.15/33 quiet");
+        assert_eq!(options.ip, None);
+        assert_eq!(options.loglevel, LevelFilter::Warn);
+        assert_eq!(
+            diags,
+            [CmdlineDiag::InvalidValue {
+                option: "ip",
+                value: "10.0.2.15/33",
+                expected: "a prefix length 0-32 after the '/'",
+                kept: Kept::Default,
+            }]
+        );
+        assert_eq!(
+            diags[0].to_string(),
+            "cmdline: bad value '10.0.2.15/33' for option 'ip' (expected a prefix length 0-32 after the '/'); the default is kept"
+        );
+        assert_eq!(
+            messages("ip=10.0.2.15/24,10.0.3.1"),
+            ["cmdline: bad value '10.0.2.15/24,10.0.3.1' for option 'ip' (expected a gateway inside the subnet, other than the address itself); the default is kept"]
+        );
+        assert_eq!(
+            messages("ip=10.0.2.0/24"),
+            ["cmdline: bad value '10.0.2.0/24' for option 'ip' (expected a host address: not the subnet's network or broadcast address, 0.0.0.0, loopback or multicast); the default is kept"]
+        );
+        assert_eq!(
+            parse_all("ip").1,
+            [CmdlineDiag::MissingValue {
+                option: "ip",
+                kept: Kept::Default
+            }]
+        );
+        // As for every option, a bad later value keeps a good earlier one,
+        // and `ip=dhcp` clears it.
+        let (options, _) = parse_all("ip=10.0.0.2/8 ip=10.0.0.2/99");
+        assert_eq!(options.ip.unwrap().address, [10, 0, 0, 2]);
+        let (options, diags) = parse_all("ip=10.0.0.2/8 ip=dhcp");
+        assert_eq!(options.ip, None);
+        assert_eq!(diags, [CmdlineDiag::Duplicate { option: "ip" }]);
+        assert_eq!(clean("ip=dhcp").ip, None);
+        assert_eq!(
+            StaticIpError::BadDns.to_string(),
+            "expected a dotted-quad unicast IPv4 DNS server"
+        );
+    }
+
+    #[test]
+    fn hosts() {
+        for good in [
+            "localhost",
+            "log.example.com",
+            "a",
+            "a-b.c-d",
+            "xn--bcher-kva.ch",
+            "10.0.2.2",
+            "1.example",
+            "123abc.example",
+            "example.c0m",
+        ] {
+            assert!(is_host(good), "{good}");
+        }
+        let long_label = "a".repeat(64);
+        let long_name = ["abcdefghi"; 26].join("."); // 259 characters
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".a",
+            "a..b",
+            "-a.example",
+            "a-.example",
+            "a_b.example",
+            "a b",
+            "10.0.2.256",
+            "10.0.2",
+            "1.2.3.4.5",
+            "example.123",
+            "::1",
+            "[::1]",
+            "ünï.example",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(!is_host(bad), "{bad}");
+        }
+        assert!(is_host(&"a".repeat(63)));
+    }
+
+    #[test]
+    fn host_and_port() {
+        assert_eq!(parse_host_port("log.example"), Some(("log.example", None)));
+        assert_eq!(
+            parse_host_port("10.0.2.2:514"),
+            Some(("10.0.2.2", Some(514)))
+        );
+        assert_eq!(parse_host_port("h:1"), Some(("h", Some(1))));
+        assert_eq!(parse_host_port("h:65535"), Some(("h", Some(65535))));
+        for bad in [
+            "h:", "h:0", "h:65536", "h:0514", "h:+1", "h:1:2", ":514", "h:port", "h: 1", "::1",
+        ] {
+            assert_eq!(parse_host_port(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn syslog_and_ntp_options() {
+        let options = clean("syslog=10.0.2.2:5140 ntp=pool.ntp.org");
+        assert_eq!(options.syslog, Some("10.0.2.2:5140"));
+        assert_eq!(options.ntp, Some("pool.ntp.org"));
+        assert_eq!(clean("syslog=logs").syslog, Some("logs"));
+        assert_eq!(
+            parse_host_port(clean("syslog=logs").syslog.unwrap())
+                .map(|(host, port)| (host, port.unwrap_or(DEFAULT_SYSLOG_PORT))),
+            Some(("logs", 514))
+        );
+        let (options, diags) = parse_all("syslog=logs:0 ntp=10.0.0.300");
+        assert_eq!((options.syslog, options.ntp), (None, None));
+        assert_eq!(
+            diags[0].to_string(),
+            "cmdline: bad value 'logs:0' for option 'syslog' (expected <host>[:<port>], the host an IPv4 address or DNS name, the port 1-65535); the default is kept"
+        );
+        assert_eq!(
+            diags[1].to_string(),
+            "cmdline: bad value '10.0.0.300' for option 'ntp' (expected an IPv4 address or DNS name); the default is kept"
+        );
+        let (options, diags) = parse_all("ntp=a.example ntp=bad_host");
+        assert_eq!(options.ntp, Some("a.example"));
+        assert_eq!(diags.len(), 2);
+        assert_eq!(
+            parse_all("syslog ntp=").1,
+            [
+                CmdlineDiag::MissingValue {
+                    option: "syslog",
+                    kept: Kept::Default
+                },
+                CmdlineDiag::MissingValue {
+                    option: "ntp",
+                    kept: Kept::Default
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn appliance_line() {
+        let options =
+            clean("/boot/sanos ip=10.0.2.15/24,10.0.2.2,10.0.2.3 syslog=10.0.2.2 ntp=10.0.2.2 loglevel=debug -- --port 80");
+        assert_eq!(options.ip.unwrap().gateway, Some([10, 0, 2, 2]));
+        assert_eq!(options.syslog, Some("10.0.2.2"));
+        assert_eq!(options.ntp, Some("10.0.2.2"));
+        assert_eq!(options.loglevel, LevelFilter::Debug);
+        assert_eq!(options.app_args, "--port 80");
     }
 }

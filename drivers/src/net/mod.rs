@@ -11,6 +11,9 @@
 //! never waits for the device: a full ring is [`NetError::Full`], and the
 //! stack tries again after the next wake-up.
 
+pub mod e1000;
+pub mod virtio;
+
 use core::fmt;
 
 /// The largest Ethernet frame the stack hands a driver, without the

@@ -1,0 +1,384 @@
+//! The network stack: smoltcp 0.14 over the NIC a driver attached
+//! (`Hal::attach_net`), driven by one network thread.
+//!
+//! Locking (docs/design.md, "Network"): the whole stack (the smoltcp
+//! interface, its sockets, the NIC) is one [`Stack`] behind one blocking
+//! kernel mutex ([`with_stack`]); nothing runs with it held but smoltcp
+//! and the driver's non-blocking calls, and no interrupt handler takes it.
+//! The NIC's interrupt handler only silences the device and sets [`WAKE`];
+//! the network thread then takes the lock, drains the NIC (at most
+//! [`RX_BUDGET`] frames per pass), lets smoltcp send what is due, wakes
+//! every thread waiting on a socket, re-enables the NIC's interrupt, and
+//! sleeps until the next interrupt, socket call or smoltcp timer. Socket
+//! calls take the same lock to read or write a socket buffer and set
+//! [`WAKE`] so the thread sends promptly. SMP would split this lock first:
+//! per-socket locks around smoltcp's socket set are the obvious next step.
+
+pub mod httpd;
+pub mod phy;
+pub mod socket;
+
+use crate::sched::sync::{Event, Mutex};
+use crate::vmops::ops;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use drivers::net::{NetCounters, NetDevice, Waker};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
+use smoltcp::socket::dhcpv4;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use spin::Once;
+
+/// Frames taken off the NIC per pass before smoltcp gets to send.
+pub const RX_BUDGET: usize = 64;
+
+/// How the interface gets its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpConfig {
+    Dhcp,
+    Static {
+        address: [u8; 4],
+        prefix: u8,
+        gateway: Option<[u8; 4]>,
+        dns: Option<[u8; 4]>,
+    },
+}
+
+/// The interface, its sockets and its NIC.
+pub struct Stack {
+    pub iface: Interface,
+    pub phy: phy::Phy,
+    pub sockets: SocketSet<'static>,
+    dhcp: Option<SocketHandle>,
+    pub dns: Option<Ipv4Address>,
+    /// Threads waiting for a socket to change; all set after each pass.
+    waiters: Vec<Event>,
+    /// Sockets closed by their owners, removed once smoltcp is done.
+    pub(crate) closing: Vec<SocketHandle>,
+}
+
+struct StackCell(UnsafeCell<Option<Stack>>);
+
+// SAFETY: the stack is only reached through `with_stack`, which holds
+// LOCK (a kernel mutex: one thread at a time, never interrupt context).
+unsafe impl Sync for StackCell {}
+
+static STACK: StackCell = StackCell(UnsafeCell::new(None));
+static LOCK: Once<Mutex> = Once::new();
+/// Wakes the network thread: NIC interrupts, socket calls.
+static WAKE: Once<Event> = Once::new();
+static CONFIG: Once<IpConfig> = Once::new();
+
+/// Set while a thread is inside [`with_stack`] (the kernel mutex is
+/// recursive, so this is what refuses a nested call).
+static ENTERED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Runs `f` on the stack with its lock held; `None` without a NIC, or
+/// when called from inside `f` (refused and logged: it would alias the
+/// stack).
+pub fn with_stack<R>(f: impl FnOnce(&mut Stack) -> R) -> Option<R> {
+    use core::sync::atomic::Ordering;
+    let lock = LOCK.get()?;
+    lock.lock(None);
+    if ENTERED.swap(true, Ordering::Acquire) {
+        // Only the holder can get here: a nested call.
+        log::error!("net: with_stack called from inside with_stack; refused");
+        // The holder unlocks: this cannot fail.
+        let _ = lock.unlock();
+        return None;
+    }
+    // SAFETY: LOCK is held and ENTERED was clear: no other reference to
+    // the stack exists until ENTERED is cleared below.
+    let result = unsafe { (*STACK.0.get()).as_mut() }.map(f);
+    ENTERED.store(false, Ordering::Release);
+    if lock.unlock().is_err() {
+        log::error!("net: stack lock released by a thread that does not hold it");
+    }
+    result
+}
+
+/// Wakes the network thread (a socket has something to send).
+pub fn wake() {
+    if let Some(event) = WAKE.get() {
+        event.set();
+    }
+}
+
+fn wake_from_interrupt(_context: usize) {
+    wake();
+}
+
+/// The waker NIC drivers' interrupt handlers call.
+pub fn waker() -> Waker {
+    WAKE.call_once(|| Event::new(false, false));
+    Waker {
+        func: wake_from_interrupt,
+        context: 0,
+    }
+}
+
+/// The address configuration the stack will use (from the command line);
+/// set before drivers attach their NICs.
+pub fn configure(config: IpConfig) {
+    CONFIG.call_once(|| config);
+}
+
+fn now() -> Instant {
+    Instant::from_micros((ops::clock_ns() / 1000) as i64)
+}
+
+/// Takes a NIC: the first one becomes the interface, and the network
+/// thread starts; a second one is logged and left unused.
+pub fn attach(device: Box<dyn NetDevice>) -> Result<(), &'static str> {
+    let lock = LOCK.call_once(Mutex::new);
+    lock.lock(None);
+    // SAFETY: LOCK is held (see `with_stack`).
+    let slot = unsafe { &mut *STACK.0.get() };
+    let result = if let Some(stack) = slot {
+        log::warn!(
+            "net: {} not used: {} is the interface (one NIC at a time)",
+            device.name(),
+            stack.phy.device.name()
+        );
+        Err("one interface only")
+    } else {
+        let config = *CONFIG.call_once(|| IpConfig::Dhcp);
+        *slot = Some(Stack::new(device, config));
+        Ok(())
+    };
+    if lock.unlock().is_err() {
+        log::error!("net: stack lock released by a thread that does not hold it");
+    }
+    if result.is_ok() {
+        waker();
+        if let Err(error) = crate::sched::spawn("net", run) {
+            log::error!("net: cannot start the network thread: {error:?}");
+        }
+    }
+    result
+}
+
+fn ipv4(octets: [u8; 4]) -> Ipv4Address {
+    Ipv4Address::new(octets[0], octets[1], octets[2], octets[3])
+}
+
+impl Stack {
+    fn new(device: Box<dyn NetDevice>, config: IpConfig) -> Stack {
+        let mac = EthernetAddress(device.mac());
+        let mut phy = phy::Phy::new(device);
+        let mut iface_config = Config::new(HardwareAddress::Ethernet(mac));
+        iface_config.random_seed = crate::arch::cpu::rdtsc();
+        let mut iface = Interface::new(iface_config, &mut phy, now());
+        let mut sockets = SocketSet::new(Vec::new());
+        let mut dns = None;
+        let dhcp = match config {
+            IpConfig::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
+            IpConfig::Static {
+                address,
+                prefix,
+                gateway,
+                dns: server,
+            } => {
+                iface.update_ip_addrs(|addrs| {
+                    if addrs
+                        .push(IpCidr::Ipv4(Ipv4Cidr::new(ipv4(address), prefix)))
+                        .is_err()
+                    {
+                        log::error!("net: no room for the static address");
+                    }
+                });
+                if let Some(gateway) = gateway {
+                    if iface
+                        .routes_mut()
+                        .add_default_ipv4_route(ipv4(gateway))
+                        .is_err()
+                    {
+                        log::error!("net: no room for the default route");
+                    }
+                }
+                dns = server.map(ipv4);
+                None
+            }
+        };
+        log::info!(
+            "net: {} ({mac}), {}",
+            phy.device.name(),
+            match config {
+                IpConfig::Dhcp => alloc::string::String::from("DHCP"),
+                IpConfig::Static {
+                    address, prefix, ..
+                } => alloc::format!("static {}/{prefix}", ipv4(address)),
+            }
+        );
+        Stack {
+            iface,
+            phy,
+            sockets,
+            dhcp,
+            dns,
+            waiters: Vec::new(),
+            closing: Vec::new(),
+        }
+    }
+
+    /// Registers `event` to be set after the next pass of the network
+    /// thread (a socket call that must wait).
+    pub fn wait_for_change(&mut self, event: &Event) {
+        self.waiters.push(event.clone());
+    }
+
+    /// One pass: take frames off the NIC, let smoltcp send, follow DHCP,
+    /// reap closed sockets. Returns how long the thread may sleep.
+    fn pass(&mut self) -> Option<Duration> {
+        let timestamp = now();
+        self.iface.poll_maintenance(timestamp);
+        let mut drained = false;
+        for _ in 0..RX_BUDGET {
+            if self
+                .iface
+                .poll_ingress_single(timestamp, &mut self.phy, &mut self.sockets)
+                == PollIngressSingleResult::None
+            {
+                drained = true;
+                break;
+            }
+        }
+        while self
+            .iface
+            .poll_egress(timestamp, &mut self.phy, &mut self.sockets)
+            != smoltcp::iface::PollResult::None
+        {}
+        self.follow_dhcp();
+        self.reap();
+        for event in self.waiters.drain(..) {
+            event.set();
+        }
+        if !drained {
+            // Budget spent: come back at once, after others had a turn.
+            return Some(Duration::ZERO);
+        }
+        self.phy.device.enable_interrupts();
+        self.iface.poll_delay(now(), &self.sockets)
+    }
+
+    fn follow_dhcp(&mut self) {
+        let Some(handle) = self.dhcp else { return };
+        let event = self.sockets.get_mut::<dhcpv4::Socket>(handle).poll();
+        match event {
+            None => {}
+            Some(dhcpv4::Event::Configured(config)) => {
+                self.iface.update_ip_addrs(|addrs| {
+                    addrs.clear();
+                    if addrs.push(IpCidr::Ipv4(config.address)).is_err() {
+                        log::error!("net: no room for the DHCP address");
+                    }
+                });
+                match config.router {
+                    Some(router) => {
+                        if self
+                            .iface
+                            .routes_mut()
+                            .add_default_ipv4_route(router)
+                            .is_err()
+                        {
+                            log::error!("net: no room for the default route");
+                        }
+                    }
+                    None => self
+                        .iface
+                        .routes_mut()
+                        .remove_default_ipv4_route()
+                        .map_or((), |_| ()),
+                }
+                self.dns = config.dns_servers.first().copied();
+                log::info!(
+                    "net: DHCP lease {} via {}, dns {}",
+                    config.address,
+                    config
+                        .router
+                        .map_or(alloc::string::String::from("none"), |r| alloc::format!(
+                            "{r}"
+                        )),
+                    self.dns
+                        .map_or(alloc::string::String::from("none"), |d| alloc::format!(
+                            "{d}"
+                        )),
+                );
+            }
+            Some(dhcpv4::Event::Deconfigured) => {
+                // smoltcp also says so once at start, before any lease.
+                if self.address().is_some() {
+                    log::warn!("net: DHCP lease lost");
+                }
+                self.iface.update_ip_addrs(|addrs| addrs.clear());
+                self.iface.routes_mut().remove_default_ipv4_route();
+            }
+        }
+    }
+
+    /// Removes sockets their owners closed once the connection is over
+    /// (closed, or in TIME-WAIT: see `socket`).
+    fn reap(&mut self) {
+        let sockets = &mut self.sockets;
+        self.closing.retain(|&handle| {
+            let state = sockets.get::<smoltcp::socket::tcp::Socket>(handle).state();
+            let done = matches!(
+                state,
+                smoltcp::socket::tcp::State::Closed | smoltcp::socket::tcp::State::TimeWait
+            );
+            if done {
+                sockets.remove(handle);
+            }
+            !done
+        });
+    }
+
+    /// The interface's IPv4 address, once it has one.
+    pub fn address(&self) -> Option<Ipv4Cidr> {
+        // IPv4 is the only protocol built in: every address is one.
+        self.iface
+            .ip_addrs()
+            .iter()
+            .map(|cidr| match cidr {
+                IpCidr::Ipv4(cidr) => *cidr,
+            })
+            .next()
+    }
+}
+
+/// The network thread.
+fn run() -> u64 {
+    let wake = WAKE.call_once(|| Event::new(false, false)).clone();
+    loop {
+        let delay = with_stack(|stack| stack.pass()).flatten();
+        let timeout = delay.map(|d| d.total_micros() * 1000);
+        if timeout != Some(0) {
+            wake.wait(timeout);
+        } else {
+            crate::sched::yield_now();
+        }
+    }
+}
+
+/// What the interface is and has done, for the shell and `/status`.
+pub struct Status {
+    pub name: alloc::string::String,
+    pub mac: [u8; 6],
+    pub address: Option<Ipv4Cidr>,
+    pub counters: NetCounters,
+    pub tx_refused: u64,
+    pub sockets: usize,
+}
+
+/// The interface's status; `None` without a NIC.
+pub fn status() -> Option<Status> {
+    with_stack(|stack| Status {
+        name: alloc::string::String::from(stack.phy.device.name()),
+        mac: stack.phy.device.mac(),
+        address: stack.address(),
+        counters: stack.phy.device.counters(),
+        tx_refused: stack.phy.tx_refused,
+        sockets: stack.sockets.iter().count(),
+    })
+}
