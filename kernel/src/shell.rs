@@ -113,7 +113,11 @@ fn net(out: &mut dyn Write) -> core::fmt::Result {
         "  tx {} packets {} bytes, {} dropped, {} errors, {} refused by a full ring",
         c.tx_packets, c.tx_bytes, c.tx_drops, c.tx_errors, status.tx_refused
     )?;
-    writeln!(out, "  {} sockets", status.sockets)
+    writeln!(
+        out,
+        "  {} sockets; {} connection requests dropped while the listener was full",
+        status.sockets, status.syn_dropped
+    )
 }
 
 fn devices(out: &mut dyn Write) -> core::fmt::Result {

@@ -12,6 +12,8 @@
 //! stack tries again after the next wake-up.
 
 pub mod e1000;
+pub mod netfront;
+pub mod rtl8139;
 pub mod virtio;
 
 use core::fmt;

@@ -87,6 +87,10 @@ pub enum Fixture {
     Http {
         nic: &'static str,
         after: &'static str,
+        /// Also the hostile batch and `churn` connections in a row
+        /// (`http::hostile`, `http::churn`).
+        hostile: bool,
+        churn: usize,
     },
 }
 
@@ -622,6 +626,8 @@ pub const MATRIX: &[Config] = &[
         fixture: Some(Fixture::Http {
             nic: "e1000",
             after: "http: serving",
+            hostile: false,
+            churn: 0,
         }),
         requires: None,
         timeout: Duration::from_secs(90),
@@ -638,6 +644,33 @@ pub const MATRIX: &[Config] = &[
         },
     },
     Config {
+        name: "qemu-tcg-rtl8139-http",
+        accel: Accel::Tcg,
+        machine: Machine::Pc,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "",
+        fixture: Some(Fixture::Http {
+            nic: "rtl8139",
+            after: "http: serving",
+            hostile: false,
+            churn: 0,
+        }),
+        requires: None,
+        timeout: Duration::from_secs(90),
+        expect: Expect {
+            status: 0,
+            closing_line: false,
+            lines: &[
+                BANNER,
+                Pattern::Contains("dev: pci 00:03.0: rtl8139"),
+                Pattern::Contains("net: DHCP lease 10.0.2.15/24"),
+                Pattern::Contains("http: serving 4 files on port 80"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
+    Config {
         name: "qemu-tcg-virtio-http",
         accel: Accel::Tcg,
         machine: Machine::Pc,
@@ -647,9 +680,11 @@ pub const MATRIX: &[Config] = &[
         fixture: Some(Fixture::Http {
             nic: "virtio-net-pci",
             after: "http: serving",
+            hostile: true,
+            churn: 5000,
         }),
         requires: None,
-        timeout: Duration::from_secs(90),
+        timeout: Duration::from_secs(240),
         expect: Expect {
             status: 0,
             closing_line: false,
@@ -672,6 +707,8 @@ pub const MATRIX: &[Config] = &[
         fixture: Some(Fixture::Http {
             nic: "virtio-net-pci",
             after: "http: serving",
+            hostile: false,
+            churn: 0,
         }),
         requires: None,
         timeout: Duration::from_secs(90),
@@ -798,6 +835,7 @@ mod tests {
                 "qemu-tcg-shell",
                 "xen-pv-dom0-shell",
                 "qemu-tcg-e1000-http",
+                "qemu-tcg-rtl8139-http",
                 "qemu-tcg-virtio-http",
                 "qemu-tcg-q35-virtio-http",
                 "qemu-tcg-crash-panic",

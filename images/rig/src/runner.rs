@@ -131,7 +131,12 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
                 &program, &qemu_args, log_file, backstop, &log, after, &mut typed,
             )
         }
-        Some(Fixture::Http { nic, after }) => {
+        Some(Fixture::Http {
+            nic,
+            after,
+            hostile,
+            churn,
+        }) => {
             let log_file = match File::create(&log) {
                 Ok(file) => file,
                 Err(e) => return fail(format!("cannot create {}: {e}", log.display())),
@@ -146,6 +151,12 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
             let site = paths.rig_dir().join("site");
             let mut checks = || {
                 http_problems = crate::http::check_site(&site, port, &paths.rig_dir());
+                if hostile {
+                    http_problems.extend(crate::http::hostile(port));
+                }
+                if churn > 0 {
+                    http_problems.extend(crate::http::churn(port, churn));
+                }
                 "poweroff\r".to_string()
             };
             process::run_with_input(

@@ -36,7 +36,9 @@ pub mod mm {
 }
 
 pub mod net {
-    //! Network protocols above the stack: HTTP/1.1 requests and responses.
+    //! Network protocols above the stack: HTTP/1.1 requests and responses,
+    //! and the one look into frames the stack makes itself.
+    pub mod frame;
     pub mod http;
 }
 

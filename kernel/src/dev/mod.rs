@@ -21,6 +21,7 @@ use spin::Once;
 pub const DRIVERS: &[&dyn Driver] = &[
     &drivers::net::virtio::VirtioNetDriver,
     &drivers::net::e1000::E1000Driver,
+    &drivers::net::rtl8139::Rtl8139Driver,
 ];
 
 /// What [`probe`] found.

@@ -98,8 +98,51 @@ unsafe impl talc::lock_api::RawMutex for IrqSpinlock {
     }
 }
 
+static TALC: talc::TalcLock<IrqSpinlock, FrameSource> = talc::TalcLock::new(FrameSource);
+
+/// Bytes handed out and not yet freed.
+static IN_USE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Talc with a count of the bytes in use, for `/status` and for tests
+/// that check a load gave its memory back.
+struct CountingHeap;
+
+// SAFETY: every call is passed to Talc unchanged; the count is a side
+// effect that allocates nothing.
+unsafe impl core::alloc::GlobalAlloc for CountingHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's promises are Talc's.
+        let pointer = unsafe { TALC.alloc(layout) };
+        if !pointer.is_null() {
+            IN_USE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as in `alloc`.
+        unsafe { TALC.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as in `alloc`.
+        let new = unsafe { TALC.realloc(pointer, layout, new_size) };
+        if !new.is_null() {
+            IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+            IN_USE.fetch_add(new_size, Ordering::Relaxed);
+        }
+        new
+    }
+}
+
 #[global_allocator]
-static HEAP: talc::TalcLock<IrqSpinlock, FrameSource> = talc::TalcLock::new(FrameSource);
+static HEAP: CountingHeap = CountingHeap;
+
+/// Heap bytes in use (allocated and not freed).
+pub fn in_use() -> usize {
+    IN_USE.load(Ordering::Relaxed)
+}
 
 mod tests {
     use crate::ktest::{ktest, TestResult};

@@ -25,8 +25,9 @@ use pure::net::http::{
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: u32 = 64;
-/// Connections in their handshake at once (the listener's backlog).
-pub const BACKLOG: usize = 32;
+/// Connections in their handshake or waiting for a thread (the
+/// listener's backlog).
+pub const BACKLOG: usize = 256;
 pub const REQUESTS_PER_CONNECTION: u32 = 1000;
 /// How long a kept-alive connection may sit idle.
 pub const IDLE_NS: u64 = 15_000_000_000;
@@ -91,7 +92,8 @@ const EMPTY_ARCHIVE: &[u8] = b"0707010000000000000000000000000000000000000001000
 
 /// Starts serving `site` on `port`.
 pub fn start(site: &'static Archive<'static>, port: u16) -> Result<(), SocketError> {
-    let listener = TcpListener::bind(port, BACKLOG)?;
+    // Requests are small: a 16 KiB receive window; responses are not.
+    let listener = TcpListener::bind(port, BACKLOG, 16 * 1024, super::socket::TX_BUFFER)?;
     let slots = Semaphore::new(MAX_CONNECTIONS, MAX_CONNECTIONS);
     let spawned = crate::sched::spawn("httpd", move || accept_loop(listener, slots, site));
     if let Err(error) = spawned {
@@ -325,6 +327,7 @@ fn status_page(json: bool) -> String {
     let mode = chosen.map_or("?", |c| c.mode.name());
     let uptime_ms = ops::clock_ns() / 1_000_000;
     let (free, total) = crate::mm::frames::counts();
+    let heap = crate::mm::heap::in_use();
     let threads = crate::sched::threads().len();
     let (requests, connections, refused) = counters();
     let net = super::status();
@@ -339,12 +342,12 @@ fn status_page(json: bool) -> String {
     };
     if json {
         alloc::format!(
-            "{{\"uptime_ms\":{uptime_ms},\"platform\":\"{platform}\",\"backend\":\"{backend}\",\"vmops\":\"{mode}\",\"threads\":{threads},\"memory\":{{\"free_frames\":{free},\"frames\":{total}}},\"nic\":{{\"name\":\"{nic}\",\"address\":\"{address}\",\"rx_packets\":{},\"rx_bytes\":{},\"rx_drops\":{},\"rx_errors\":{},\"tx_packets\":{},\"tx_bytes\":{},\"tx_drops\":{},\"tx_errors\":{}}},\"http\":{{\"requests\":{requests},\"connections\":{connections},\"refused\":{refused}}}}}\n",
+            "{{\"uptime_ms\":{uptime_ms},\"platform\":\"{platform}\",\"backend\":\"{backend}\",\"vmops\":\"{mode}\",\"threads\":{threads},\"memory\":{{\"free_frames\":{free},\"frames\":{total},\"heap_in_use\":{heap}}},\"nic\":{{\"name\":\"{nic}\",\"address\":\"{address}\",\"rx_packets\":{},\"rx_bytes\":{},\"rx_drops\":{},\"rx_errors\":{},\"tx_packets\":{},\"tx_bytes\":{},\"tx_drops\":{},\"tx_errors\":{}}},\"http\":{{\"requests\":{requests},\"connections\":{connections},\"refused\":{refused}}}}}\n",
             c.rx_packets, c.rx_bytes, c.rx_drops, c.rx_errors, c.tx_packets, c.tx_bytes, c.tx_drops, c.tx_errors
         )
     } else {
         alloc::format!(
-            "<!doctype html>\n<html><head><title>sanos status</title></head><body><h1>sanos</h1><table>\n<tr><td>uptime</td><td>{}.{:03} s</td></tr>\n<tr><td>platform</td><td>{platform} ({backend}, vmops {mode})</td></tr>\n<tr><td>threads</td><td>{threads}</td></tr>\n<tr><td>memory</td><td>{} of {} MiB free</td></tr>\n<tr><td>nic</td><td>{nic} {address}: rx {} packets {} bytes ({} dropped, {} errors), tx {} packets {} bytes ({} dropped, {} errors)</td></tr>\n<tr><td>http</td><td>{requests} requests on {connections} connections, {refused} refused</td></tr>\n</table></body></html>\n",
+            "<!doctype html>\n<html><head><title>sanos status</title></head><body><h1>sanos</h1><table>\n<tr><td>uptime</td><td>{}.{:03} s</td></tr>\n<tr><td>platform</td><td>{platform} ({backend}, vmops {mode})</td></tr>\n<tr><td>threads</td><td>{threads}</td></tr>\n<tr><td>memory</td><td>{} of {} MiB free, heap {heap} bytes in use</td></tr>\n<tr><td>nic</td><td>{nic} {address}: rx {} packets {} bytes ({} dropped, {} errors), tx {} packets {} bytes ({} dropped, {} errors)</td></tr>\n<tr><td>http</td><td>{requests} requests on {connections} connections, {refused} refused</td></tr>\n</table></body></html>\n",
             uptime_ms / 1000,
             uptime_ms % 1000,
             (free as u64 * crate::mm::PAGE_SIZE) >> 20,

@@ -56,6 +56,8 @@ pub struct Stack {
     waiters: Vec<Event>,
     /// Sockets closed by their owners, removed once smoltcp is done.
     pub(crate) closing: Vec<SocketHandle>,
+    /// What `TcpListener`s listen on.
+    pub(crate) listeners: Vec<socket::Listener>,
 }
 
 struct StackCell(UnsafeCell<Option<Stack>>);
@@ -219,6 +221,7 @@ impl Stack {
             dns,
             waiters: Vec::new(),
             closing: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 
@@ -235,6 +238,10 @@ impl Stack {
         self.iface.poll_maintenance(timestamp);
         let mut drained = false;
         for _ in 0..RX_BUDGET {
+            // Before each frame: every listener that has room in its
+            // backlog has a socket listening, and a request beyond the
+            // backlog is dropped rather than reset.
+            self.top_up_listeners();
             if self
                 .iface
                 .poll_ingress_single(timestamp, &mut self.phy, &mut self.sockets)
@@ -317,6 +324,17 @@ impl Stack {
         }
     }
 
+    /// Gives every listener with room in its backlog a listening socket,
+    /// drops handshakes that failed, and tells the NIC adapter how many
+    /// connection requests each port can take now.
+    fn top_up_listeners(&mut self) {
+        self.phy.syn_room.clear();
+        for listener in &mut self.listeners {
+            let room = listener.top_up(&mut self.sockets);
+            self.phy.syn_room.push((listener.port, room));
+        }
+    }
+
     /// Removes sockets their owners closed once the connection is over
     /// (closed, or in TIME-WAIT: see `socket`).
     fn reap(&mut self) {
@@ -368,6 +386,8 @@ pub struct Status {
     pub address: Option<Ipv4Cidr>,
     pub counters: NetCounters,
     pub tx_refused: u64,
+    /// Connection requests dropped while a listener had no room.
+    pub syn_dropped: u64,
     pub sockets: usize,
 }
 
@@ -379,6 +399,7 @@ pub fn status() -> Option<Status> {
         address: stack.address(),
         counters: stack.phy.device.counters(),
         tx_refused: stack.phy.tx_refused,
+        syn_dropped: stack.phy.syn_dropped,
         sockets: stack.sockets.iter().count(),
     })
 }

@@ -20,6 +20,12 @@ pub struct Phy {
     /// Frames the driver refused after smoltcp built them (not counted by
     /// the driver, which never saw them as queued).
     pub tx_refused: u64,
+    /// Per listening port, the listening sockets still free in this pass:
+    /// a connection request beyond them is dropped, not reset (see
+    /// `pure::net::frame`).
+    pub syn_room: Vec<(u16, usize)>,
+    /// Connection requests dropped for want of a listening socket.
+    pub syn_dropped: u64,
 }
 
 impl Phy {
@@ -29,6 +35,8 @@ impl Phy {
             rx: vec![0; MAX_FRAME],
             tx: vec![0; MAX_FRAME],
             tx_refused: 0,
+            syn_room: Vec::new(),
+            syn_dropped: 0,
         }
     }
 }
@@ -77,8 +85,20 @@ impl phy::Device for Phy {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let len = self.device.receive(&mut self.rx)?;
-        let len = len.min(self.rx.len());
+        let len = loop {
+            let len = self.device.receive(&mut self.rx)?.min(self.rx.len());
+            let Some(port) = pure::net::frame::tcp_syn_port(&self.rx[..len]) else {
+                break len;
+            };
+            match self.syn_room.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, 0)) => self.syn_dropped += 1,
+                Some((_, room)) => {
+                    *room -= 1;
+                    break len;
+                }
+                None => break len,
+            }
+        };
         Some((
             RxToken {
                 frame: &self.rx[..len],

@@ -2,10 +2,12 @@
 //! timeouts, the shape the Linux system calls will map onto.
 //!
 //! smoltcp has no listen backlog: a listening socket becomes the
-//! connection. [`TcpListener`] therefore keeps `backlog` listening
-//! sockets on its port, so that many connections can be in their
-//! handshake at once; [`TcpListener::accept`] hands out one that reached
-//! ESTABLISHED and puts a fresh listening socket in its place.
+//! connection. The stack therefore keeps, per [`TcpListener`], up to
+//! `backlog` sockets that are in their handshake or established and not
+//! yet accepted, and puts a fresh listening socket in place as soon as
+//! one is taken by a connection request (before the next frame is
+//! processed); a request that finds the backlog full is dropped, not
+//! reset, so the client retries, as with Linux's listen queue.
 //!
 //! A closed [`TcpStream`] is removed from the socket set by the network
 //! thread once smoltcp is done with it. A connection the server closed
@@ -14,16 +16,15 @@
 //! then gets a reset), so a burst of short connections cannot fill memory
 //! with sockets waiting out the timer.
 
-use super::{wake, with_stack, Stack};
+use super::{wake, with_stack};
 use crate::sched::sync::Event;
 use crate::vmops::ops;
 use alloc::vec;
 use alloc::vec::Vec;
-use smoltcp::iface::SocketHandle;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 
-/// Receive buffer: above 64 KiB, so the window is scaled (RFC 7323).
-pub const RX_BUFFER: usize = 128 * 1024;
+/// Send buffer of a server socket: room for a window's worth of a response.
 pub const TX_BUFFER: usize = 64 * 1024;
 
 /// Why a socket call did not do what was asked.
@@ -52,21 +53,15 @@ impl core::fmt::Display for SocketError {
     }
 }
 
-fn new_tcp() -> tcp::Socket<'static> {
+fn new_tcp(rx_buffer: usize, tx_buffer: usize) -> tcp::Socket<'static> {
     let mut socket = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
-        tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
+        tcp::SocketBuffer::new(vec![0; rx_buffer]),
+        tcp::SocketBuffer::new(vec![0; tx_buffer]),
     );
     // A server answers at once: no Nagle delay on responses.
     socket.set_nagle_enabled(false);
     socket.set_congestion_control(tcp::CongestionControl::Reno);
     socket
-}
-
-fn listen(stack: &mut Stack, port: u16) -> Result<SocketHandle, SocketError> {
-    let mut socket = new_tcp();
-    socket.listen(port).map_err(|_| SocketError::AddrInUse)?;
-    Ok(stack.sockets.add(socket))
 }
 
 /// Waits until the network thread's next pass, or `deadline`.
@@ -89,26 +84,94 @@ fn deadline(timeout_ns: Option<u64>) -> Option<u64> {
     timeout_ns.map(|t| ops::clock_ns().saturating_add(t))
 }
 
-/// Listening sockets on one port.
+/// The stack's record of a listening port: its sockets in the handshake
+/// or established and not yet accepted, at most `backlog`, of which at
+/// most one listens (a new one as soon as it is taken).
+pub struct Listener {
+    pub port: u16,
+    backlog: usize,
+    rx_buffer: usize,
+    tx_buffer: usize,
+    handles: Vec<SocketHandle>,
+}
+
+impl Listener {
+    /// Drops failed handshakes, adds a listening socket if none listens
+    /// and the backlog has room; returns how many connection requests the
+    /// port can take now (0 or 1).
+    pub fn top_up(&mut self, sockets: &mut SocketSet<'static>) -> usize {
+        self.handles.retain(|&handle| {
+            let closed = sockets.get::<tcp::Socket>(handle).state() == tcp::State::Closed;
+            if closed {
+                sockets.remove(handle);
+            }
+            !closed
+        });
+        let listening = self
+            .handles
+            .iter()
+            .any(|&h| sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen);
+        if listening {
+            return 1;
+        }
+        if self.handles.len() >= self.backlog {
+            return 0;
+        }
+        let mut socket = new_tcp(self.rx_buffer, self.tx_buffer);
+        if socket.listen(self.port).is_err() {
+            return 0;
+        }
+        self.handles.push(sockets.add(socket));
+        1
+    }
+
+    /// Takes an established connection, if one is waiting.
+    fn take_established(&mut self, sockets: &SocketSet<'static>) -> Option<SocketHandle> {
+        let index = self.handles.iter().position(|&handle| {
+            let socket = sockets.get::<tcp::Socket>(handle);
+            socket.may_recv() || socket.state() == tcp::State::CloseWait
+        })?;
+        Some(self.handles.remove(index))
+    }
+}
+
+/// Listening on one port; the connections are accepted in order.
 pub struct TcpListener {
     port: u16,
-    pending: Vec<SocketHandle>,
     event: Event,
 }
 
 impl TcpListener {
     /// Listens on `port` with room for `backlog` connections in their
-    /// handshake at once.
-    pub fn bind(port: u16, backlog: usize) -> Result<TcpListener, SocketError> {
-        let pending = with_stack(|stack| {
-            (0..backlog.max(1))
-                .map(|_| listen(stack, port))
-                .collect::<Result<Vec<_>, _>>()
+    /// handshake or waiting to be accepted, each with receive and send
+    /// buffers of the given sizes.
+    pub fn bind(
+        port: u16,
+        backlog: usize,
+        rx_buffer: usize,
+        tx_buffer: usize,
+    ) -> Result<TcpListener, SocketError> {
+        with_stack(|stack| {
+            if stack.listeners.iter().any(|l| l.port == port) {
+                return Err(SocketError::AddrInUse);
+            }
+            let mut listener = Listener {
+                port,
+                backlog: backlog.max(1),
+                rx_buffer,
+                tx_buffer,
+                handles: Vec::new(),
+            };
+            if listener.top_up(&mut stack.sockets) == 0 {
+                return Err(SocketError::AddrInUse);
+            }
+            stack.listeners.push(listener);
+            Ok(())
         })
         .ok_or(SocketError::NoInterface)??;
+        wake();
         Ok(TcpListener {
             port,
-            pending,
             event: Event::new(false, false),
         })
     }
@@ -116,44 +179,31 @@ impl TcpListener {
     /// The next established connection; `TimedOut` after `timeout_ns`.
     pub fn accept(&mut self, timeout_ns: Option<u64>) -> Result<TcpStream, SocketError> {
         let deadline = deadline(timeout_ns);
+        let port = self.port;
         loop {
             let taken = with_stack(|stack| {
-                let ready = self.pending.iter().position(|&handle| {
-                    let socket = stack.sockets.get::<tcp::Socket>(handle);
-                    socket.may_recv() || socket.state() == tcp::State::CloseWait
-                });
-                let replaced = self.pending.iter().position(|&handle| {
-                    // A pending socket whose handshake failed goes back to
-                    // listening.
-                    stack.sockets.get::<tcp::Socket>(handle).state() == tcp::State::Closed
-                });
-                if let Some(index) = replaced {
-                    if let Ok(()) = stack
-                        .sockets
-                        .get_mut::<tcp::Socket>(self.pending[index])
-                        .listen(self.port)
-                    {}
+                let listener = stack.listeners.iter_mut().find(|l| l.port == port)?;
+                let taken = listener.take_established(&stack.sockets);
+                if taken.is_none() {
+                    stack.wait_for_change(&self.event);
                 }
-                match ready {
-                    Some(index) => {
-                        let handle = self.pending[index];
-                        let fresh = listen(stack, self.port);
-                        match fresh {
-                            Ok(fresh) => self.pending[index] = fresh,
-                            Err(_) => {
-                                self.pending.remove(index);
-                            }
-                        }
-                        Some(handle)
-                    }
-                    None => {
-                        stack.wait_for_change(&self.event);
-                        None
-                    }
-                }
+                taken
             })
             .ok_or(SocketError::NoInterface)?;
+            log::debug!(
+                "net: accept on {port}: {}",
+                if taken.is_some() { "taken" } else { "waiting" }
+            );
+            with_stack(|stack| {
+                if let Some(l) = stack.listeners.iter().find(|l| l.port == port) {
+                    for &h in &l.handles {
+                        log::debug!("net:   {:?}", stack.sockets.get::<tcp::Socket>(h).state());
+                    }
+                }
+            });
             if let Some(handle) = taken {
+                // The backlog has room again: let the thread listen anew.
+                wake();
                 return Ok(TcpStream {
                     handle,
                     event: Event::new(false, false),
@@ -166,10 +216,13 @@ impl TcpListener {
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        let pending = core::mem::take(&mut self.pending);
+        let port = self.port;
         with_stack(|stack| {
-            for handle in pending {
-                stack.sockets.remove(handle);
+            if let Some(index) = stack.listeners.iter().position(|l| l.port == port) {
+                let listener = stack.listeners.remove(index);
+                for handle in listener.handles {
+                    stack.sockets.remove(handle);
+                }
             }
         });
     }
