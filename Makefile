@@ -75,7 +75,13 @@ test-boot: kernel
 # shell (console ring input) until `poweroff`. Then Debian's Linux with a busybox
 # initrd as a PV and a PVH domU, for the table of `xl create` to banner
 # times. Packages are cached under build/xen.
+# The site the Xen HTTP guests serve: images/site and a 1.5 MiB file of
+# one repeated line (its md5 is in images/xen/sanos-http.expect).
+XEN_SITE := $(BUILD)/xen-site
 test-xen: kernel
+	rm -rf $(XEN_SITE) && mkdir -p $(XEN_SITE) && cp images/site/* $(XEN_SITE)/
+	yes "sanos serves a large file over netfront" | head -c 1572871 > $(XEN_SITE)/big.bin
+	$(RIG) cpio $(XEN_SITE) $(BUILD)/xen-site.cpio
 	bash images/xen/xl-test.sh \
 	    --guest sanos-pv=images/sanos.cfg:build/sanos.elf \
 	    --xl 'sanos-pv=type="pv"' --xl 'sanos-pv=cmdline="test test.wait"' \
@@ -85,6 +91,9 @@ test-xen: kernel
 	    --xl "sanos-pvh=vif=['bridge=xenbr0']" \
 	    --guest sanos-reboot=images/xen/sanos-reboot.cfg:build/sanos.elf \
 	    --guest sanos-shell=images/xen/sanos-shell.cfg:build/sanos.elf \
+	    --guest sanos-http=images/xen/sanos-http.cfg:build/sanos.elf:build/xen-site.cpio \
+	    --guest sanos-http-pvh=images/xen/sanos-http.cfg:build/sanos.elf:build/xen-site.cpio \
+	    --xl 'sanos-http-pvh=type="pvh"' \
 	    --linux
 
 clean:

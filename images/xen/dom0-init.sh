@@ -18,6 +18,12 @@
 #                                        banner is seen (printf escapes: \r)
 #                   timeout=SECS         from xl create to the match (120)
 #                   shutdown_timeout=SECS  for xl shutdown -w (30)
+#                   fetch=PATH MD5       once matched, dom0 fetches
+#                                        http://169.254.77.2/PATH over
+#                                        xenbr0 (busybox nc: the static
+#                                        busybox's wget crashes resolving)
+#                                        and checks the body's md5sum; the
+#                                        body must be text (repeatable)
 #                   stop=shutdown|reboot|self  how the guest is stopped: xl
 #                                        shutdown, xl reboot, or by itself
 #                                        (e.g. typed poweroff) within the
@@ -72,8 +78,10 @@ until xenstore-exists / 2>/dev/null; do
 done
 xen-init-dom0 >/tmp/xen-init-dom0.log 2>&1 || say "xen-init-dom0 failed: $(cat /tmp/xen-init-dom0.log)"
 xenconsoled --log=guest --log-dir=/var/log/xen/console || { say "error: xenconsoled failed"; finish; }
-# A bridge for guests' vifs (vif = [ 'bridge=xenbr0' ]); nothing is on it.
+# A bridge for guests' vifs (vif = [ 'bridge=xenbr0' ]), with a link-local
+# address for dom0 (an HTTP guest is 169.254.77.2); it leaves no machine.
 brctl addbr xenbr0 && ip link set xenbr0 up || say "no bridge xenbr0"
+ip addr add 169.254.77.1/16 dev xenbr0 || say "no address on xenbr0"
 say "xen tools up at $(fmt "$(now)") s uptime"
 
 # wait_gone NAME SECS WHAT: waits up to SECS for the domain to go; if it
@@ -95,7 +103,7 @@ wait_gone() {
 run_guest() {
     name=$1
     cfg=/guests/$name.cfg
-    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown
+    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown fetches=
     if [ -f "/guests/$name.expect" ]; then
         while IFS= read -r kv; do
             case $kv in
@@ -106,6 +114,7 @@ run_guest() {
                 timeout=*) timeout=${kv#timeout=} ;;
                 shutdown_timeout=*) stimeout=${kv#shutdown_timeout=} ;;
                 stop=*) stop=${kv#stop=} ;;
+                fetch=*) fetches="$fetches${kv#fetch=};" ;;
             esac
         done < "/guests/$name.expect"
     fi
@@ -180,6 +189,32 @@ run_guest() {
         if id=$(xl domid "$name" 2>/dev/null); then
             /usr/lib/xen-4.17/bin/xenctx -a "$id" 2>&1 | head -n 40 | sed "s/^/RIG: guest $name xenctx: /"
         fi
+    fi
+
+    # Fetches from the guest's HTTP server, each checked by its md5sum.
+    if [ $result = matched ] && [ -n "$fetches" ]; then
+        rest=$fetches
+        while [ -n "$rest" ]; do
+            item=${rest%%;*} rest=${rest#*;}
+            path=${item%% *} want=${item#* }
+            t1=$(now)
+            if printf 'GET %s HTTP/1.0\r\nHost: 169.254.77.2\r\n\r\n' "$path" |
+                nc -w 20 169.254.77.2 80 > /tmp/response 2>/tmp/fetch.err &&
+                head -n 1 /tmp/response | grep -q '^HTTP/1.1 200 '; then
+                sed '1,/^\r$/d' /tmp/response > /tmp/fetch
+                got=$(md5sum < /tmp/fetch | cut -d' ' -f1)
+                size=$(wc -c < /tmp/fetch)
+                if [ "$got" = "$want" ]; then
+                    say "guest $name fetched $path: $size bytes, md5 ok, $(fmt $(($(now) - t1))) s"
+                else
+                    say "guest $name fetched $path: $size bytes, md5 $got, not $want"
+                    result=fetch-failed
+                fi
+            else
+                say "guest $name fetch $path failed: $(head -n 1 /tmp/response 2>/dev/null) $(tr '\n' ' ' < /tmp/fetch.err)"
+                result=fetch-failed
+            fi
+        done
     fi
 
     # Shut it down: ask nicely, then destroy.

@@ -274,6 +274,19 @@ fn free_event_context(port: u32) {
 /// The Xen bus, where this domain has one (a domU with xenstore).
 pub struct KernelXenBus;
 
+fn send_event(_context: usize, port: u32) -> Result<(), HalError> {
+    hv::xen::calls::evtchn_send(port).map_err(|e| HalError::Failed(e.name()))
+}
+
+/// Lets Xen front ends signal their event channels once probed (netfront
+/// keeps no reference to the bus it was probed with).
+pub fn register_xen_event_sender() {
+    drivers::net::netfront::set_event_sender(drivers::net::netfront::EventSender {
+        func: send_event,
+        context: 0,
+    });
+}
+
 fn xs_error(error: XsError) -> HalError {
     match error {
         XsError::Errno("ENOENT") => HalError::NotFound,

@@ -22,6 +22,7 @@ pub const DRIVERS: &[&dyn Driver] = &[
     &drivers::net::virtio::VirtioNetDriver,
     &drivers::net::e1000::E1000Driver,
     &drivers::net::rtl8139::Rtl8139Driver,
+    &drivers::net::netfront::NetfrontDriver,
 ];
 
 /// What [`probe`] found.
@@ -67,6 +68,7 @@ fn probe_xen() -> Vec<XenDevice> {
     let Some(bus) = xen_bus() else {
         return Vec::new();
     };
+    hal::register_xen_event_sender();
     match drivers::xen::enumerate(bus) {
         Ok(entries) => entries
             .into_iter()
