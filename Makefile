@@ -68,11 +68,12 @@ test-boot: kernel
 
 # The full Xen rig: Xen 4.17 + a Debian Linux dom0 under QEMU TCG runs
 # `xl create images/sanos.cfg` as a PV and then as a PVH domU, each
-# running the kernel tests (each with a vif on dom0's bridge, which the
-# kernel lists on its Xen bus and, having no driver for it, leaves alone);
-# `xl shutdown` must remove each cleanly; a third
+# running the kernel tests (its vif on dom0's bridge is driven by
+# netfront); `xl shutdown` must remove each cleanly; a third
 # (PV) guest is stopped by `xl reboot`; the rig types at a fourth one's
-# shell (console ring input) until `poweroff`. Then Debian's Linux with a busybox
+# shell (console ring input) until `poweroff`; a fifth and sixth serve
+# HTTP as PV and PVH (sanos-http.cfg), fetched from dom0 over the bridge
+# and checked by md5. Then Debian's Linux with a busybox
 # initrd as a PV and a PVH domU, for the table of `xl create` to banner
 # times. Packages are cached under build/xen.
 # The site the Xen HTTP guests serve: images/site and a 1.5 MiB file of
@@ -85,10 +86,8 @@ test-xen: kernel
 	bash images/xen/xl-test.sh \
 	    --guest sanos-pv=images/sanos.cfg:build/sanos.elf \
 	    --xl 'sanos-pv=type="pv"' --xl 'sanos-pv=cmdline="test test.wait"' \
-	    --xl "sanos-pv=vif=['bridge=xenbr0']" \
 	    --guest sanos-pvh=images/sanos.cfg:build/sanos.elf \
 	    --xl 'sanos-pvh=type="pvh"' --xl 'sanos-pvh=cmdline="test test.wait"' \
-	    --xl "sanos-pvh=vif=['bridge=xenbr0']" \
 	    --guest sanos-reboot=images/xen/sanos-reboot.cfg:build/sanos.elf \
 	    --guest sanos-shell=images/xen/sanos-shell.cfg:build/sanos.elf \
 	    --guest sanos-http=images/xen/sanos-http.cfg:build/sanos.elf:build/xen-site.cpio \

@@ -13,7 +13,7 @@ const PROMPT: &str = "sanos> ";
 const POLL_NS: u64 = 20_000_000;
 const MAX_LINE: usize = 256;
 
-const COMMANDS: [(&str, &str); 9] = [
+const COMMANDS: [(&str, &str); 10] = [
     ("help", "list the commands"),
     (
         "threads",
@@ -27,6 +27,7 @@ const COMMANDS: [(&str, &str); 9] = [
         "PCI functions and Xen devices, and their drivers",
     ),
     ("net", "the network interface: address and counters"),
+    ("ping", "ping ADDRESS [COUNT]: ICMP echo, one a second"),
     ("reboot", "restart the machine"),
     ("poweroff", "power the machine off"),
 ];
@@ -46,6 +47,7 @@ pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
         "threads" => threads(out),
         "devices" => devices(out),
         "net" => net(out),
+        "ping" => ping(words.next(), words.next(), out),
         "mem" => {
             let (free, total) = crate::mm::frames::counts();
             writeln!(
@@ -85,6 +87,33 @@ pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
         ),
     };
     None
+}
+
+fn ping(target: Option<&str>, count: Option<&str>, out: &mut dyn Write) -> core::fmt::Result {
+    let Some(octets) = target.and_then(pure::boot::cmdline::parse_ipv4) else {
+        return writeln!(out, "  usage: ping ADDRESS [COUNT] (an IPv4 address)");
+    };
+    let count = match count.map(str::parse::<u16>) {
+        None => 3,
+        Some(Ok(count)) if (1..=100).contains(&count) => count,
+        Some(_) => return writeln!(out, "  ping: COUNT is 1 to 100"),
+    };
+    let target = smoltcp::wire::Ipv4Address::new(octets[0], octets[1], octets[2], octets[3]);
+    let Some(rtts) = crate::net::ping(target, count) else {
+        return writeln!(out, "  ping: no network interface");
+    };
+    for (seq, rtt) in rtts.iter().enumerate() {
+        match rtt {
+            Some(us) => writeln!(
+                out,
+                "  ping: reply from {target} seq {seq}: {}.{:03} ms",
+                us / 1000,
+                us % 1000
+            )?,
+            None => writeln!(out, "  ping: no reply from {target} seq {seq}")?,
+        }
+    }
+    Ok(())
 }
 
 fn net(out: &mut dyn Write) -> core::fmt::Result {

@@ -83,7 +83,8 @@ pub enum Fixture {
     /// passed as the boot module) on a NIC of QEMU model `nic` behind
     /// user-mode networking (restricted, port 80 forwarded from a free
     /// port on 127.0.0.1). Once the log shows `after`, the rig fetches
-    /// every file with curl and compares the bytes, then types `poweroff`.
+    /// every file with curl and compares the bytes, then types a `ping`
+    /// of the gateway and `poweroff` at the shell.
     Http {
         nic: &'static str,
         after: &'static str,
@@ -638,6 +639,7 @@ pub const MATRIX: &[Config] = &[
                 BANNER,
                 Pattern::Contains("dev: pci 00:03.0: e1000"),
                 Pattern::Contains("net: DHCP lease 10.0.2.15/24"),
+                Pattern::Contains("ping: reply from 10.0.2.2 seq 0"),
                 Pattern::Contains("http: serving 4 files on port 80"),
             ],
             forbidden: FORBIDDEN,
@@ -692,6 +694,7 @@ pub const MATRIX: &[Config] = &[
                 BANNER,
                 Pattern::Contains("dev: pci 00:03.0: virtio-net"),
                 Pattern::Contains("static 10.0.2.15/24"),
+                Pattern::Contains("ping: reply from 10.0.2.2 seq 0"),
                 Pattern::Contains("http: serving 4 files on port 80"),
             ],
             forbidden: FORBIDDEN,

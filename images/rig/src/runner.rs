@@ -157,7 +157,8 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
                 if churn > 0 {
                     http_problems.extend(crate::http::churn(port, churn));
                 }
-                "poweroff\r".to_string()
+                // A ping to QEMU's gateway, from the shell, then off.
+                "ping 10.0.2.2 1\rpoweroff\r".to_string()
             };
             process::run_with_input(
                 &program,

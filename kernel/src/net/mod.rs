@@ -403,3 +403,83 @@ pub fn status() -> Option<Status> {
         sockets: stack.sockets.iter().count(),
     })
 }
+
+/// Sends `count` ICMP echo requests to `target`, one a second, and returns
+/// each round trip in microseconds (`None`: no reply within a second).
+pub fn ping(target: Ipv4Address, count: u16) -> Option<Vec<Option<u64>>> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::socket::icmp;
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
+    let ident = (crate::arch::cpu::rdtsc() & 0xffff) as u16;
+    let handle = with_stack(|stack| {
+        let mut socket = icmp::Socket::new(
+            icmp::PacketBuffer::new(
+                alloc::vec![icmp::PacketMetadata::EMPTY; 4],
+                alloc::vec![0; 1024],
+            ),
+            icmp::PacketBuffer::new(
+                alloc::vec![icmp::PacketMetadata::EMPTY; 4],
+                alloc::vec![0; 1024],
+            ),
+        );
+        socket.bind(icmp::Endpoint::Ident(ident)).ok()?;
+        Some(stack.sockets.add(socket))
+    })??;
+    let mut rtts = Vec::new();
+    for seq_no in 0..count {
+        let payload = b"sanos ping";
+        let repr = Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data: payload,
+        };
+        let sent_at = ops::clock_ns();
+        let queued = with_stack(|stack| {
+            let socket = stack.sockets.get_mut::<icmp::Socket>(handle);
+            let Ok(buffer) = socket.send(repr.buffer_len(), IpAddress::Ipv4(target)) else {
+                return false;
+            };
+            repr.emit(
+                &mut Icmpv4Packet::new_unchecked(buffer),
+                &ChecksumCapabilities::default(),
+            );
+            true
+        })
+        .unwrap_or(false);
+        wake();
+        let mut rtt = None;
+        while queued && rtt.is_none() && ops::clock_ns() - sent_at < 1_000_000_000 {
+            rtt = with_stack(|stack| {
+                let socket = stack.sockets.get_mut::<icmp::Socket>(handle);
+                let mut reply = [0u8; 256];
+                while let Ok((len, _from)) = socket.recv_slice(&mut reply) {
+                    let packet = Icmpv4Packet::new_checked(&reply[..len]).ok()?;
+                    let caps = ChecksumCapabilities::default();
+                    if let Ok(Icmpv4Repr::EchoReply {
+                        ident: i,
+                        seq_no: s,
+                        ..
+                    }) = Icmpv4Repr::parse(&packet, &caps)
+                    {
+                        if i == ident && s == seq_no {
+                            return Some((ops::clock_ns() - sent_at) / 1000);
+                        }
+                    }
+                }
+                None
+            })
+            .flatten();
+            if rtt.is_none() {
+                crate::sched::sleep_ns(1_000_000);
+            }
+        }
+        rtts.push(rtt);
+        if seq_no + 1 < count {
+            crate::sched::sleep_ns(1_000_000_000u64.saturating_sub(ops::clock_ns() - sent_at));
+        }
+    }
+    with_stack(|stack| {
+        stack.sockets.remove(handle);
+    });
+    Some(rtts)
+}
