@@ -1061,9 +1061,7 @@ impl E1000Driver {
         config: &dyn ConfigSpace,
         hal: &dyn Hal,
     ) -> Result<(), ProbeError> {
-        let nic = E1000::new(function, config, hal)?;
-        hal.attach_net(Box::new(nic))?;
-        Ok(())
+        super::probe_pci_nic(&Device::Pci(function), hal, Some(config), E1000::new)
     }
 }
 
@@ -1085,11 +1083,7 @@ impl Driver for E1000Driver {
         _xen: Option<&dyn XenBus>,
         pci: Option<&dyn ConfigSpace>,
     ) -> Result<(), ProbeError> {
-        let Device::Pci(function) = device else {
-            return Err(ProbeError::Device("e1000: not a PCI device"));
-        };
-        let config = pci.ok_or(ProbeError::Device("e1000: no PCI configuration space"))?;
-        self.probe_pci(function, config, hal)
+        super::probe_pci_nic(device, hal, pci, E1000::new)
     }
 }
 

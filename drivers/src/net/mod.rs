@@ -16,6 +16,10 @@ pub mod netfront;
 pub mod rtl8139;
 pub mod virtio;
 
+use crate::hal::Hal;
+use crate::pci::{ConfigSpace, PciFunction};
+use crate::{Device, ProbeError};
+use alloc::boxed::Box;
 use core::fmt;
 
 /// The largest Ethernet frame the stack hands a driver, without the
@@ -111,4 +115,23 @@ pub trait NetDevice: Send {
     fn enable_interrupts(&mut self);
 
     fn counters(&self) -> NetCounters;
+}
+
+/// The probe of every PCI NIC driver: the device's own set-up (`new`,
+/// which needs the configuration space for bus mastering and decoding),
+/// then the interface handed to the kernel. If the kernel refuses it, the
+/// dropped device silences itself.
+pub fn probe_pci_nic<N: NetDevice + 'static>(
+    device: &Device<'_>,
+    hal: &dyn Hal,
+    pci: Option<&dyn ConfigSpace>,
+    new: impl FnOnce(&PciFunction, &dyn ConfigSpace, &dyn Hal) -> Result<N, ProbeError>,
+) -> Result<(), ProbeError> {
+    let Device::Pci(function) = device else {
+        return Err(ProbeError::Device("not a PCI device"));
+    };
+    let config = pci.ok_or(ProbeError::Device("no PCI configuration space"))?;
+    let nic = new(function, config, hal)?;
+    hal.attach_net(Box::new(nic))?;
+    Ok(())
 }

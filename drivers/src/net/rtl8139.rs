@@ -1004,9 +1004,7 @@ impl Rtl8139Driver {
         config: &dyn ConfigSpace,
         hal: &dyn Hal,
     ) -> Result<(), ProbeError> {
-        let nic = Rtl8139::new(function, config, hal)?;
-        hal.attach_net(Box::new(nic))?;
-        Ok(())
+        super::probe_pci_nic(&Device::Pci(function), hal, Some(config), Rtl8139::new)
     }
 }
 
@@ -1028,11 +1026,7 @@ impl Driver for Rtl8139Driver {
         _xen: Option<&dyn XenBus>,
         pci: Option<&dyn ConfigSpace>,
     ) -> Result<(), ProbeError> {
-        let Device::Pci(function) = device else {
-            return Err(ProbeError::Device("rtl8139: not a PCI device"));
-        };
-        let config = pci.ok_or(ProbeError::Device("rtl8139: no PCI configuration space"))?;
-        self.probe_pci(function, config, hal)
+        super::probe_pci_nic(device, hal, pci, Rtl8139::new)
     }
 }
 
@@ -2054,7 +2048,7 @@ mod tests {
         let hal = TestHal::new();
         assert_eq!(
             Rtl8139Driver.probe(&Device::Pci(&nic), &hal, None, None),
-            Err(ProbeError::Device("rtl8139: no PCI configuration space"))
+            Err(ProbeError::Device("no PCI configuration space"))
         );
     }
 

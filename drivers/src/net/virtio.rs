@@ -87,10 +87,6 @@ pub const VIRTIO_NET_IDS: &[DeviceId] = &[
 /// The most entries a queue gets, whatever the device offers.
 pub const MAX_QUEUE_SIZE: u16 = 256;
 
-/// What [`VirtioNetDriver::probe`] answers without configuration space,
-/// which the driver needs for the command register and MSI-X.
-pub const NO_CONFIG_SPACE: &str = "virtio-net: no PCI configuration space";
-
 /// Feature bits the driver knows (§6, §5.1.3).
 pub mod feature {
     /// The device has a MAC address in its configuration.
@@ -201,13 +197,7 @@ impl Driver for VirtioNetDriver {
         _xen: Option<&dyn XenBus>,
         pci: Option<&dyn ConfigSpace>,
     ) -> Result<(), ProbeError> {
-        match device {
-            Device::Pci(function) => {
-                let config = pci.ok_or(ProbeError::Device(NO_CONFIG_SPACE))?;
-                self.probe_pci(function, config, hal)
-            }
-            Device::Xen(_) => Err(ProbeError::Device("virtio-net: not a PCI device")),
-        }
+        super::probe_pci_nic(device, hal, pci, VirtioNet::new)
     }
 }
 
@@ -222,9 +212,7 @@ impl VirtioNetDriver {
         config: &dyn ConfigSpace,
         hal: &dyn Hal,
     ) -> Result<(), ProbeError> {
-        let net = VirtioNet::new(function, config, hal)?;
-        hal.attach_net(Box::new(net))?;
-        Ok(())
+        super::probe_pci_nic(&Device::Pci(function), hal, Some(config), VirtioNet::new)
     }
 }
 
@@ -2490,7 +2478,7 @@ mod tests {
         };
         assert_eq!(
             failed(None),
-            [format!("pci 00:04.0: virtio-net failed: {NO_CONFIG_SPACE}")]
+            ["pci 00:04.0: virtio-net failed: no PCI configuration space"]
         );
         // The fake hal has no BAR memory: the mapping fails, cleanly.
         assert_eq!(
