@@ -102,3 +102,4 @@ clean:
 # Benchmarks: tables, never pass/fail on timing.
 bench: kernel
 	$(RIG) bench
+	bash images/net-bench/run.sh

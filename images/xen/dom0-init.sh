@@ -24,6 +24,9 @@
 #                                        busybox's wget crashes resolving)
 #                                        and checks the body's md5sum; the
 #                                        body must be text (repeatable)
+#                   syslog=STRING        dom0 takes syslog datagrams on
+#                                        169.254.77.1:5514 while the guest
+#                                        runs; one must contain STRING
 #                   stop=shutdown|reboot|self  how the guest is stopped: xl
 #                                        shutdown, xl reboot, or by itself
 #                                        (e.g. typed poweroff) within the
@@ -103,7 +106,7 @@ wait_gone() {
 run_guest() {
     name=$1
     cfg=/guests/$name.cfg
-    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown fetches=
+    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown fetches= syslog=
     if [ -f "/guests/$name.expect" ]; then
         while IFS= read -r kv; do
             case $kv in
@@ -115,6 +118,7 @@ run_guest() {
                 shutdown_timeout=*) stimeout=${kv#shutdown_timeout=} ;;
                 stop=*) stop=${kv#stop=} ;;
                 fetch=*) fetches="$fetches${kv#fetch=};" ;;
+                syslog=*) syslog=${kv#syslog=} ;;
             esac
         done < "/guests/$name.expect"
     fi
@@ -131,6 +135,11 @@ run_guest() {
     fi
 
     log=/var/log/xen/console/guest-$name.log
+    if [ -n "$syslog" ]; then
+        : > /tmp/syslog-$name
+        nc -u -l -p 5514 > /tmp/syslog-$name 2>/dev/null &
+        syslog_pid=$!
+    fi
     t0=$(now)
     if ! xl create "$@" >"/tmp/create-$name.log" 2>&1; then
         say "guest $name create failed:"
@@ -208,13 +217,28 @@ run_guest() {
                     say "guest $name fetched $path: $size bytes, md5 ok, $(fmt $(($(now) - t1))) s"
                 else
                     say "guest $name fetched $path: $size bytes, md5 $got, not $want"
+                    say "guest $name failed a check"
                     result=fetch-failed
                 fi
             else
                 say "guest $name fetch $path failed: $(head -n 1 /tmp/response 2>/dev/null) $(tr '\n' ' ' < /tmp/fetch.err)"
+                say "guest $name failed a check"
                 result=fetch-failed
             fi
         done
+    fi
+
+    if [ -n "$syslog" ]; then
+        sleep 1
+        kill "$syslog_pid" 2>/dev/null
+        n_lines=$(tr '<' '\n' < /tmp/syslog-$name | grep -c . )
+        if grep -q -F -e "$syslog" /tmp/syslog-$name; then
+            say "guest $name syslog: $n_lines messages, one with \"$syslog\""
+        else
+            say "guest $name syslog: $n_lines messages, none with \"$syslog\""
+            say "guest $name failed a check"
+            [ $result = matched ] && result=syslog-failed
+        fi
     fi
 
     # Shut it down: ask nicely, then destroy.

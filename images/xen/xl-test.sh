@@ -12,7 +12,8 @@
 #
 # The serial log (\r removed) goes to build/xen/xl-test.log; the "RIG:"
 # lines are echoed to stdout, prefixed with the seconds since QEMU started.
-# Exits 0 only if every guest matched and shut down cleanly, 1 otherwise
+# Exits 0 only if every guest matched, passed its checks (fetch=, syslog=)
+# and shut down cleanly, 1 otherwise
 # (including the overall timeout), 2 on bad usage.
 #
 # Environment:
@@ -113,7 +114,8 @@ set -e
 ok=1
 [ "$rc" = 124 ] || [ "$rc" = 137 ] && { echo "$me: timed out after ${TIMEOUT:-600} s" >&2; ok=0; }
 for n in "${names[@]}"; do
-    if grep -q "RIG: guest $n matched after" "$log" && grep -q "RIG: guest $n shutdown clean" "$log"; then
+    if grep -q "RIG: guest $n matched after" "$log" && grep -q "RIG: guest $n shutdown clean" "$log" &&
+        ! grep -q "RIG: guest $n failed a check" "$log"; then
         echo "$me: guest $n: ok"
     else
         echo "$me: guest $n: FAILED"; ok=0

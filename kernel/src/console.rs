@@ -241,6 +241,17 @@ impl log::Log for Logger {
             us % 1_000_000,
             record.args()
         ));
+        // Only once syslog= is set, which is after the heap is up: the
+        // line is formatted into a heap string for the queue.
+        if crate::net::syslog::enabled() {
+            let severity = match record.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            crate::net::syslog::queue(severity, alloc::format!("{}", record.args()));
+        }
     }
 
     fn flush(&self) {}

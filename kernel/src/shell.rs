@@ -146,7 +146,9 @@ fn net(out: &mut dyn Write) -> core::fmt::Result {
         out,
         "  {} sockets; {} connection requests dropped while the listener was full",
         status.sockets, status.syn_dropped
-    )
+    )?;
+    let (sent, dropped) = crate::net::syslog::counters();
+    writeln!(out, "  syslog: {sent} messages sent, {dropped} dropped")
 }
 
 fn devices(out: &mut dyn Write) -> core::fmt::Result {

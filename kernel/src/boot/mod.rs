@@ -74,6 +74,20 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entr
         },
         None => crate::net::IpConfig::Dhcp,
     });
+    if let Some(target) = options.syslog {
+        match pure::boot::cmdline::parse_host_port(target) {
+            Some((host, port)) => match pure::boot::cmdline::parse_ipv4(host) {
+                Some(address) => crate::net::syslog::configure(
+                    address,
+                    port.unwrap_or(pure::boot::cmdline::DEFAULT_SYSLOG_PORT),
+                ),
+                None => log::error!(
+                    "syslog: {host} is a name; the kernel has no resolver, give an address"
+                ),
+            },
+            None => log::error!("syslog: {target:?} is no host[:port]"),
+        }
+    }
     crate::dev::probe();
 
     match boot.initrd() {

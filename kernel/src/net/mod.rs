@@ -17,6 +17,7 @@
 pub mod httpd;
 pub mod phy;
 pub mod socket;
+pub mod syslog;
 
 use crate::sched::sync::{Event, Mutex};
 use crate::vmops::ops;
@@ -257,6 +258,13 @@ impl Stack {
             != smoltcp::iface::PollResult::None
         {}
         self.follow_dhcp();
+        let source = self.address().map(|cidr| cidr.address());
+        syslog::send(&mut self.sockets, source);
+        while self
+            .iface
+            .poll_egress(timestamp, &mut self.phy, &mut self.sockets)
+            != smoltcp::iface::PollResult::None
+        {}
         self.reap();
         for event in self.waiters.drain(..) {
             event.set();

@@ -227,7 +227,14 @@ fn mutex_owner_inherits_a_waiters_priority() -> TestResult {
         },
     );
     let Ok(low) = low else { return Ok(()) };
-    sleep_ns(2 * MS);
+    // The low thread runs when nothing above it wants the CPU (a busy
+    // network thread may): wait for it, within a second.
+    for _ in 0..500 {
+        if mutex.owner().is_some() {
+            break;
+        }
+        sleep_ns(2 * MS);
+    }
     kassert_eq!(mutex.owner(), Some(low.id()));
     kassert_eq!(low.priority(), 4);
     let m = mutex.clone();
@@ -244,7 +251,12 @@ fn mutex_owner_inherits_a_waiters_priority() -> TestResult {
         },
     );
     let Ok(high) = high else { return Ok(()) };
-    sleep_ns(2 * MS);
+    for _ in 0..500 {
+        if low.priority() == 24 {
+            break;
+        }
+        sleep_ns(2 * MS);
+    }
     kassert_eq!(low.priority(), 24);
     release.set();
     kassert_eq!(high.join(Some(1000 * MS)), Some(1));
