@@ -190,17 +190,6 @@ impl TcpListener {
                 taken
             })
             .ok_or(SocketError::NoInterface)?;
-            log::debug!(
-                "net: accept on {port}: {}",
-                if taken.is_some() { "taken" } else { "waiting" }
-            );
-            with_stack(|stack| {
-                if let Some(l) = stack.listeners.iter().find(|l| l.port == port) {
-                    for &h in &l.handles {
-                        log::debug!("net:   {:?}", stack.sockets.get::<tcp::Socket>(h).state());
-                    }
-                }
-            });
             if let Some(handle) = taken {
                 // The backlog has room again: let the thread listen anew.
                 wake();
