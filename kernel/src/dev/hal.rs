@@ -323,7 +323,7 @@ impl XenBus for KernelXenBus {
     }
 
     fn notify(&self, port: u32) -> Result<(), HalError> {
-        hv::xen::calls::evtchn_send(port).map_err(|e| HalError::Failed(e.name()))
+        send_event(0, port)
     }
 
     fn close(&self, port: u32) -> Result<(), HalError> {

@@ -252,11 +252,8 @@ impl Stack {
                 break;
             }
         }
-        while self
-            .iface
-            .poll_egress(timestamp, &mut self.phy, &mut self.sockets)
-            != smoltcp::iface::PollResult::None
-        {}
+        // A lease that came in takes effect, and queued log lines are
+        // handed to their socket, before the one egress of the pass.
         self.follow_dhcp();
         let source = self.address().map(|cidr| cidr.address());
         syslog::send(&mut self.sockets, source);
