@@ -10,7 +10,17 @@
 #   binutils          objcopy (stripped image + debug file), addr2line
 #   xz-utils          the Xen rig unpacks Debian's kernel image
 #   curl              the HTTP configurations fetch the appliance's site
+#   iproute2          the services configuration makes a tap device
+#   dnsmasq-base      ... and serves DHCP and DNS on it (the binary only:
+#                     no system service is installed or started)
+#
+# chrony, the services configuration's NTP server, is unpacked from
+# Debian's package into build/services/chrony instead of installed:
+# installing it would start a system daemon that sets this machine's clock
+# from the internet. Its libraries are ones every Debian system has.
 set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -22,6 +32,8 @@ have mformat || need+=(mtools)
 have objcopy && have addr2line || need+=(binutils)
 have xz || need+=(xz-utils)
 have curl || need+=(curl)
+have ip || need+=(iproute2)
+have dnsmasq || need+=(dnsmasq-base)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
@@ -32,6 +44,22 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+chronyd=$root/build/services/chrony/usr/sbin/chronyd
+if [ ! -x "$chronyd" ]; then
+    echo "setup: unpacking Debian's chrony into build/services/chrony"
+    mkdir -p "$root/build/services"
+    (
+        cd "$root/build/services"
+        rm -f chrony_*.deb
+        # apt's own download user cannot write here; fetch as this user.
+        apt-get download -q -o APT::Sandbox::User=root chrony >/dev/null 2>&1 ||
+            { apt-get update -qq && apt-get download -q -o APT::Sandbox::User=root chrony >/dev/null; }
+        dpkg-deb -x chrony_*.deb chrony
+        rm -f chrony_*.deb
+    )
+    [ -x "$chronyd" ] || { echo "setup: no chronyd in Debian's chrony package" >&2; exit 1; }
 fi
 
 # rust-toolchain.toml names the toolchain, target and components; an

@@ -1,5 +1,6 @@
 //! A serial-console shell for people: `help`, `threads`, `mem`, `uptime`,
-//! `vmops`, `reboot`, `poweroff`. It runs as a thread woken by the UART's
+//! `date`, `vmops`, `devices`, `net`, `ping`, `host`, `reboot`,
+//! `poweroff`. It runs as a thread woken by the UART's
 //! receive interrupt (through the I/O APIC; where there is none it polls
 //! every 20 ms), echoes what is typed, and supports backspace.
 
@@ -13,7 +14,7 @@ const PROMPT: &str = "sanos> ";
 const POLL_NS: u64 = 20_000_000;
 const MAX_LINE: usize = 256;
 
-const COMMANDS: [(&str, &str); 10] = [
+const COMMANDS: [(&str, &str); 12] = [
     ("help", "list the commands"),
     (
         "threads",
@@ -21,13 +22,15 @@ const COMMANDS: [(&str, &str); 10] = [
     ),
     ("mem", "physical memory and frames"),
     ("uptime", "time since boot"),
+    ("date", "the wall clock (UTC) and where it comes from"),
     ("vmops", "platform, backend, patch mode and sites"),
     (
         "devices",
         "PCI functions and Xen devices, and their drivers",
     ),
     ("net", "the network interface: address and counters"),
-    ("ping", "ping ADDRESS [COUNT]: ICMP echo, one a second"),
+    ("ping", "ping HOST [COUNT]: ICMP echo, one a second"),
+    ("host", "host NAME: its IPv4 addresses, from DNS"),
     ("reboot", "restart the machine"),
     ("poweroff", "power the machine off"),
 ];
@@ -48,6 +51,8 @@ pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
         "devices" => devices(out),
         "net" => net(out),
         "ping" => ping(words.next(), words.next(), out),
+        "host" => host(words.next(), out),
+        "date" => date(out),
         "mem" => {
             let (free, total) = crate::mm::frames::counts();
             writeln!(
@@ -89,16 +94,54 @@ pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
     None
 }
 
+fn date(out: &mut dyn Write) -> core::fmt::Result {
+    match crate::time::wall_clock() {
+        Some((ns, source)) => writeln!(
+            out,
+            "  {} ({})",
+            pure::time::civil::Rfc3339(ns),
+            match source {
+                crate::time::WallSource::Ntp => "set by NTP",
+                crate::time::WallSource::Platform => "the platform's clock",
+            }
+        ),
+        None => writeln!(out, "  no wall clock (give ntp=<host> on the command line)"),
+    }
+}
+
+fn host(name: Option<&str>, out: &mut dyn Write) -> core::fmt::Result {
+    let Some(name) = name else {
+        return writeln!(out, "  usage: host NAME");
+    };
+    match crate::net::dns::resolve(name) {
+        Ok(addresses) => {
+            write!(out, "  host: {name} is")?;
+            for address in addresses {
+                write!(out, " {address}")?;
+            }
+            writeln!(out)
+        }
+        Err(error) => writeln!(out, "  host: {name}: {error}"),
+    }
+}
+
 fn ping(target: Option<&str>, count: Option<&str>, out: &mut dyn Write) -> core::fmt::Result {
-    let Some(octets) = target.and_then(pure::boot::cmdline::parse_ipv4) else {
-        return writeln!(out, "  usage: ping ADDRESS [COUNT] (an IPv4 address)");
+    let Some(target) = target else {
+        return writeln!(
+            out,
+            "  usage: ping HOST [COUNT] (an IPv4 address or a name)"
+        );
     };
     let count = match count.map(str::parse::<u16>) {
         None => 3,
         Some(Ok(count)) if (1..=100).contains(&count) => count,
         Some(_) => return writeln!(out, "  ping: COUNT is 1 to 100"),
     };
-    let target = smoltcp::wire::Ipv4Address::new(octets[0], octets[1], octets[2], octets[3]);
+    let target = match crate::net::dns::resolve(target) {
+        Ok(addresses) if !addresses.is_empty() => addresses[0],
+        Ok(_) => return writeln!(out, "  ping: {target} has no IPv4 address"),
+        Err(error) => return writeln!(out, "  ping: {target}: {error}"),
+    };
     let Some(rtts) = crate::net::ping(target, count) else {
         return writeln!(out, "  ping: no network interface");
     };

@@ -107,6 +107,52 @@ pub fn since_boot_ns() -> u64 {
     crate::vmops::ops::clock_ns()
 }
 
+/// Unix nanoseconds at platform-clock time 0, once NTP set the wall clock;
+/// 0 until then.
+static NTP_OFFSET_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Where the wall clock comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WallSource {
+    /// Set by NTP (`ntp=`).
+    Ntp,
+    /// The platform's: Xen's shared_info, or the CMOS clock.
+    Platform,
+}
+
+/// Nanoseconds since the Unix epoch, by NTP once it set the clock, else
+/// by the platform's wall clock; `None` where neither is known.
+pub fn wall_clock_ns() -> Option<u64> {
+    wall_clock().map(|(ns, _)| ns)
+}
+
+/// [`wall_clock_ns`] and where it came from.
+pub fn wall_clock() -> Option<(u64, WallSource)> {
+    match NTP_OFFSET_NS.load(Ordering::Acquire) {
+        0 => (crate::backend::hooks().wallclock)().map(|ns| (ns, WallSource::Platform)),
+        offset => Some((offset + since_boot_ns(), WallSource::Ntp)),
+    }
+}
+
+/// Reads the platform's wall clock once at boot (the CMOS clock is read
+/// here, and logged), and says so where there is none.
+pub fn init_wall_clock() {
+    if wall_clock_ns().is_none() {
+        log::info!("time: no wall clock until NTP sets one (ntp=<host>)");
+    }
+}
+
+/// Sets the wall clock: it read `unix_ns` at platform-clock time `at_ns`.
+/// Returns by how much it moved (ns, positive forward) from what the
+/// clock said before, if it said anything.
+pub fn set_wall_clock(unix_ns: u64, at_ns: u64) -> Option<i64> {
+    let before = wall_clock_ns();
+    let offset = unix_ns.saturating_sub(at_ns).max(1);
+    NTP_OFFSET_NS.store(offset, Ordering::Release);
+    let now = offset + since_boot_ns();
+    before.map(|before| now as i64 - before as i64)
+}
+
 /// Busy-waits for `ns` nanoseconds of TSC time.
 pub fn spin_delay_ns(ns: u64) {
     let ticks = (u128::from(ns) * u128::from(tsc_hz()) / 1_000_000_000) as u64;
@@ -120,6 +166,28 @@ mod tests {
     use super::*;
     use crate::kassert;
     use crate::ktest::{ktest, TestResult};
+
+    #[ktest]
+    fn the_wall_clock_is_plausible_and_runs_with_the_platform_clock() -> TestResult {
+        // QEMU's CMOS clock and Xen's shared_info both keep the host's
+        // time; NTP is not asked in the test mode.
+        let Some((first, source)) = wall_clock() else {
+            return Ok(());
+        };
+        kassert!(
+            source == WallSource::Platform,
+            "{source:?} in the test mode"
+        );
+        // 2020-01-01T00:00:00Z: a clock before it holds no real date.
+        kassert!(first >= 1_577_836_800_000_000_000, "wall clock {first} ns");
+        spin_delay_ns(2_000_000);
+        let second = wall_clock_ns().unwrap_or(0);
+        kassert!(
+            second > first && second - first < 1_000_000_000,
+            "wall clock went from {first} to {second} over 2 ms"
+        );
+        Ok(())
+    }
 
     #[ktest]
     fn platform_clock_agrees_with_the_tsc() -> TestResult {

@@ -108,6 +108,7 @@ fn boot(paths: &Paths, accel: Accel, mode: &str) -> Result<BTreeMap<String, f64>
         accel,
         machine: crate::matrix::Machine::Pc,
         nic: None,
+        rtc_base: None,
         cpu: MATRIX
             .iter()
             .find(|c| c.accel == accel)

@@ -13,6 +13,7 @@ mod prepare;
 mod process;
 mod qemu;
 mod runner;
+mod services;
 
 use std::process::ExitCode;
 

@@ -93,6 +93,15 @@ pub enum Fixture {
         hostile: bool,
         churn: usize,
     },
+    /// The network services (`services`): a NIC of model `nic` on a tap
+    /// with dnsmasq, chronyd and a syslog listener behind it, the CMOS
+    /// clock started in 2001 so only NTP can set it right. Once the log
+    /// shows `after`, the rig types lookups, `date`, a ping by name and
+    /// `poweroff`; then it checks the date and the syslog messages.
+    Services {
+        nic: &'static str,
+        after: &'static str,
+    },
 }
 
 /// What must hold on the host for a configuration to be meaningful. When it
@@ -101,6 +110,8 @@ pub enum Fixture {
 pub enum Requirement {
     /// /dev/kvm opens read-write.
     Kvm,
+    /// Root, and /dev/net/tun: the rig makes a tap device.
+    Tap,
 }
 
 /// What a good boot looks like.
@@ -727,6 +738,42 @@ pub const MATRIX: &[Config] = &[
             forbidden: FORBIDDEN,
         },
     },
+    // DHCP and DNS from dnsmasq, the clock from chronyd, the log to a
+    // syslog listener: real servers on a tap the rig makes.
+    Config {
+        name: "qemu-tcg-e1000-services",
+        accel: Accel::Tcg,
+        machine: Machine::Pc,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: crate::services::CMDLINE,
+        fixture: Some(Fixture::Services {
+            nic: "e1000",
+            after: "syslog: sending the log to",
+        }),
+        requires: Some(Requirement::Tap),
+        timeout: Duration::from_secs(90),
+        expect: Expect {
+            status: 0,
+            closing_line: false,
+            lines: &[
+                BANNER,
+                Pattern::Glob(
+                    "*net: DHCP lease 169.254.99.5?/24 via 169.254.99.1, dns 169.254.99.1",
+                ),
+                Pattern::Glob("*time: CMOS clock 2001-01-01 00:00:*"),
+                Pattern::Glob(
+                    "*ntp: clock set from time.sanos.test (169.254.99.1, stratum 10): *, stepped *",
+                ),
+                Pattern::Contains("syslog: sending the log to 169.254.99.1:5514"),
+                Pattern::Contains("host: web.sanos.test is 169.254.99.7"),
+                Pattern::Contains("host: nope.sanos.test: not found"),
+                Pattern::Contains("ping: reply from 169.254.99.1 seq 0"),
+                Pattern::Contains("  PowerOff"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
     Config {
         name: "qemu-tcg-crash-panic",
         accel: Accel::Tcg,
@@ -841,6 +888,7 @@ mod tests {
                 "qemu-tcg-rtl8139-http",
                 "qemu-tcg-virtio-http",
                 "qemu-tcg-q35-virtio-http",
+                "qemu-tcg-e1000-services",
                 "qemu-tcg-crash-panic",
                 "qemu-tcg-crash-stack",
                 "qemu-tcg-crash-pagefault"
@@ -865,7 +913,7 @@ mod tests {
         for config in MATRIX {
             if matches!(
                 config.fixture,
-                Some(Fixture::SerialInput { .. } | Fixture::Http { .. })
+                Some(Fixture::SerialInput { .. } | Fixture::Http { .. } | Fixture::Services { .. })
             ) {
                 // Interactive: it ends by powering off (QEMU's status 0, or
                 // the fast Xen rig's 33 for a halted dom0), which is why it

@@ -23,6 +23,21 @@ pub fn check_requirement(requirement: Requirement) -> Result<(), String> {
             .open("/dev/kvm")
             .map(drop)
             .map_err(|e| format!("KVM unavailable: cannot open /dev/kvm read-write: {e}")),
+        Requirement::Tap => {
+            let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let root = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|uids| uids.split_whitespace().nth(1))
+                == Some("0");
+            if !root {
+                Err("needs root to make a tap device".to_string())
+            } else if !Path::new("/dev/net/tun").exists() {
+                Err("no /dev/net/tun: this machine cannot make tap devices".to_string())
+            } else {
+                Ok(())
+            }
+        }
     }
 }
 
@@ -130,7 +145,7 @@ pub fn write_fixture(fixture: Fixture, paths: &Paths) -> Result<(), String> {
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
         // Typed while the machine runs (runner), nothing to write first.
-        Fixture::SerialInput { .. } => Ok(()),
+        Fixture::SerialInput { .. } | Fixture::Services { .. } => Ok(()),
         Fixture::Http { .. } => {
             let site = paths.rig_dir().join("site");
             test_site(&site)?;

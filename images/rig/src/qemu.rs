@@ -79,14 +79,24 @@ pub enum Serial {
     Stdio,
 }
 
+/// The guest's NIC and the network behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Nic {
+    /// Restricted user-mode networking, host port `port` on 127.0.0.1
+    /// forwarded to the guest's port 80.
+    User { model: String, port: u16 },
+    /// A tap device the rig made (`services`).
+    Tap { model: String, ifname: String },
+}
+
 /// Everything that varies between two QEMU invocations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Launch {
     pub accel: Accel,
     pub machine: Machine,
-    /// A NIC of this QEMU model on restricted user-mode networking, with
-    /// host port `.1` on 127.0.0.1 forwarded to the guest's port 80.
-    pub nic: Option<(String, u16)>,
+    pub nic: Option<Nic>,
+    /// `-rtc base=`: the date the guest's CMOS clock starts from.
+    pub rtc_base: Option<String>,
     pub cpu: Option<String>,
     pub media: Media,
     pub serial: Serial,
@@ -118,11 +128,12 @@ impl Launch {
             accel: config.accel,
             machine: config.machine,
             nic: None,
+            rtc_base: None,
             cpu: config.cpu.map(str::to_string),
             media,
             serial: if matches!(
                 config.fixture,
-                Some(Fixture::SerialInput { .. } | Fixture::Http { .. })
+                Some(Fixture::SerialInput { .. } | Fixture::Http { .. } | Fixture::Services { .. })
             ) {
                 Serial::Stdio
             } else {
@@ -154,13 +165,25 @@ impl Launch {
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
         ]);
         match &self.nic {
-            Some((model, port)) => args.extend([
+            Some(Nic::User { model, port }) => args.extend([
                 OsString::from("-nic"),
                 OsString::from(format!(
                     "user,model={model},restrict=on,hostfwd=tcp:127.0.0.1:{port}-:80"
                 )),
             ]),
+            Some(Nic::Tap { model, ifname }) => args.extend([
+                OsString::from("-nic"),
+                OsString::from(format!(
+                    "tap,model={model},ifname={ifname},script=no,downscript=no"
+                )),
+            ]),
             None => args.extend(["-nic", "none"].map(OsString::from)),
+        }
+        if let Some(base) = &self.rtc_base {
+            args.extend([
+                OsString::from("-rtc"),
+                OsString::from(format!("base={base}")),
+            ]);
         }
         match &self.serial {
             Serial::File(log) => {
@@ -274,6 +297,7 @@ mod tests {
         let launch = Launch {
             machine: Machine::Pc,
             nic: None,
+            rtc_base: None,
             accel: Accel::Tcg,
             cpu: None,
             media: Media::Kernel {

@@ -10,7 +10,7 @@ use crate::cli::{RunArgs, TestArgs};
 use crate::matrix::{Accel, Boot, Config, Fixture, Requirement, MATRIX};
 use crate::prepare;
 use crate::process;
-use crate::qemu::{qemu_program, shell_line, Launch, Media, Serial};
+use crate::qemu::{qemu_program, shell_line, Launch, Media, Nic, Serial};
 
 /// How many serial log lines follow a FAIL line: enough for a panic message
 /// and its context, little enough to read five failures in a row.
@@ -146,7 +146,10 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
                 Err(reason) => return fail(reason),
             };
             let mut launch = Launch::for_config(config, paths);
-            launch.nic = Some((nic.to_string(), port));
+            launch.nic = Some(Nic::User {
+                model: nic.to_string(),
+                port,
+            });
             let qemu_args = launch.args();
             let site = paths.rig_dir().join("site");
             let mut checks = || {
@@ -169,6 +172,44 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
                 after,
                 &mut checks,
             )
+        }
+        Some(Fixture::Services { nic, after }) => {
+            let log_file = match File::create(&log) {
+                Ok(file) => file,
+                Err(e) => return fail(format!("cannot create {}: {e}", log.display())),
+            };
+            let started = crate::services::Services::start(
+                &paths.rig_dir().join("services"),
+                &crate::services::chronyd(&paths.build_dir),
+            );
+            let servers = match started {
+                Ok(servers) => servers,
+                Err(reason) => return fail(reason),
+            };
+            let mut launch = Launch::for_config(config, paths);
+            launch.nic = Some(Nic::Tap {
+                model: nic.to_string(),
+                ifname: crate::services::TAP.to_string(),
+            });
+            launch.rtc_base = Some("2001-01-01T00:00:00".to_string());
+            let mut typed = || {
+                "host web.sanos.test\rhost nope.sanos.test\rdate\rping logs.sanos.test 1\rpoweroff\r"
+                    .to_string()
+            };
+            let run = process::run_with_input(
+                &program,
+                &launch.args(),
+                log_file,
+                backstop,
+                &log,
+                after,
+                &mut typed,
+            );
+            let lines = check::log_lines(&fs::read(&log).unwrap_or_default());
+            http_problems.extend(crate::services::check_date(&lines));
+            http_problems.extend(crate::services::check_syslog(&servers.syslog()));
+            drop(servers);
+            run
         }
         _ => process::run_with_timeout(&program, &qemu_args, output, backstop),
     };
@@ -347,7 +388,11 @@ pub fn run(args: &RunArgs) -> Result<Exit, String> {
     let launch = Launch {
         accel,
         machine: crate::matrix::Machine::Pc,
-        nic: args.nic.clone().map(|model| (model, args.port)),
+        nic: args.nic.clone().map(|model| Nic::User {
+            model,
+            port: args.port,
+        }),
+        rtc_base: None,
         cpu,
         media,
         serial: Serial::Terminal,

@@ -16,6 +16,7 @@ extern crate alloc;
 pub mod arch {
     //! Architecture and firmware formats.
     pub mod acpi_tables;
+    pub mod cmos_rtc;
 }
 
 pub mod boot {
@@ -37,9 +38,10 @@ pub mod mm {
 
 pub mod net {
     //! Network protocols above the stack: HTTP/1.1 requests and responses,
-    //! and the one look into frames the stack makes itself.
+    //! SNTP, and the one look into frames the stack makes itself.
     pub mod frame;
     pub mod http;
+    pub mod sntp;
 }
 
 pub mod sched {

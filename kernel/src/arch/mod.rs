@@ -12,4 +12,5 @@ pub mod idt;
 pub mod ioapic;
 pub mod layout;
 pub mod pit;
+pub mod rtc;
 pub mod traps;

@@ -81,6 +81,10 @@ pub struct Hooks {
     /// Once threads run: console input, and on Xen the bus (xenstore, the
     /// shutdown watch, grant tables) and Xen time for PVH.
     pub after_threads: fn(),
+    /// The wall clock the platform keeps, as nanoseconds since the Unix
+    /// epoch: Xen's shared_info, or the CMOS clock read at boot; `None`
+    /// where it has none (`time::wall_clock_ns` prefers NTP's).
+    pub wallclock: fn() -> Option<u64>,
     /// Masks interrupts without running a vmops site (the patcher must
     /// not); returns what [`Hooks::unmask_raw`] restores.
     pub mask_raw: fn() -> u64,

@@ -105,6 +105,24 @@ pub(super) fn after_threads() {
     crate::console::enable_input_interrupt();
 }
 
+/// The CMOS clock, read once (its ports are slow) and carried on by the
+/// platform clock.
+pub(super) fn rtc_wallclock() -> Option<u64> {
+    static AT_BOOT: spin::Once<Option<u64>> = spin::Once::new();
+    let at_boot = AT_BOOT.call_once(|| {
+        let seconds = crate::arch::rtc::unix_seconds();
+        match seconds {
+            Some(seconds) => {
+                log::info!("time: CMOS clock {}", pure::time::civil::from_unix(seconds))
+            }
+            None => log::warn!("time: no CMOS clock, or it holds no date"),
+        }
+        seconds
+            .map(|seconds| (seconds * 1_000_000_000).saturating_sub(crate::time::since_boot_ns()))
+    });
+    at_boot.map(|at_boot| at_boot + crate::time::since_boot_ns())
+}
+
 pub(super) fn nothing_to_fill(_boot: &mut BootInfo<'_>) {}
 
 pub(super) fn no_shared_page() -> Option<x86_64::PhysAddr> {
@@ -121,6 +139,7 @@ pub(super) const HOOKS_BASE: Hooks = Hooks {
     shared_page: no_shared_page,
     start_interrupts,
     after_threads,
+    wallclock: rtc_wallclock,
     mask_raw: vmops::write::mask_native,
     unmask_raw: vmops::write::unmask_native,
 };

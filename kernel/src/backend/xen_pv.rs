@@ -501,6 +501,7 @@ pub static HOOKS: Hooks = Hooks {
     shared_page: native::no_shared_page,
     start_interrupts,
     after_threads,
+    wallclock: crate::xen::clock::wallclock_ns,
     mask_raw,
     unmask_raw,
 };

@@ -187,5 +187,6 @@ pub static HOOKS: Hooks = Hooks {
     fill_memory_map: xen::fill_memory_map,
     shared_page: xencons::ring_page,
     after_threads,
+    wallclock: crate::xen::clock::wallclock_ns,
     ..native::HOOKS_BASE
 };

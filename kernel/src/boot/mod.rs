@@ -65,6 +65,7 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entr
     sched::init();
     cpu::irq_enable();
     (hooks.after_threads)();
+    time::init_wall_clock();
     crate::net::configure(match options.ip {
         Some(ip) => crate::net::IpConfig::Static {
             address: ip.address,
@@ -74,21 +75,21 @@ pub extern "C" fn kernel_entry(protocol: u32, info: u64, tsc_at_entry: u64, entr
         },
         None => crate::net::IpConfig::Dhcp,
     });
-    if let Some(target) = options.syslog {
-        match pure::boot::cmdline::parse_host_port(target) {
-            Some((host, port)) => match pure::boot::cmdline::parse_ipv4(host) {
-                Some(address) => crate::net::syslog::configure(
-                    address,
-                    port.unwrap_or(pure::boot::cmdline::DEFAULT_SYSLOG_PORT),
-                ),
-                None => log::error!(
-                    "syslog: {host} is a name; the kernel has no resolver, give an address"
-                ),
-            },
-            None => log::error!("syslog: {target:?} is no host[:port]"),
-        }
+    if options.syslog.is_some() {
+        // Keep the log from here on for the server, once it is known.
+        crate::net::syslog::request();
     }
     crate::dev::probe();
+    crate::net::start_services(crate::net::Services {
+        ntp: options.ntp.map(alloc::string::String::from),
+        syslog: options.syslog.and_then(|target| {
+            let (host, port) = pure::boot::cmdline::parse_host_port(target)?;
+            Some((
+                alloc::string::String::from(host),
+                port.unwrap_or(pure::boot::cmdline::DEFAULT_SYSLOG_PORT),
+            ))
+        }),
+    });
 
     match boot.initrd() {
         Some(initrd) => log::info!(

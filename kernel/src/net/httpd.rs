@@ -204,7 +204,7 @@ fn refuse(stream: &mut TcpStream, status: Status) {
     REFUSED.fetch_add(1, Ordering::Relaxed);
     let mut out = Vec::new();
     let body = alloc::format!("{status}\n");
-    ResponseHead::new(status)
+    response(status)
         .content_type("text/plain; charset=utf-8")
         .content_length(body.len() as u64)
         .keep_alive(false)
@@ -212,6 +212,16 @@ fn refuse(stream: &mut TcpStream, status: Status) {
     out.extend_from_slice(body.as_bytes());
     // The connection closes either way; a client gone meanwhile is fine.
     let _ = stream.write_all(&out, Some(REQUEST_NS));
+}
+
+/// A response head with `Date` where the wall clock is known (RFC 9110
+/// 6.6.1: an origin server with a clock must send it).
+fn response(status: Status) -> ResponseHead<'static> {
+    let response = ResponseHead::new(status);
+    match crate::time::wall_clock_ns() {
+        Some(ns) => response.date(ns / 1_000_000_000),
+        None => response,
+    }
 }
 
 /// Builds the response head in `out` and returns the body to send.
@@ -222,7 +232,7 @@ fn respond<'s>(
     out: &mut Vec<u8>,
 ) -> &'s [u8] {
     if !ALLOWED.contains(&request.method) {
-        ResponseHead::new(Status::MethodNotAllowed)
+        response(Status::MethodNotAllowed)
             .allow(ALLOWED)
             .content_length(0)
             .keep_alive(keep_alive)
@@ -235,7 +245,7 @@ fn respond<'s>(
             .header("accept")
             .is_some_and(|accept| accept.windows(16).any(|w| w == b"application/json"));
         let body = status_page(json);
-        ResponseHead::new(Status::Ok)
+        response(Status::Ok)
             .content_type(if json {
                 "application/json"
             } else {
@@ -265,7 +275,7 @@ fn respond<'s>(
                 Some(entry) => (index, entry),
                 None => {
                     let body: &'static [u8] = b"404 Not Found\n";
-                    ResponseHead::new(Status::NotFound)
+                    response(Status::NotFound)
                         .content_type("text/plain; charset=utf-8")
                         .content_length(body.len() as u64)
                         .keep_alive(keep_alive)
@@ -276,17 +286,18 @@ fn respond<'s>(
         }
     };
     let modified = u64::from(entry.mtime);
-    // No wall clock is kept natively: dates are compared as sent.
-    let now = u64::MAX;
+    // Without a wall clock, dates are compared as sent (none is in the
+    // future).
+    let now = crate::time::wall_clock_ns().map_or(u64::MAX, |ns| ns / 1_000_000_000);
     if request.not_modified(modified, now) {
-        ResponseHead::new(Status::NotModified)
+        response(Status::NotModified)
             .last_modified(modified)
             .keep_alive(keep_alive)
             .write_to(out);
         return &[];
     }
     let length = entry.data.len() as u64;
-    let head = ResponseHead::new(Status::Ok)
+    let head = response(Status::Ok)
         .content_type(content_type(&path))
         .last_modified(modified)
         .accept_ranges()
@@ -294,7 +305,7 @@ fn respond<'s>(
     let (head, body) = match request.range(length, modified, now) {
         RangeResult::Full => (head.content_length(length), entry.data),
         RangeResult::Partial(start, end) => (
-            ResponseHead::new(Status::PartialContent)
+            response(Status::PartialContent)
                 .content_type(content_type(&path))
                 .last_modified(modified)
                 .accept_ranges()
@@ -304,7 +315,7 @@ fn respond<'s>(
             &entry.data[start as usize..=end as usize],
         ),
         RangeResult::Unsatisfiable => (
-            ResponseHead::new(Status::RangeNotSatisfiable)
+            response(Status::RangeNotSatisfiable)
                 .unsatisfied_range(length)
                 .content_length(0)
                 .keep_alive(keep_alive),
@@ -331,6 +342,10 @@ fn status_page(json: bool) -> String {
     let threads = crate::sched::threads().len();
     let (requests, connections, refused) = counters();
     let net = super::status();
+    let clock = crate::time::wall_clock_ns().map_or(String::from("unknown"), |ns| {
+        alloc::format!("{}", pure::time::civil::Rfc3339(ns))
+    });
+    let ntp_syncs = super::sntp::syncs();
     let (nic, address, c) = match &net {
         Some(s) => (
             s.name.as_str(),
@@ -342,12 +357,12 @@ fn status_page(json: bool) -> String {
     };
     if json {
         alloc::format!(
-            "{{\"uptime_ms\":{uptime_ms},\"platform\":\"{platform}\",\"backend\":\"{backend}\",\"vmops\":\"{mode}\",\"threads\":{threads},\"memory\":{{\"free_frames\":{free},\"frames\":{total},\"heap_in_use\":{heap}}},\"nic\":{{\"name\":\"{nic}\",\"address\":\"{address}\",\"rx_packets\":{},\"rx_bytes\":{},\"rx_drops\":{},\"rx_errors\":{},\"tx_packets\":{},\"tx_bytes\":{},\"tx_drops\":{},\"tx_errors\":{}}},\"http\":{{\"requests\":{requests},\"connections\":{connections},\"refused\":{refused}}}}}\n",
+            "{{\"uptime_ms\":{uptime_ms},\"wall_clock\":\"{clock}\",\"ntp_syncs\":{ntp_syncs},\"platform\":\"{platform}\",\"backend\":\"{backend}\",\"vmops\":\"{mode}\",\"threads\":{threads},\"memory\":{{\"free_frames\":{free},\"frames\":{total},\"heap_in_use\":{heap}}},\"nic\":{{\"name\":\"{nic}\",\"address\":\"{address}\",\"rx_packets\":{},\"rx_bytes\":{},\"rx_drops\":{},\"rx_errors\":{},\"tx_packets\":{},\"tx_bytes\":{},\"tx_drops\":{},\"tx_errors\":{}}},\"http\":{{\"requests\":{requests},\"connections\":{connections},\"refused\":{refused}}}}}\n",
             c.rx_packets, c.rx_bytes, c.rx_drops, c.rx_errors, c.tx_packets, c.tx_bytes, c.tx_drops, c.tx_errors
         )
     } else {
         alloc::format!(
-            "<!doctype html>\n<html><head><title>sanos status</title></head><body><h1>sanos</h1><table>\n<tr><td>uptime</td><td>{}.{:03} s</td></tr>\n<tr><td>platform</td><td>{platform} ({backend}, vmops {mode})</td></tr>\n<tr><td>threads</td><td>{threads}</td></tr>\n<tr><td>memory</td><td>{} of {} MiB free, heap {heap} bytes in use</td></tr>\n<tr><td>nic</td><td>{nic} {address}: rx {} packets {} bytes ({} dropped, {} errors), tx {} packets {} bytes ({} dropped, {} errors)</td></tr>\n<tr><td>http</td><td>{requests} requests on {connections} connections, {refused} refused</td></tr>\n</table></body></html>\n",
+            "<!doctype html>\n<html><head><title>sanos status</title></head><body><h1>sanos</h1><table>\n<tr><td>uptime</td><td>{}.{:03} s</td></tr>\n<tr><td>clock</td><td>{clock} ({ntp_syncs} NTP settings)</td></tr>\n<tr><td>platform</td><td>{platform} ({backend}, vmops {mode})</td></tr>\n<tr><td>threads</td><td>{threads}</td></tr>\n<tr><td>memory</td><td>{} of {} MiB free, heap {heap} bytes in use</td></tr>\n<tr><td>nic</td><td>{nic} {address}: rx {} packets {} bytes ({} dropped, {} errors), tx {} packets {} bytes ({} dropped, {} errors)</td></tr>\n<tr><td>http</td><td>{requests} requests on {connections} connections, {refused} refused</td></tr>\n</table></body></html>\n",
             uptime_ms / 1000,
             uptime_ms % 1000,
             (free as u64 * crate::mm::PAGE_SIZE) >> 20,

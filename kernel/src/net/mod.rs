@@ -14,8 +14,10 @@
 //! [`WAKE`] so the thread sends promptly. SMP would split this lock first:
 //! per-socket locks around smoltcp's socket set are the obvious next step.
 
+pub mod dns;
 pub mod httpd;
 pub mod phy;
+pub mod sntp;
 pub mod socket;
 pub mod syslog;
 
@@ -52,7 +54,10 @@ pub struct Stack {
     pub phy: phy::Phy,
     pub sockets: SocketSet<'static>,
     dhcp: Option<SocketHandle>,
+    /// The DNS server (DHCP's first, or `ip=`'s).
     pub dns: Option<Ipv4Address>,
+    /// The resolver's socket, once a name was looked up.
+    dns_socket: Option<SocketHandle>,
     /// Threads waiting for a socket to change; all set after each pass.
     waiters: Vec<Event>,
     /// Sockets closed by their owners, removed once smoltcp is done.
@@ -220,6 +225,7 @@ impl Stack {
             sockets,
             dhcp,
             dns,
+            dns_socket: None,
             waiters: Vec::new(),
             closing: Vec::new(),
             listeners: Vec::new(),
@@ -381,6 +387,63 @@ fn run() -> u64 {
         } else {
             crate::sched::yield_now();
         }
+    }
+}
+
+/// The services the command line asked for, for [`start_services`].
+pub struct Services {
+    /// `ntp=`: the server to set the wall clock from.
+    pub ntp: Option<alloc::string::String>,
+    /// `syslog=`: host and port.
+    pub syslog: Option<(alloc::string::String, u16)>,
+}
+
+/// Starts the `netsvc` thread: once the interface has an address, it
+/// sets the clock from NTP (first, so the log lines kept for syslog get
+/// timestamps), looks the syslog host up, then keeps the clock.
+pub fn start_services(services: Services) {
+    if services.ntp.is_none() && services.syslog.is_none() {
+        return;
+    }
+    let spawned = crate::sched::spawn("netsvc", move || {
+        loop {
+            match with_stack(|stack| stack.address().is_some()) {
+                None => {
+                    log::error!("net: no network interface; ntp= and syslog= unused");
+                    return 1;
+                }
+                Some(true) => break,
+                Some(false) => crate::sched::sleep_ns(100_000_000),
+            }
+        }
+        if let Some(host) = &services.ntp {
+            if let Err(error) = sntp::sync(host) {
+                log::warn!("ntp: {host}: {error}");
+            }
+        }
+        if let Some((host, port)) = &services.syslog {
+            let mut retry = 1_000_000_000;
+            loop {
+                match dns::resolve(host).map(|addresses| addresses.first().copied()) {
+                    Ok(Some(address)) => {
+                        syslog::configure(address, *port);
+                        break;
+                    }
+                    Ok(None) => log::warn!("syslog: {host} has no IPv4 address"),
+                    Err(error) => log::warn!("syslog: {host}: {error}"),
+                }
+                crate::sched::sleep_ns(retry);
+                retry = (retry * 2).min(sntp::RESYNC_NS);
+            }
+        }
+        if let Some(host) = &services.ntp {
+            crate::sched::sleep_ns(sntp::RESYNC_NS);
+            sntp::keep_clock(host);
+        }
+        0
+    });
+    if let Err(error) = spawned {
+        log::error!("net: cannot start the services thread: {error:?}");
     }
 }
 

@@ -1,5 +1,5 @@
-//! TCP sockets for kernel threads, over smoltcp's: blocking calls with
-//! timeouts, the shape the Linux system calls will map onto.
+//! TCP and UDP sockets for kernel threads, over smoltcp's: blocking calls
+//! with timeouts, the shape the Linux system calls will map onto.
 //!
 //! smoltcp has no listen backlog: a listening socket becomes the
 //! connection. The stack therefore keeps, per [`TcpListener`], up to
@@ -22,7 +22,8 @@ use crate::vmops::ops;
 use alloc::vec;
 use alloc::vec::Vec;
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::IpEndpoint;
 
 /// Send buffer of a server socket: room for a window's worth of a response.
 pub const TX_BUFFER: usize = 64 * 1024;
@@ -39,6 +40,10 @@ pub enum SocketError {
     Reset,
     /// The connection is closed for writing.
     Closed,
+    /// A datagram larger than the socket's send buffer.
+    TooLarge,
+    /// No route or no source address for the destination.
+    Unreachable,
 }
 
 impl core::fmt::Display for SocketError {
@@ -49,6 +54,8 @@ impl core::fmt::Display for SocketError {
             SocketError::TimedOut => "timed out",
             SocketError::Reset => "connection reset",
             SocketError::Closed => "connection closed",
+            SocketError::TooLarge => "message too long",
+            SocketError::Unreachable => "destination unreachable",
         })
     }
 }
@@ -303,5 +310,123 @@ impl Drop for TcpStream {
             stack.closing.push(handle);
         });
         wake();
+    }
+}
+
+/// First port of the ephemeral range (IANA's dynamic ports, RFC 6335 6).
+const EPHEMERAL_FIRST: u16 = 49152;
+
+/// A UDP socket bound to a local port.
+pub struct UdpSocket {
+    handle: SocketHandle,
+    event: Event,
+}
+
+impl UdpSocket {
+    /// Binds `port`, or with 0 a free port of the ephemeral range, with
+    /// room for `packets` datagrams of up to `buffer` bytes in all each
+    /// way.
+    pub fn bind(port: u16, packets: usize, buffer: usize) -> Result<UdpSocket, SocketError> {
+        let handle = with_stack(|stack| {
+            let taken = |port: u16, sockets: &SocketSet<'static>| {
+                sockets.iter().any(|(_, socket)| match socket {
+                    smoltcp::socket::Socket::Udp(udp) => udp.endpoint().port == port,
+                    _ => false,
+                })
+            };
+            let port = if port != 0 {
+                (!taken(port, &stack.sockets)).then_some(port)
+            } else {
+                let span = u16::MAX - EPHEMERAL_FIRST + 1;
+                let start = (crate::arch::cpu::rdtsc() % u64::from(span)) as u16;
+                (0..span)
+                    .map(|i| EPHEMERAL_FIRST + (start + i) % span)
+                    .find(|&port| !taken(port, &stack.sockets))
+            }
+            .ok_or(SocketError::AddrInUse)?;
+            let buffers = || {
+                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; packets], vec![0; buffer])
+            };
+            let mut socket = udp::Socket::new(buffers(), buffers());
+            socket.bind(port).map_err(|_| SocketError::AddrInUse)?;
+            Ok(stack.sockets.add(socket))
+        })
+        .ok_or(SocketError::NoInterface)??;
+        Ok(UdpSocket {
+            handle,
+            event: Event::new(false, false),
+        })
+    }
+
+    /// Queues one datagram to `to`, waiting for room in the send buffer.
+    pub fn send_to(
+        &mut self,
+        data: &[u8],
+        to: IpEndpoint,
+        timeout_ns: Option<u64>,
+    ) -> Result<(), SocketError> {
+        let deadline = deadline(timeout_ns);
+        loop {
+            let sent = with_stack(|stack| {
+                let socket = stack.sockets.get_mut::<udp::Socket>(self.handle);
+                if data.len() > socket.payload_send_capacity() {
+                    return Err(SocketError::TooLarge);
+                }
+                match socket.send_slice(data, to) {
+                    Ok(()) => Ok(true),
+                    Err(udp::SendError::BufferFull) => {
+                        stack.wait_for_change(&self.event);
+                        Ok(false)
+                    }
+                    Err(udp::SendError::Unaddressable) => Err(SocketError::Unreachable),
+                }
+            })
+            .ok_or(SocketError::NoInterface)??;
+            if sent {
+                wake();
+                return Ok(());
+            }
+            wait(&self.event, deadline)?;
+        }
+    }
+
+    /// Takes the next datagram into `buf` (cut to its size) and says who
+    /// sent it and how long it was.
+    pub fn recv_from(
+        &mut self,
+        buf: &mut [u8],
+        timeout_ns: Option<u64>,
+    ) -> Result<(usize, IpEndpoint), SocketError> {
+        let deadline = deadline(timeout_ns);
+        loop {
+            let received = with_stack(|stack| {
+                let socket = stack.sockets.get_mut::<udp::Socket>(self.handle);
+                match socket.recv() {
+                    Ok((payload, meta)) => {
+                        let len = payload.len().min(buf.len());
+                        buf[..len].copy_from_slice(&payload[..len]);
+                        Some((payload.len(), meta.endpoint))
+                    }
+                    Err(_) => {
+                        stack.wait_for_change(&self.event);
+                        None
+                    }
+                }
+            })
+            .ok_or(SocketError::NoInterface)?;
+            if let Some(received) = received {
+                return Ok(received);
+            }
+            wait(&self.event, deadline)?;
+        }
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        let handle = self.handle;
+        with_stack(|stack| {
+            stack.sockets.remove(handle);
+        });
     }
 }

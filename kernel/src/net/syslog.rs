@@ -1,18 +1,23 @@
-//! The kernel log over UDP as RFC 5424 syslog messages (`syslog=` on the
-//! command line: an IPv4 address and a port, 514 by default), besides the
-//! console. The logger may run in any context, interrupts included, so it
-//! only queues a line (at most [`QUEUE_LIMIT`]; beyond, the oldest go and
-//! are counted); the network thread sends the queue on each pass once the
-//! interface has an address, from a UDP socket of its own.
+//! The kernel log over UDP as RFC 5424 syslog messages (RFC 5426), besides
+//! the console: `syslog=<host>[:<port>]` on the command line, the host an
+//! address or a name, the port 514 by default. The logger may run in any
+//! context, interrupts included, so it only queues a line with the time
+//! it was logged (at most [`QUEUE_LIMIT`]; beyond, the oldest go and are
+//! counted); queuing starts at boot ([`request`]), so the boot log reaches
+//! the server too. Once the services thread has looked the host up
+//! ([`configure`]), the network thread sends the queue on each pass from
+//! a UDP socket of its own.
 //!
-//! A message: `<PRI>1 - HOSTNAME sanos - - - TEXT`, PRI = facility kern
-//! (0) * 8 + severity (RFC 5424 6.2.1), no timestamp (`-`: the kernel
-//! keeps no wall clock everywhere), HOSTNAME the interface's address.
+//! A message: `<PRI>1 TIMESTAMP HOSTNAME sanos - - - TEXT`, PRI = facility
+//! kern (0) * 8 + severity (RFC 5424 6.2.1), TIMESTAMP the time the line
+//! was logged in RFC 3339 form where the wall clock is known at sending
+//! (NTP, Xen or the CMOS clock), else `-`; HOSTNAME the interface's
+//! address.
 
 use crate::arch::cpu;
 use alloc::collections::VecDeque;
 use alloc::string::String;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 use smoltcp::wire::{IpEndpoint, Ipv4Address};
@@ -22,21 +27,28 @@ use spin::{Mutex, Once};
 pub const QUEUE_LIMIT: usize = 256;
 const LOCAL_PORT: u16 = 514;
 
+static REQUESTED: AtomicBool = AtomicBool::new(false);
 static TARGET: Once<IpEndpoint> = Once::new();
-static QUEUE: Mutex<VecDeque<(u8, String)>> = Mutex::new(VecDeque::new());
+/// (severity, platform-clock ns when logged, text).
+static QUEUE: Mutex<VecDeque<(u8, u64, String)>> = Mutex::new(VecDeque::new());
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static SENT: AtomicU64 = AtomicU64::new(0);
 
-/// Sends the log to `address:port` from now on.
-pub fn configure(address: [u8; 4], port: u16) {
-    let address = Ipv4Address::new(address[0], address[1], address[2], address[3]);
-    TARGET.call_once(|| IpEndpoint::new(address.into(), port));
-    log::info!("syslog: sending the log to {address}:{port}");
+/// Starts keeping log lines for syslog (at boot, when `syslog=` is given).
+pub fn request() {
+    REQUESTED.store(true, Ordering::Relaxed);
 }
 
-/// Whether the log goes to syslog too.
+/// Sends the log to `address:port` from now on, what was kept included.
+pub fn configure(address: Ipv4Address, port: u16) {
+    TARGET.call_once(|| IpEndpoint::new(address.into(), port));
+    log::info!("syslog: sending the log to {address}:{port}");
+    super::wake();
+}
+
+/// Whether the log goes to syslog too (or will, once its host is known).
 pub fn enabled() -> bool {
-    TARGET.get().is_some()
+    REQUESTED.load(Ordering::Relaxed)
 }
 
 /// Queues a log line (any context); `severity` is RFC 5424's (3 error,
@@ -51,7 +63,7 @@ pub fn queue(severity: u8, line: String) {
             queue.pop_front();
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
-        queue.push_back((severity, line));
+        queue.push_back((severity, crate::time::since_boot_ns(), line));
     });
 }
 
@@ -93,10 +105,21 @@ pub fn send(sockets: &mut SocketSet<'static>, source: Option<Ipv4Address>) {
         if !socket.can_send() {
             return;
         }
-        let Some((severity, line)) = cpu::without_interrupts(|| QUEUE.lock().pop_front()) else {
+        let Some((severity, logged_ns, line)) =
+            cpu::without_interrupts(|| QUEUE.lock().pop_front())
+        else {
             return;
         };
-        let message = alloc::format!("<{severity}>1 - {source} sanos - - - {line}");
+        // The wall clock now, carried back to when the line was logged.
+        let timestamp = match crate::time::wall_clock_ns() {
+            Some(now) => {
+                let then =
+                    now.saturating_sub(crate::time::since_boot_ns().saturating_sub(logged_ns));
+                alloc::format!("{}", pure::time::civil::Rfc3339(then))
+            }
+            None => String::from("-"),
+        };
+        let message = alloc::format!("<{severity}>1 {timestamp} {source} sanos - - - {line}");
         if socket.send_slice(message.as_bytes(), target).is_ok() {
             SENT.fetch_add(1, Ordering::Relaxed);
         } else {

@@ -153,6 +153,11 @@ pub fn start(retire: fn()) -> Result<(), XenError> {
     Ok(())
 }
 
+/// [`wallclock`] in nanoseconds since the epoch (the backends' hook).
+pub fn wallclock_ns() -> Option<u64> {
+    wallclock().map(|(seconds, nanos)| seconds * 1_000_000_000 + u64::from(nanos))
+}
+
 /// Wall-clock time (seconds, nanoseconds since the epoch): shared_info's
 /// wallclock at Xen system time 0 plus the system time now.
 pub fn wallclock() -> Option<(u64, u32)> {

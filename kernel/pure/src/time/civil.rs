@@ -115,10 +115,42 @@ impl core::fmt::Display for DateTime {
     }
 }
 
+/// A time as RFC 3339 writes it (the form RFC 5424's TIMESTAMP takes),
+/// in UTC with microseconds: `2026-11-29T23:11:31.123456Z`. Holds
+/// nanoseconds since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rfc3339(pub u64);
+
+impl core::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = from_unix(self.0 / 1_000_000_000);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year,
+            t.month,
+            t.day,
+            t.hour,
+            t.minute,
+            t.second,
+            self.0 % 1_000_000_000 / 1000
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::string::ToString;
+
+    #[test]
+    fn rfc3339_has_microseconds_and_zulu() {
+        assert_eq!(
+            Rfc3339(1_795_993_891_123_456_789).to_string(),
+            "2026-11-29T23:11:31.123456Z"
+        );
+        assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00.000000Z");
+    }
 
     #[test]
     fn known_dates() {
