@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh — HTTP table for `make bench`: sanos vs a Linux guest running
-# nginx, both on the same QEMU command line (TCG, 1 vCPU, 128 MiB) with a
-# virtio-net NIC on a tap device.
+# nginx, both on the same QEMU command line (1 vCPU, 128 MiB) with a
+# virtio-net NIC on a tap device, under TCG and, where /dev/kvm opens
+# read-write, under KVM too.
 #
 # Network (only inside this machine, link-local 169.254.88.0/24):
 #   root ns:  bridge sbbr0 <- tap sbtap0 (QEMU) and veth sbveth0
@@ -14,6 +15,9 @@
 # connections; the 1 MiB file at 1 and 16; 612 B with "Connection: close"
 # at 16. Reported: requests/s, p99 latency, and requests per second of
 # QEMU CPU time (utime+stime of the QEMU process, /proc/PID/stat).
+# Then the smallest -m (of 128, 96, 64, 48, 32, 24, 16, 12, 8, 6, 4 MiB,
+# going down until one fails) with which each guest still boots and
+# serves both files intact to curl, under TCG.
 # Never fails on a timing; a part that cannot run says why.
 # Environment: DURATION (default 5), QEMU (default qemu-system-x86_64),
 # BOOT_TIMEOUT (default 120 s).
@@ -113,12 +117,15 @@ cputicks() { # utime+stime of PID, in clock ticks
 }
 hz=$(getconf CLK_TCK)
 
-# boot NAME LOG KERNEL INITRD APPEND PATTERN -> sets qpid, returns 0 once
-# PATTERN is in the serial log
+# boot ACCEL MEM NAME LOG KERNEL INITRD APPEND PATTERN -> sets qpid,
+# returns 0 once PATTERN is in the serial log
 boot() {
-    local name=$1 log=$2 kernel=$3 initrd=$4 append=$5 pattern=$6
+    local accel=$1 mem=$2 name=$3 log=$4 kernel=$5 initrd=$6 append=$7 pattern=$8 cpu=max
+    # Under nested KVM, plain max aborts QEMU at vCPU reset (IA32_ARCH_
+    # CAPABILITIES, MSR 0x10a); the boot matrix uses the same model.
+    [ "$accel" = kvm ] && cpu=max,-arch-capabilities
     rm -f "$log" "$log.stderr"
-    "$qemu" -accel tcg -cpu max -m 128M -smp 1 -display none -no-reboot \
+    "$qemu" -accel "$accel" -cpu "$cpu" -m "$mem" -smp 1 -display none -no-reboot \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
         -netdev tap,id=n0,ifname="$tap",script=no,downscript=no \
         -device virtio-net-pci,netdev=n0 \
@@ -128,7 +135,7 @@ boot() {
     local t0=$SECONDS
     while kill -0 "$qpid" 2>/dev/null; do
         if grep -aq "$pattern" "$log" 2>/dev/null; then
-            say "$name up after $((SECONDS - t0)) s"
+            say "$name ($accel, $mem) up after $((SECONDS - t0)) s"
             return 0
         fi
         if [ $((SECONDS - t0)) -ge "$boot_timeout" ]; then
@@ -176,52 +183,105 @@ measure() {
     done
 }
 
-# --- sanos --------------------------------------------------------------------
+accels=(tcg)
+if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then accels+=(kvm); fi
+
 sanos_note=
+linux_note=
 elf=$root/build/sanos.elf
-why=
 if [ ! -f "$elf" ]; then
     sanos_note="not measured: $elf missing (make kernel)"
 elif [ ! -f "$site_img" ]; then
     sanos_note="not measured: no site image"
-elif boot sanos "$out/sanos.log" "$elf" "$site_img" "ip=169.254.88.2/24" "http: serving"; then
-    measure sanos 169.254.88.2
-else
-    sanos_note="not measured: $why"
 fi
-stop
-
-# --- Linux + nginx --------------------------------------------------------------
-linux_note=
-why=
 mapfile -t li < <(bash "$here/linux-nginx.sh" "$site" 2>"$out/linux-nginx.build.log")
 vmlinuz=${li[0]:-}
 linitrd=${li[1]:-}
 if [ -z "$linitrd" ] || [ ! -f "$linitrd" ]; then
-    linux_note="Linux nginx: not measured: guest build failed ($(tail -n1 "$out/linux-nginx.build.log"))"
-elif boot linux "$out/linux.log" "$vmlinuz" "$linitrd" "console=ttyS0 quiet" "nginx: serving"; then
-    measure linux 169.254.88.3
-else
-    linux_note="Linux nginx: not measured: $why"
+    linux_note="not measured: guest build failed ($(tail -n1 "$out/linux-nginx.build.log"))"
 fi
-stop
 
+# guest NAME -> the arguments of boot after ACCEL MEM, and the address
+guest_args() {
+    case $1 in
+    sanos) echo "sanos|$out/sanos.log|$elf|$site_img|ip=169.254.88.2/24|http: serving|169.254.88.2" ;;
+    linux) echo "linux|$out/linux.log|$vmlinuz|$linitrd|console=ttyS0 quiet|nginx: serving|169.254.88.3" ;;
+    esac
+}
+
+declare -A note
+for accel in "${accels[@]}"; do
+    for g in sanos linux; do
+        n=${g}_note
+        if [ -n "${!n}" ]; then note[$g,$accel]=${!n}; continue; fi
+        IFS='|' read -r name log kernel initrd append pattern host <<<"$(guest_args $g)"
+        why=
+        if boot "$accel" 128M "$name" "$log" "$kernel" "$initrd" "$append" "$pattern"; then
+            measure "$g-$accel" "$host"
+        else
+            note[$g,$accel]="not measured: $why"
+        fi
+        stop
+    done
+done
+
+# serves HOST -> 0 if both files come back intact
+serves() {
+    local f
+    for f in index.html 1m.bin; do
+        ip netns exec "$ns" curl -s --max-time 30 "http://$1/$f" 2>/dev/null |
+            cmp -s - "$site/$f" || return 1
+    done
+}
+
+declare -A smallest
+for g in sanos linux; do
+    n=${g}_note
+    if [ -n "${!n}" ]; then smallest[$g]=${!n}; continue; fi
+    IFS='|' read -r name log kernel initrd append pattern host <<<"$(guest_args $g)"
+    smallest[$g]="fails at 128 MiB"
+    for mem in 128 96 64 48 32 24 16 12 8 6 4; do
+        why=
+        if boot tcg "${mem}M" "$name" "$log.m$mem" "$kernel" "$initrd" "$append" "$pattern" && serves "$host"; then
+            smallest[$g]="$mem MiB"
+            stop
+        else
+            say "$g does not serve with -m ${mem}M${why:+: $why}"
+            stop
+            break
+        fi
+    done
+done
 # --- table ----------------------------------------------------------------------
 size() { [ -f "$1" ] && stat -c %s "$1" || echo "?"; }
 echo
-echo "## HTTP: sanos vs Linux $(basename "${vmlinuz:-vmlinuz}" | sed 's/^vmlinuz-//') + nginx (TCG, 1 vCPU, 128 MiB, virtio-net on a tap, wrk -t1 -d${duration}s)"
+echo "## HTTP: sanos vs Linux $(basename "${vmlinuz:-vmlinuz}" | sed 's/^vmlinuz-//') + nginx (${accels[*]}, 1 vCPU, 128 MiB, virtio-net on a tap, wrk -t1 -d${duration}s)"
 echo
-echo "| test | sanos | Linux + nginx |"
-echo "|------|-------|---------------|"
+head="| test |"
+rule="|------|"
+for accel in "${accels[@]}"; do
+    head="$head sanos ${accel^^} | Linux + nginx ${accel^^} |"
+    rule="$rule-------|-------|"
+done
+echo "$head"
+echo "$rule"
 for t in "${tests[@]}"; do
     label=${t%%|*}
-    s=${res[sanos,$label]:-${sanos_note:-not measured}}
-    l=${res[linux,$label]:-${linux_note#Linux nginx: }}
-    echo "| $label | $s | ${l:-not measured} |"
+    row="| $label |"
+    for accel in "${accels[@]}"; do
+        for g in sanos linux; do
+            row="$row ${res[$g-$accel,$label]:-${note[$g,$accel]:-not measured}} |"
+        done
+    done
+    echo "$row"
 done
-echo "| image | sanos.elf $(size "$elf") B + site $(size "$site_img") B | vmlinuz $(size "$vmlinuz") B + initrd $(size "$linitrd") B |"
+row="| smallest -m (TCG) |"
+for accel in "${accels[@]}"; do
+    if [ "$accel" = tcg ]; then row="$row ${smallest[sanos]} | ${smallest[linux]} |"; else row="$row | |"; fi
+done
+echo "$row"
 echo
-[ -n "$sanos_note" ] && echo "sanos: $sanos_note"
-[ -n "$linux_note" ] && echo "$linux_note"
-echo "(p99 is wrk's latency distribution; req/CPU-s = requests / (QEMU utime+stime) during the run; raw wrk output in build/net-bench/*.wrk)"
+echo "Images: sanos.elf $(size "$elf") B + site $(size "$site_img") B; Linux vmlinuz $(size "$vmlinuz") B + initrd $(size "$linitrd") B."
+[ "${#accels[@]}" = 1 ] && echo "No KVM columns: /dev/kvm does not open read-write here."
+echo "(p99 is wrk's latency distribution; req/CPU-s = requests / (QEMU utime+stime) during the run; raw wrk output in build/net-bench/*.wrk; the smallest -m is the last of 128, 96, 64, 48, 32, 24, 16, 12, 8, 6, 4 MiB, going down, with which the guest booted and served both files intact)"
 exit 0

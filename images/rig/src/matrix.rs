@@ -93,6 +93,10 @@ pub enum Fixture {
         hostile: bool,
         churn: usize,
     },
+    /// The kernel tests with a NIC of model `nic` on restricted user-mode
+    /// networking that forwards the guest's connections to 10.0.2.100:7
+    /// to a `cat` on this machine: an echo server for the socket tests.
+    NetTest { nic: &'static str },
     /// The network services (`services`): a NIC of model `nic` on a tap
     /// with dnsmasq, chronyd and a syslog listener behind it, the CMOS
     /// clock started in 2001 so only NTP can set it right. Once the log
@@ -738,6 +742,32 @@ pub const MATRIX: &[Config] = &[
             forbidden: FORBIDDEN,
         },
     },
+    // The kernel tests with a NIC: the socket layer's tests talk to an
+    // echo server (QEMU's guestfwd to `cat`).
+    Config {
+        name: "qemu-tcg-net-test",
+        accel: Accel::Tcg,
+        machine: Machine::Pc,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "test ip=10.0.2.15/24,10.0.2.2",
+        fixture: Some(Fixture::NetTest {
+            nic: "virtio-net-pci",
+        }),
+        requires: None,
+        timeout: Duration::from_secs(90),
+        expect: Expect {
+            status: STATUS_TESTS_PASSED,
+            closing_line: true,
+            lines: &[
+                BANNER,
+                Pattern::Contains("dev: pci 00:03.0: virtio-net"),
+                Pattern::Glob("test sanos::net::socket::tests::tcp_echo_with_poll_and_non_blocking_calls ... ok*"),
+                Pattern::Glob("test sanos::net::socket::tests::udp_non_blocking_receive_and_poll_timeout ... ok*"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
     // DHCP and DNS from dnsmasq, the clock from chronyd, the log to a
     // syslog listener: real servers on a tap the rig makes.
     Config {
@@ -888,6 +918,7 @@ mod tests {
                 "qemu-tcg-rtl8139-http",
                 "qemu-tcg-virtio-http",
                 "qemu-tcg-q35-virtio-http",
+                "qemu-tcg-net-test",
                 "qemu-tcg-e1000-services",
                 "qemu-tcg-crash-panic",
                 "qemu-tcg-crash-stack",

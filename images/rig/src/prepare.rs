@@ -145,7 +145,7 @@ pub fn write_fixture(fixture: Fixture, paths: &Paths) -> Result<(), String> {
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
         // Typed while the machine runs (runner), nothing to write first.
-        Fixture::SerialInput { .. } | Fixture::Services { .. } => Ok(()),
+        Fixture::SerialInput { .. } | Fixture::Services { .. } | Fixture::NetTest { .. } => Ok(()),
         Fixture::Http { .. } => {
             let site = paths.rig_dir().join("site");
             test_site(&site)?;

@@ -87,6 +87,9 @@ pub enum Nic {
     User { model: String, port: u16 },
     /// A tap device the rig made (`services`).
     Tap { model: String, ifname: String },
+    /// Restricted user-mode networking whose 10.0.2.100:7 is a `cat` on
+    /// this machine (an echo server).
+    UserEcho { model: String },
 }
 
 /// Everything that varies between two QEMU invocations.
@@ -127,7 +130,12 @@ impl Launch {
         Launch {
             accel: config.accel,
             machine: config.machine,
-            nic: None,
+            nic: match config.fixture {
+                Some(Fixture::NetTest { nic }) => Some(Nic::UserEcho {
+                    model: nic.to_string(),
+                }),
+                _ => None,
+            },
             rtc_base: None,
             cpu: config.cpu.map(str::to_string),
             media,
@@ -169,6 +177,12 @@ impl Launch {
                 OsString::from("-nic"),
                 OsString::from(format!(
                     "user,model={model},restrict=on,hostfwd=tcp:127.0.0.1:{port}-:80"
+                )),
+            ]),
+            Some(Nic::UserEcho { model }) => args.extend([
+                OsString::from("-nic"),
+                OsString::from(format!(
+                    "user,model={model},restrict=on,guestfwd=tcp:10.0.2.100:7-cmd:cat"
                 )),
             ]),
             Some(Nic::Tap { model, ifname }) => args.extend([

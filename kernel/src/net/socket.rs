@@ -1,6 +1,12 @@
 //! TCP and UDP sockets for kernel threads, over smoltcp's: blocking calls
 //! with timeouts, the shape the Linux system calls will map onto.
 //!
+//! Every call that may wait takes a timeout: `None` waits as long as it
+//! takes, `Some(ns)` gives up with `TimedOut`, and `Some(0)` makes the
+//! call non-blocking: it does what it can at once and otherwise returns
+//! `WouldBlock` (`O_NONBLOCK`'s `EAGAIN`). [`poll`] waits for any of many
+//! sockets to become ready.
+//!
 //! smoltcp has no listen backlog: a listening socket becomes the
 //! connection. The stack therefore keeps, per [`TcpListener`], up to
 //! `backlog` sockets that are in their handshake or established and not
@@ -44,6 +50,10 @@ pub enum SocketError {
     TooLarge,
     /// No route or no source address for the destination.
     Unreachable,
+    /// The peer answered a connection request with a reset.
+    Refused,
+    /// A non-blocking call (timeout 0) found nothing to do.
+    WouldBlock,
 }
 
 impl core::fmt::Display for SocketError {
@@ -56,6 +66,8 @@ impl core::fmt::Display for SocketError {
             SocketError::Closed => "connection closed",
             SocketError::TooLarge => "message too long",
             SocketError::Unreachable => "destination unreachable",
+            SocketError::Refused => "connection refused",
+            SocketError::WouldBlock => "operation would block",
         })
     }
 }
@@ -71,24 +83,51 @@ fn new_tcp(rx_buffer: usize, tx_buffer: usize) -> tcp::Socket<'static> {
     socket
 }
 
-/// Waits until the network thread's next pass, or `deadline`.
-fn wait(event: &Event, deadline: Option<u64>) -> Result<(), SocketError> {
+/// When a call gives up.
+#[derive(Clone, Copy)]
+enum Deadline {
+    Never,
+    At(u64),
+    /// Timeout 0: never wait.
+    NonBlocking,
+}
+
+/// Waits until the network thread's next pass, or the deadline.
+fn wait(event: &Event, deadline: Deadline) -> Result<(), SocketError> {
     let timeout = match deadline {
-        Some(deadline) => {
+        Deadline::NonBlocking => return Err(SocketError::WouldBlock),
+        Deadline::At(deadline) => {
             let now = ops::clock_ns();
             if now >= deadline {
                 return Err(SocketError::TimedOut);
             }
             Some(deadline - now)
         }
-        None => None,
+        Deadline::Never => None,
     };
     event.wait(timeout);
     Ok(())
 }
 
-fn deadline(timeout_ns: Option<u64>) -> Option<u64> {
-    timeout_ns.map(|t| ops::clock_ns().saturating_add(t))
+fn deadline(timeout_ns: Option<u64>) -> Deadline {
+    match timeout_ns {
+        None => Deadline::Never,
+        Some(0) => Deadline::NonBlocking,
+        Some(t) => Deadline::At(ops::clock_ns().saturating_add(t)),
+    }
+}
+
+/// A free port of the ephemeral range for a socket of the kind `taken`
+/// looks at.
+fn ephemeral_port(
+    sockets: &SocketSet<'static>,
+    taken: impl Fn(&smoltcp::socket::Socket<'static>, u16) -> bool,
+) -> Option<u16> {
+    let span = u16::MAX - EPHEMERAL_FIRST + 1;
+    let start = (crate::arch::cpu::rdtsc() % u64::from(span)) as u16;
+    (0..span)
+        .map(|i| EPHEMERAL_FIRST + (start + i) % span)
+        .find(|&port| !sockets.iter().any(|(_, socket)| taken(socket, port)))
 }
 
 /// The stack's record of a listening port: its sockets in the handshake
@@ -130,6 +169,14 @@ impl Listener {
         }
         self.handles.push(sockets.add(socket));
         1
+    }
+
+    /// Whether an established connection waits to be accepted.
+    fn has_established(&self, sockets: &SocketSet<'static>) -> bool {
+        self.handles.iter().any(|&handle| {
+            let socket = sockets.get::<tcp::Socket>(handle);
+            socket.may_recv() || socket.state() == tcp::State::CloseWait
+        })
     }
 
     /// Takes an established connection, if one is waiting.
@@ -230,7 +277,64 @@ pub struct TcpStream {
     event: Event,
 }
 
+/// Receive and send buffers of a connection a kernel thread opens.
+pub const CONNECT_BUFFER: usize = 16 * 1024;
+
 impl TcpStream {
+    /// Opens a connection to `address:port` from a free ephemeral port,
+    /// waiting for the handshake; with timeout 0 it returns at once with
+    /// `WouldBlock` while the handshake goes on ([`poll`] says when it is
+    /// writable).
+    pub fn connect(
+        address: smoltcp::wire::Ipv4Address,
+        port: u16,
+        timeout_ns: Option<u64>,
+    ) -> Result<TcpStream, SocketError> {
+        let deadline = deadline(timeout_ns);
+        let handle = with_stack(|stack| {
+            let local = ephemeral_port(&stack.sockets, |socket, port| match socket {
+                smoltcp::socket::Socket::Tcp(tcp) => {
+                    tcp.local_endpoint().is_some_and(|e| e.port == port)
+                }
+                _ => false,
+            })
+            .ok_or(SocketError::AddrInUse)?;
+            let mut socket = new_tcp(CONNECT_BUFFER, CONNECT_BUFFER);
+            let remote = IpEndpoint::new(smoltcp::wire::IpAddress::Ipv4(address), port);
+            socket
+                .connect(stack.iface.context(), remote, local)
+                .map_err(|_| SocketError::Unreachable)?;
+            Ok(stack.sockets.add(socket))
+        })
+        .ok_or(SocketError::NoInterface)??;
+        wake();
+        // From here a failure drops the stream, which closes the socket.
+        let stream = TcpStream {
+            handle,
+            event: Event::new(false, false),
+        };
+        loop {
+            let state = with_stack(|stack| {
+                let state = stack.sockets.get::<tcp::Socket>(handle).state();
+                if state == tcp::State::SynSent || state == tcp::State::SynReceived {
+                    stack.wait_for_change(&stream.event);
+                }
+                state
+            })
+            .ok_or(SocketError::NoInterface)?;
+            match state {
+                tcp::State::SynSent | tcp::State::SynReceived => {
+                    if let Deadline::NonBlocking = deadline {
+                        return Ok(stream);
+                    }
+                    wait(&stream.event, deadline)?;
+                }
+                tcp::State::Closed => return Err(SocketError::Refused),
+                _ => return Ok(stream),
+            }
+        }
+    }
+
     /// Reads what has arrived, waiting for at least one byte; `Ok(0)` when
     /// the peer closed its side.
     pub fn read(&mut self, buf: &mut [u8], timeout_ns: Option<u64>) -> Result<usize, SocketError> {
@@ -328,20 +432,14 @@ impl UdpSocket {
     /// way.
     pub fn bind(port: u16, packets: usize, buffer: usize) -> Result<UdpSocket, SocketError> {
         let handle = with_stack(|stack| {
-            let taken = |port: u16, sockets: &SocketSet<'static>| {
-                sockets.iter().any(|(_, socket)| match socket {
-                    smoltcp::socket::Socket::Udp(udp) => udp.endpoint().port == port,
-                    _ => false,
-                })
+            let taken = |socket: &smoltcp::socket::Socket<'static>, port: u16| match socket {
+                smoltcp::socket::Socket::Udp(udp) => udp.endpoint().port == port,
+                _ => false,
             };
             let port = if port != 0 {
-                (!taken(port, &stack.sockets)).then_some(port)
+                (!stack.sockets.iter().any(|(_, socket)| taken(socket, port))).then_some(port)
             } else {
-                let span = u16::MAX - EPHEMERAL_FIRST + 1;
-                let start = (crate::arch::cpu::rdtsc() % u64::from(span)) as u16;
-                (0..span)
-                    .map(|i| EPHEMERAL_FIRST + (start + i) % span)
-                    .find(|&port| !taken(port, &stack.sockets))
+                ephemeral_port(&stack.sockets, taken)
             }
             .ok_or(SocketError::AddrInUse)?;
             let buffers = || {
@@ -428,5 +526,218 @@ impl Drop for UdpSocket {
         with_stack(|stack| {
             stack.sockets.remove(handle);
         });
+    }
+}
+
+/// A socket [`poll`] watches.
+#[derive(Clone, Copy)]
+pub enum Pollable<'a> {
+    Listener(&'a TcpListener),
+    Stream(&'a TcpStream),
+    Udp(&'a UdpSocket),
+}
+
+/// What [`poll`] found a socket ready for (`POLLIN`, `POLLOUT`, `POLLHUP`,
+/// `POLLERR`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// A read (or accept) would not wait.
+    pub readable: bool,
+    /// A write would not wait.
+    pub writable: bool,
+    /// The peer closed both directions (reported whether asked or not).
+    pub hangup: bool,
+    /// The connection was reset or refused (reported whether asked or not).
+    pub error: bool,
+}
+
+/// One socket of a [`poll`]: what is asked, and what was found.
+pub struct PollEntry<'a> {
+    pub socket: Pollable<'a>,
+    pub read: bool,
+    pub write: bool,
+    pub ready: Readiness,
+}
+
+impl<'a> PollEntry<'a> {
+    pub fn new(socket: Pollable<'a>, read: bool, write: bool) -> PollEntry<'a> {
+        PollEntry {
+            socket,
+            read,
+            write,
+            ready: Readiness::default(),
+        }
+    }
+}
+
+fn readiness(stack: &super::Stack, socket: Pollable<'_>) -> Readiness {
+    match socket {
+        Pollable::Listener(listener) => Readiness {
+            readable: stack
+                .listeners
+                .iter()
+                .find(|l| l.port == listener.port)
+                .is_some_and(|l| l.has_established(&stack.sockets)),
+            ..Readiness::default()
+        },
+        Pollable::Stream(stream) => {
+            let socket = stack.sockets.get::<tcp::Socket>(stream.handle);
+            let state = socket.state();
+            let connecting = matches!(state, tcp::State::SynSent | tcp::State::SynReceived);
+            let closed = state == tcp::State::Closed;
+            Readiness {
+                // End of stream is readable too: the read returns 0.
+                readable: socket.can_recv() || (!socket.may_recv() && !connecting),
+                writable: socket.can_send(),
+                hangup: !connecting && !socket.may_recv() && !socket.may_send(),
+                error: closed,
+            }
+        }
+        Pollable::Udp(udp) => {
+            let socket = stack.sockets.get::<udp::Socket>(udp.handle);
+            Readiness {
+                readable: socket.can_recv(),
+                writable: socket.can_send(),
+                ..Readiness::default()
+            }
+        }
+    }
+}
+
+/// Waits until at least one entry is ready for what it asks (or hung up,
+/// or failed), or the timeout passes (0: look once), and fills in every
+/// entry's `ready`. Returns how many entries have something to report;
+/// 0 on a timeout.
+pub fn poll(entries: &mut [PollEntry<'_>], timeout_ns: Option<u64>) -> Result<usize, SocketError> {
+    let deadline = deadline(timeout_ns);
+    let event = Event::new(false, false);
+    loop {
+        let count = with_stack(|stack| {
+            let mut count = 0;
+            for entry in entries.iter_mut() {
+                let found = readiness(stack, entry.socket);
+                entry.ready = Readiness {
+                    readable: entry.read && found.readable,
+                    writable: entry.write && found.writable,
+                    ..found
+                };
+                let ready = entry.ready;
+                if ready.readable || ready.writable || ready.hangup || ready.error {
+                    count += 1;
+                }
+            }
+            if count == 0 {
+                stack.wait_for_change(&event);
+            }
+            count
+        })
+        .ok_or(SocketError::NoInterface)?;
+        if count > 0 {
+            return Ok(count);
+        }
+        match wait(&event, deadline) {
+            Ok(()) => {}
+            Err(SocketError::WouldBlock | SocketError::TimedOut) => return Ok(0),
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+mod tests {
+    use super::*;
+    use crate::ktest::{ktest, not_applicable, TestResult};
+    use crate::{kassert, kassert_eq};
+    use smoltcp::wire::Ipv4Address;
+
+    /// The echo service the `qemu-tcg-net-test` configuration gives the
+    /// guest: QEMU's `guestfwd=tcp:10.0.2.100:7-cmd:cat`.
+    const ECHO: Ipv4Address = Ipv4Address::new(10, 0, 2, 100);
+    const SECOND: u64 = 1_000_000_000;
+
+    /// Whether the interface has an address (waiting up to 5 s for DHCP).
+    fn addressed() -> Option<bool> {
+        let start = ops::clock_ns();
+        loop {
+            let has = with_stack(|stack| stack.address().is_some())?;
+            if has || ops::clock_ns() - start > 5 * SECOND {
+                return Some(has);
+            }
+            crate::sched::sleep_ns(10_000_000);
+        }
+    }
+
+    #[ktest]
+    fn tcp_echo_with_poll_and_non_blocking_calls() -> TestResult {
+        match addressed() {
+            None => return not_applicable("no network interface"),
+            Some(has) => kassert!(has, "the interface has no address after 5 s"),
+        }
+        let stream = TcpStream::connect(ECHO, 7, Some(5 * SECOND));
+        kassert!(stream.is_ok(), "connect to {ECHO}:7: {:?}", stream.err());
+        let Ok(mut stream) = stream else {
+            return Ok(());
+        };
+        // Nothing sent yet: a non-blocking read and a zero-timeout poll
+        // find nothing to read, but room to write.
+        let mut buf = [0u8; 64];
+        kassert_eq!(stream.read(&mut buf, Some(0)), Err(SocketError::WouldBlock));
+        let mut entries = [PollEntry::new(Pollable::Stream(&stream), true, true)];
+        kassert_eq!(poll(&mut entries, Some(0)), Ok(1));
+        kassert!(!entries[0].ready.readable && entries[0].ready.writable);
+        let message = b"sanos echo\n";
+        kassert_eq!(stream.write_all(message, Some(5 * SECOND)), Ok(()));
+        // The echo comes back: poll says readable, then read takes it.
+        let mut got = alloc::vec::Vec::new();
+        while got.len() < message.len() {
+            let mut entries = [PollEntry::new(Pollable::Stream(&stream), true, false)];
+            kassert_eq!(poll(&mut entries, Some(5 * SECOND)), Ok(1));
+            kassert!(entries[0].ready.readable, "{:?}", entries[0].ready);
+            let read = stream.read(&mut buf, Some(0));
+            kassert!(read.is_ok(), "read after poll: {read:?}");
+            got.extend_from_slice(&buf[..read.unwrap_or(0)]);
+        }
+        kassert_eq!(&got[..], &message[..]);
+        Ok(())
+    }
+
+    #[ktest]
+    fn udp_non_blocking_receive_and_poll_timeout() -> TestResult {
+        if addressed().is_none() {
+            return not_applicable("no network interface");
+        }
+        let socket = UdpSocket::bind(0, 4, 2048);
+        kassert!(socket.is_ok(), "bind: {:?}", socket.err());
+        let Ok(mut socket) = socket else {
+            return Ok(());
+        };
+        let mut buf = [0u8; 16];
+        kassert_eq!(
+            socket.recv_from(&mut buf, Some(0)).err(),
+            Some(SocketError::WouldBlock)
+        );
+        let start = ops::clock_ns();
+        let mut entries = [PollEntry::new(Pollable::Udp(&socket), true, false)];
+        kassert_eq!(poll(&mut entries, Some(50_000_000)), Ok(0));
+        let waited = ops::clock_ns() - start;
+        kassert!(waited >= 50_000_000, "poll returned after {waited} ns");
+        kassert_eq!(entries[0].ready, Readiness::default());
+        // Too large for the 2048-byte send buffer: refused, not cut.
+        let big = alloc::vec![0u8; 4096];
+        let to = IpEndpoint::new(smoltcp::wire::IpAddress::Ipv4(ECHO), 9);
+        kassert_eq!(socket.send_to(&big, to, Some(0)), Err(SocketError::TooLarge));
+        // A listener nobody connects to is not readable, and a second one
+        // on its port is refused.
+        let listener = TcpListener::bind(7007, 4, 1024, 1024);
+        kassert!(listener.is_ok(), "listen: {:?}", listener.err());
+        let Ok(listener) = listener else {
+            return Ok(());
+        };
+        let mut entries = [PollEntry::new(Pollable::Listener(&listener), true, false)];
+        kassert_eq!(poll(&mut entries, Some(0)), Ok(0));
+        kassert_eq!(
+            TcpListener::bind(7007, 4, 1024, 1024).err(),
+            Some(SocketError::AddrInUse)
+        );
+        Ok(())
     }
 }
