@@ -27,6 +27,8 @@
 #                   syslog=STRING        dom0 takes syslog datagrams on
 #                                        169.254.77.1:5514 while the guest
 #                                        runs; one must contain STRING
+#                   after_stop=STRING    a fixed string the guest's console
+#                                        must show once it was stopped
 #                   stop=shutdown|reboot|self  how the guest is stopped: xl
 #                                        shutdown, xl reboot, or by itself
 #                                        (e.g. typed poweroff) within the
@@ -106,7 +108,7 @@ wait_gone() {
 run_guest() {
     name=$1
     cfg=/guests/$name.cfg
-    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown fetches= syslog=
+    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown fetches= syslog= after_stop=
     if [ -f "/guests/$name.expect" ]; then
         while IFS= read -r kv; do
             case $kv in
@@ -119,6 +121,7 @@ run_guest() {
                 stop=*) stop=${kv#stop=} ;;
                 fetch=*) fetches="$fetches${kv#fetch=};" ;;
                 syslog=*) syslog=${kv#syslog=} ;;
+                after_stop=*) after_stop=${kv#after_stop=} ;;
             esac
         done < "/guests/$name.expect"
     fi
@@ -276,6 +279,10 @@ run_guest() {
         done
     fi
     say "guest $name shutdown $how"
+    if [ -n "$after_stop" ] && ! tr -d '\r' < "$log" 2>/dev/null | grep -q -- "$after_stop"; then
+        say "guest $name failed a check: no \"$after_stop\" on its console after it was stopped"
+        result=after-stop-missing
+    fi
     [ $result = matched ] && [ $how = clean ]
 }
 

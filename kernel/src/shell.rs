@@ -261,6 +261,7 @@ pub fn run() -> u64 {
                     crate::kprint!("\n");
                     if let Some(reason) = execute(&line, &mut Console) {
                         crate::kprintln!("  {reason:?}");
+                        crate::dev::shutdown();
                         ops::shutdown(reason.encode());
                         // Devices act asynchronously: give it a moment.
                         sched::sleep_ns(500_000_000);

@@ -115,6 +115,18 @@ pub trait NetDevice: Send {
     fn enable_interrupts(&mut self);
 
     fn counters(&self) -> NetCounters;
+
+    /// Stops the device at a clean point before the machine goes. A Xen
+    /// front end closes its connection so the backend tears its side down
+    /// in order; a PCI NIC needs nothing (the next boot resets it), which
+    /// is the default. After it the device sends and receives nothing.
+    fn shutdown(
+        &mut self,
+        _hal: &dyn crate::hal::Hal,
+        _xen: Option<&dyn crate::hal::XenBus>,
+    ) -> Result<(), &'static str> {
+        Ok(())
+    }
 }
 
 /// The probe of every PCI NIC driver: the device's own set-up (`new`,

@@ -292,6 +292,10 @@ pub const INIT_WAIT_TIMEOUT: &str = "netfront: the backend did not reach InitWai
 pub const CONNECT_TIMEOUT: &str = "netfront: the backend did not connect in time";
 /// A backend that closed instead of connecting.
 pub const BACKEND_CLOSED: &str = "netfront: the backend closed instead of connecting";
+/// A backend that did not follow a close in time.
+pub const CLOSE_TIMEOUT: &str = "netfront: the backend did not close in time";
+/// How long a close waits for each of the backend's states.
+pub const CLOSE_TIMEOUT_NS: u64 = 2_000_000_000;
 /// A backend without `feature-rx-copy`.
 pub const NO_RX_COPY: &str = "netfront: the backend cannot copy received frames (feature-rx-copy)";
 /// The broken-interface reasons.
@@ -493,6 +497,7 @@ fn wait_for_backend(
 ) -> Result<(), ProbeError> {
     let timeout = ProbeError::Device(match target {
         XenbusState::InitWait => INIT_WAIT_TIMEOUT,
+        XenbusState::Closing | XenbusState::Closed => CLOSE_TIMEOUT,
         _ => CONNECT_TIMEOUT,
     });
     let start = hal.now_ns();
@@ -677,6 +682,10 @@ struct RxChain {
 /// A connected netfront interface.
 pub struct Netfront {
     name: String,
+    /// `device/vif/<id>` and the backend's directory, for the close.
+    front: String,
+    backend: String,
+    closed: bool,
     mac: [u8; 6],
     port: u32,
     interrupt: BoundInterrupt,
@@ -819,6 +828,9 @@ impl Netfront {
         } = pages;
         Ok(Netfront {
             name: format!("netfront {}", device.frontend_path),
+            front: device.frontend_path.clone(),
+            backend: device.backend_path.clone(),
+            closed: false,
             mac,
             port,
             interrupt,
@@ -1185,6 +1197,33 @@ impl NetDevice for Netfront {
         }
     }
 
+    /// The close handshake (as Linux's `xennet_remove`): Closing, the
+    /// backend's Closing, Closed, the backend's Closed. Each wait is
+    /// bounded; the interface stops whatever the backend does.
+    fn shutdown(&mut self, hal: &dyn Hal, xen: Option<&dyn XenBus>) -> Result<(), &'static str> {
+        if self.closed {
+            return Ok(());
+        }
+        let Some(xen) = xen else {
+            return Err("netfront: no Xen bus to close through");
+        };
+        self.closed = true;
+        self.broken.get_or_insert("netfront: closed");
+        let limits = WaitLimits {
+            timeout_ns: CLOSE_TIMEOUT_NS,
+            ..WaitLimits::DEFAULT
+        };
+        let step = |state: XenbusState| -> Result<(), &'static str> {
+            write_state(xen, &self.front, state).map_err(|_| "netfront: cannot write the state")?;
+            wait_for_backend(hal, xen, &self.backend, state, &limits).map_err(|error| match error {
+                ProbeError::Device(why) => why,
+                _ => "netfront: cannot read the backend's state",
+            })
+        };
+        step(XenbusState::Closing)?;
+        step(XenbusState::Closed)
+    }
+
     fn counters(&self) -> NetCounters {
         self.counters
     }
@@ -1334,6 +1373,8 @@ mod tests {
         init_wait: Cell<bool>,
         connect: Cell<bool>,
         close: Cell<bool>,
+        /// Answer the front end's Closing and Closed with the same.
+        follow_close: Cell<bool>,
         /// Map both rings' grants at the front end's Connected.
         map_rings: Cell<bool>,
         /// The front end's states, as the backend saw them change.
@@ -1368,6 +1409,8 @@ mod tests {
                 }
                 script.problems.borrow_mut().extend(problems);
             }
+            // netback follows a close: Closing, then Closed.
+            "5" | "6" if script.follow_close.get() => bus.write(&backend_state, &state).unwrap(),
             _ => {}
         }
     }
@@ -1429,6 +1472,7 @@ mod tests {
                 init_wait: Cell::new(true),
                 connect: Cell::new(true),
                 close: Cell::new(false),
+                follow_close: Cell::new(true),
                 map_rings: Cell::new(false),
                 seen: RefCell::new(Vec::new()),
                 problems: RefCell::new(Vec::new()),
@@ -1857,6 +1901,41 @@ mod tests {
             rig.try_connect(&setup).err(),
             Some(ProbeError::Device(INIT_WAIT_TIMEOUT))
         );
+    }
+
+    #[test]
+    fn shutdown_closes_the_connection_in_order() {
+        let rig = Rig::new();
+        let mut net = rig.connect();
+        let seen_before = rig.script.seen.borrow().len();
+        assert_eq!(net.shutdown(&rig.hal, Some(rig.xen)), Ok(()));
+        assert_eq!(rig.script.seen.borrow()[seen_before..], ["5", "6"]);
+        assert_eq!(
+            rig.xen.get(&format!("{BACKEND}/state")).as_deref(),
+            Some("6")
+        );
+        // Stopped for good, and a second shutdown does nothing.
+        assert!(net.transmit(&[0u8; 60]).is_err());
+        assert_eq!(net.shutdown(&rig.hal, Some(rig.xen)), Ok(()));
+        assert_eq!(rig.script.seen.borrow().len(), seen_before + 2);
+    }
+
+    #[test]
+    fn a_backend_that_ignores_the_close_is_given_up_on() {
+        let rig = Rig::new();
+        let mut net = rig.connect();
+        rig.script.follow_close.set(false);
+        rig.hal.step.set(1_000_000);
+        let start = rig.hal.fake.now_ns();
+        assert_eq!(net.shutdown(&rig.hal, Some(rig.xen)), Err(CLOSE_TIMEOUT));
+        let took = rig.hal.fake.now_ns() - start;
+        assert!(
+            (CLOSE_TIMEOUT_NS..2 * CLOSE_TIMEOUT_NS).contains(&took),
+            "{took}"
+        );
+        assert_eq!(rig.front("state").as_deref(), Some("5"));
+        assert!(net.transmit(&[0u8; 60]).is_err());
+        assert_eq!(net.shutdown(&rig.hal, None), Ok(()));
     }
 
     #[test]

@@ -46,6 +46,14 @@ pub fn xen_bus() -> Option<&'static hal::KernelXenBus> {
     crate::xen::xenstore::running().then_some(&hal::KernelXenBus)
 }
 
+/// Stops the devices at a clean point before an orderly power-off or
+/// reboot (the shell's, or the toolstack's): the network interface's
+/// driver closes it (a Xen front end tells its backend). Not on a panic.
+pub fn shutdown() {
+    let xen = xen_bus().map(|bus| bus as &dyn drivers::hal::XenBus);
+    crate::net::shutdown(&hal::KernelHal, xen);
+}
+
 /// The PCI functions, where the kernel can reach configuration space.
 fn probe_pci(config: Option<&pci::Config>) -> Vec<PciFunction> {
     let Some(config) = config else {

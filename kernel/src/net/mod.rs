@@ -390,6 +390,18 @@ fn run() -> u64 {
     }
 }
 
+/// Stops the interface (see `dev::shutdown`); the stack sends nothing
+/// after it.
+pub fn shutdown(hal: &dyn drivers::hal::Hal, xen: Option<&dyn drivers::hal::XenBus>) {
+    with_stack(|stack| {
+        let name = alloc::string::String::from(stack.phy.device.name());
+        match stack.phy.device.shutdown(hal, xen) {
+            Ok(()) => log::info!("net: {name} stopped"),
+            Err(why) => log::warn!("net: {name}: {why}"),
+        }
+    });
+}
+
 /// The services the command line asked for, for [`start_services`].
 pub struct Services {
     /// `ntp=`: the server to set the wall clock from.

@@ -415,6 +415,7 @@ fn shutdown_requested(_context: usize, _path: &str) {
         log::warn!("xenstore: acknowledging control/shutdown: {error}");
     }
     crate::kprintln!("sanos: {reason:?} requested by the toolstack");
+    crate::dev::shutdown();
     ops::shutdown(reason.encode());
 }
 
