@@ -216,6 +216,8 @@ for accel in "${accels[@]}"; do
         if [ -n "${!n}" ]; then note[$g,$accel]=${!n}; continue; fi
         IFS='|' read -r name log kernel initrd append pattern host <<<"$(guest_args $g)"
         why=
+        # One serial log per guest and accelerator, kept for a post-mortem.
+        log=$out/$g-$accel.log
         if boot "$accel" 128M "$name" "$log" "$kernel" "$initrd" "$append" "$pattern"; then
             measure "$g-$accel" "$host"
         else
