@@ -428,9 +428,11 @@ pub fn start_services(services: Services) {
                 Some(false) => crate::sched::sleep_ns(100_000_000),
             }
         }
+        let mut synced = false;
         if let Some(host) = &services.ntp {
-            if let Err(error) = sntp::sync(host) {
-                log::warn!("ntp: {host}: {error}");
+            match sntp::sync(host) {
+                Ok(_) => synced = true,
+                Err(error) => log::warn!("ntp: {host}: {error}"),
             }
         }
         if let Some((host, port)) = &services.syslog {
@@ -449,7 +451,10 @@ pub fn start_services(services: Services) {
             }
         }
         if let Some(host) = &services.ntp {
-            crate::sched::sleep_ns(sntp::RESYNC_NS);
+            // After a failure, keep_clock tries again soon.
+            if synced {
+                crate::sched::sleep_ns(sntp::RESYNC_NS);
+            }
             sntp::keep_clock(host);
         }
         0
