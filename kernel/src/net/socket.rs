@@ -171,9 +171,9 @@ impl Listener {
         1
     }
 
-    /// Whether an established connection waits to be accepted.
-    fn has_established(&self, sockets: &SocketSet<'static>) -> bool {
-        self.handles.iter().any(|&handle| {
+    /// Where the first established connection waiting to be accepted is.
+    fn established(&self, sockets: &SocketSet<'static>) -> Option<usize> {
+        self.handles.iter().position(|&handle| {
             let socket = sockets.get::<tcp::Socket>(handle);
             socket.may_recv() || socket.state() == tcp::State::CloseWait
         })
@@ -181,10 +181,7 @@ impl Listener {
 
     /// Takes an established connection, if one is waiting.
     fn take_established(&mut self, sockets: &SocketSet<'static>) -> Option<SocketHandle> {
-        let index = self.handles.iter().position(|&handle| {
-            let socket = sockets.get::<tcp::Socket>(handle);
-            socket.may_recv() || socket.state() == tcp::State::CloseWait
-        })?;
+        let index = self.established(sockets)?;
         Some(self.handles.remove(index))
     }
 }
@@ -577,7 +574,7 @@ fn readiness(stack: &super::Stack, socket: Pollable<'_>) -> Readiness {
                 .listeners
                 .iter()
                 .find(|l| l.port == listener.port)
-                .is_some_and(|l| l.has_established(&stack.sockets)),
+                .is_some_and(|l| l.established(&stack.sockets).is_some()),
             ..Readiness::default()
         },
         Pollable::Stream(stream) => {
