@@ -9,20 +9,22 @@ CARGO      := cargo
 RIG        := $(CARGO) run --quiet --release -p sanos-rig --
 
 # make run [KVM=1] [APPEND="loglevel=debug"] [ISO=1] [SITE=folder] [NIC=model]
-# [PORT=8080]: the appliance under QEMU, serving SITE (default images/site)
-# on http://127.0.0.1:PORT/ through QEMU's user network (restricted: the
-# guest reaches nothing outside). make run XEN=pv|pvh boots Xen under QEMU
+# [PORT=8080] [VMI=1]: the appliance under QEMU, serving SITE (default
+# images/site) on http://127.0.0.1:PORT/ through QEMU's user network
+# (restricted: the guest reaches nothing outside); VMI=1 adds the VMI test
+# ROM, so the kernel runs on its VMI backend. make run XEN=pv|pvh boots Xen under QEMU
 # with sanos as its dom0, the console on the terminal.
 SITE       ?= images/site
 NIC        ?= virtio-net-pci
 PORT       ?= 8080
 SITE_IMAGE := $(BUILD)/site.cpio
 RUN_FLAGS := $(if $(KVM),--kvm) $(if $(ISO),--iso) $(if $(APPEND),--append "$(APPEND)") \
-             --nic $(NIC) --port $(PORT) --site $(SITE_IMAGE)
+             --nic $(NIC) --port $(PORT) --site $(SITE_IMAGE) \
+             $(if $(VMI),--option-rom $(BUILD)/vmi.rom)
 
-.PHONY: all kernel site iso run test test-host test-boot test-xen lint setup toolchain clean bench
+.PHONY: all kernel site rom iso run test test-host test-boot test-xen lint setup toolchain clean bench
 
-all: kernel site
+all: kernel site rom
 
 toolchain:
 	@bash images/setup.sh
@@ -42,10 +44,23 @@ site:
 	@mkdir -p $(BUILD)
 	$(RIG) cpio $(SITE) $(SITE_IMAGE)
 
+# The VMI test ROM (images/vmi-rom): assembled position-independent,
+# flattened, then sealed by the rig (padding, VMI signature and version,
+# length, checksum: the constants live in hv/src/vmi.rs). `make run VMI=1`
+# boots with it; the boot matrix's vmi configurations load it.
+VMI_ROM := $(BUILD)/vmi.rom
+rom: $(VMI_ROM)
+
+$(VMI_ROM): images/vmi-rom/vmi-rom.S hv/src/vmi.rs images/rig/src/vmi_rom.rs
+	@mkdir -p $(BUILD)
+	as --64 -o $(BUILD)/vmi-rom.o images/vmi-rom/vmi-rom.S
+	objcopy -O binary -j .rom $(BUILD)/vmi-rom.o $(BUILD)/vmi-rom.bin
+	$(RIG) vmi-rom $(BUILD)/vmi-rom.bin $@
+
 iso: kernel
 	bash images/mkiso.sh $(BUILD)/sanos.elf $(BUILD)/sanos.iso
 
-run: kernel site
+run: kernel site $(if $(VMI),rom)
 ifeq ($(XEN),)
 	$(RIG) run $(RUN_FLAGS)
 else
@@ -63,7 +78,7 @@ lint:
 	$(CARGO) clippy --workspace --tests -- -D warnings
 	$(CARGO) clippy --release -p sanos-kernel --bin sanos --target $(TARGET) -- -D warnings
 
-test-boot: kernel
+test-boot: kernel rom
 	$(RIG) test
 
 # The full Xen rig: Xen 4.17 + a Debian Linux dom0 under QEMU TCG runs

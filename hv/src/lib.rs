@@ -13,5 +13,6 @@ pub mod native;
 pub mod platform;
 pub mod pvclock;
 pub mod pvh;
+pub mod vmi;
 pub mod xen;
 pub mod xen_pv;

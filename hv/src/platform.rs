@@ -48,6 +48,9 @@ pub enum Platform {
     QemuTcg,
     /// A hypervisor with a signature we do not know, or none readable.
     Other { signature: [u8; 12] },
+    /// A VMI option ROM (`vmi`) was found and bound, whatever CPUID says:
+    /// the hypervisor's interface is the ROM's.
+    Vmi { major: u8, minor: u8 },
 }
 
 impl Platform {
@@ -61,6 +64,7 @@ impl Platform {
             Platform::HyperV => "hyper-v",
             Platform::QemuTcg => "qemu-tcg",
             Platform::Other { .. } => "unknown-hypervisor",
+            Platform::Vmi { .. } => "vmi",
         }
     }
 }

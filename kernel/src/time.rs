@@ -32,6 +32,8 @@ pub enum TscSource {
     XenCpuid,
     XenPvclock,
     Cpuid15,
+    /// A VMI ROM's GetCycleFrequency.
+    Vmi,
     Pit,
     Guess,
 }

@@ -176,15 +176,19 @@ pub enum BackendId {
     XenPvh,
     /// Xen, deprivileged PV guest.
     XenPv,
+    /// A hypervisor offering VMware's Virtual Machine Interface (an
+    /// option ROM).
+    Vmi,
 }
 
 impl BackendId {
     /// Every backend, in the order the command line lists them.
-    pub const ALL: [BackendId; 4] = [
+    pub const ALL: [BackendId; 5] = [
         BackendId::Native,
         BackendId::Kvm,
         BackendId::XenPvh,
         BackendId::XenPv,
+        BackendId::Vmi,
     ];
 
     /// The name the boot log and `vmops.backend=` use.
@@ -194,6 +198,7 @@ impl BackendId {
             BackendId::Kvm => "kvm",
             BackendId::XenPvh => "xen-pvh",
             BackendId::XenPv => "xen-pv",
+            BackendId::Vmi => "vmi",
         }
     }
 

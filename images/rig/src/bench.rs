@@ -109,6 +109,7 @@ fn boot(paths: &Paths, accel: Accel, mode: &str) -> Result<BTreeMap<String, f64>
         machine: crate::matrix::Machine::Pc,
         nic: None,
         rtc_base: None,
+        option_rom: None,
         cpu: MATRIX
             .iter()
             .find(|c| c.accel == accel)

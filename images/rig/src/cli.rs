@@ -8,9 +8,10 @@ use crate::qemu::Paths;
 pub const USAGE: &str = "\
 usage: rig test [--only SUBSTRING] [--kernel PATH] [--build-dir DIR]
        rig run  [--kvm] [--append \"CMDLINE\"] [--iso] [--nic MODEL] [--port PORT]
-                [--site PATH] [--kernel PATH] [--build-dir DIR]
+                [--site PATH] [--option-rom PATH] [--kernel PATH] [--build-dir DIR]
        rig bench [--kernel PATH] [--build-dir DIR]
        rig cpio DIR OUT
+       rig vmi-rom IN OUT
        rig list
 
   test   boot every configuration of the matrix (or those whose name contains
@@ -21,11 +22,15 @@ usage: rig test [--only SUBSTRING] [--kernel PATH] [--build-dir DIR]
          --kvm uses KVM, --iso boots through GRUB from an ISO built with CMDLINE;
          --nic MODEL adds a QEMU NIC on user networking (restricted) with
          127.0.0.1:PORT (--port, default 8080) forwarded to the guest's 80,
-         --site PATH passes a site image as the boot module.
+         --site PATH passes a site image as the boot module,
+         --option-rom PATH loads an option ROM (the VMI ROM, build/vmi.rom).
   bench  boot the kernel's `bench` mode in each vmops mode (off, lazy,
          eager), under TCG and (when /dev/kvm opens) KVM, and print a table.
   cpio   pack the files under DIR into OUT, a cpio (newc) archive: the site
          image the appliance serves.
+  vmi-rom  seal IN, the assembled VMI test ROM (images/vmi-rom), into OUT:
+         padded to 512-byte blocks, VMI signature, API version, length and
+         checksum written.
   list   print the matrix.
 
   --build-dir DIR   default build
@@ -46,6 +51,7 @@ pub struct RunArgs {
     pub nic: Option<String>,
     pub port: u16,
     pub site: Option<PathBuf>,
+    pub option_rom: Option<PathBuf>,
     pub paths: Paths,
 }
 
@@ -55,6 +61,7 @@ pub enum Command {
     Run(RunArgs),
     Bench(Paths),
     Cpio { dir: PathBuf, out: PathBuf },
+    VmiRom { input: PathBuf, out: PathBuf },
     List,
     Help,
 }
@@ -72,6 +79,7 @@ struct Raw {
     nic: Option<String>,
     port: Option<String>,
     site: Option<PathBuf>,
+    option_rom: Option<PathBuf>,
 }
 
 impl Raw {
@@ -104,6 +112,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--nic",
             "--port",
             "--site",
+            "--option-rom",
             "--kernel",
             "--build-dir",
         ],
@@ -114,6 +123,15 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                     out: PathBuf::from(out),
                 }),
                 _ => Err("cpio takes DIR and OUT".to_string()),
+            }
+        }
+        "vmi-rom" => {
+            return match rest {
+                [input, out] => Ok(Command::VmiRom {
+                    input: PathBuf::from(input),
+                    out: PathBuf::from(out),
+                }),
+                _ => Err("vmi-rom takes IN and OUT".to_string()),
             }
         }
         "bench" => &["--kernel", "--build-dir"],
@@ -163,6 +181,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--nic" => raw.nic.replace(value).is_none(),
             "--port" => raw.port.replace(value).is_none(),
             "--site" => raw.site.replace(PathBuf::from(value)).is_none(),
+            "--option-rom" => raw.option_rom.replace(PathBuf::from(value)).is_none(),
             _ => raw.build_dir.replace(PathBuf::from(value)).is_none(),
         };
         if !slot_empty {
@@ -188,6 +207,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 None => 8080,
             },
             site: raw.site.take(),
+            option_rom: raw.option_rom.take(),
             paths: raw.paths(),
         }),
         "bench" => Command::Bench(raw.paths()),
@@ -264,6 +284,7 @@ mod tests {
                 nic: None,
                 port: 8080,
                 site: None,
+                option_rom: None,
                 paths: default_paths(),
             }))
         );
@@ -276,6 +297,7 @@ mod tests {
                 nic: None,
                 port: 8080,
                 site: None,
+                option_rom: None,
                 paths: default_paths(),
             }))
         );
@@ -288,6 +310,7 @@ mod tests {
                 nic: Some("e1000".to_string()),
                 port: 9000,
                 site: Some(PathBuf::from("build/site.cpio")),
+                option_rom: None,
                 paths: default_paths(),
             }))
         );

@@ -14,6 +14,7 @@ mod process;
 mod qemu;
 mod runner;
 mod services;
+mod vmi_rom;
 
 use std::process::ExitCode;
 
@@ -64,6 +65,13 @@ fn main() -> ExitCode {
             Err(err) => {
                 eprintln!("rig: cpio: {err}");
                 ExitCode::from(2)
+            }
+        },
+        Command::VmiRom { input, out } => match vmi_rom::seal_file(&input, &out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("rig: {err}");
+                ExitCode::FAILURE
             }
         },
         Command::Bench(paths) => match bench::bench(&paths) {

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::check::Pattern;
+use crate::vmi_rom::Corruption;
 
 /// Which QEMU accelerator a configuration runs under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +107,18 @@ pub enum Fixture {
         nic: &'static str,
         after: &'static str,
     },
+    /// A VMI option ROM (`-option-rom`) in the BIOS's ROM area.
+    VmiRom { rom: VmiRom },
+}
+
+/// Which VMI ROM a configuration loads (`Fixture::VmiRom`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmiRom {
+    /// build/vmi.rom, as `make` builds it.
+    Good,
+    /// A copy with one thing wrong, written by the rig
+    /// (`vmi_rom::corrupt`).
+    Corrupt(Corruption),
 }
 
 /// What must hold on the host for a configuration to be meaningful. When it
@@ -199,6 +212,32 @@ const KVM_TEST: &str = "test test.skip=fpu_state";
 /// default model works but warns that the host lacks SSE3. `max` without
 /// that one MSR boots cleanly and still exposes what the host has.
 const KVM_CPU: &str = "max,-arch-capabilities";
+
+/// A TCG PVH boot in test mode with a VMI ROM.
+const fn vmi_config(
+    name: &'static str,
+    cmdline: &'static str,
+    rom: VmiRom,
+    lines: &'static [Pattern],
+) -> Config {
+    Config {
+        name,
+        accel: Accel::Tcg,
+        machine: Machine::Pc,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline,
+        fixture: Some(Fixture::VmiRom { rom }),
+        requires: None,
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status: STATUS_TESTS_PASSED,
+            closing_line: true,
+            lines,
+            forbidden: FORBIDDEN,
+        },
+    }
+}
 
 /// The boot matrix, in the order `rig test` runs it.
 pub const MATRIX: &[Config] = &[
@@ -429,6 +468,95 @@ pub const MATRIX: &[Config] = &[
             forbidden: FORBIDDEN,
         },
     },
+    // VMI: the project's VMI ROM (images/vmi-rom) as an option ROM. The
+    // kernel binds to it in each vmops mode, and the kernel tests check
+    // that the interrupt ops went through the ROM (its counters); each
+    // corrupted copy is refused with its reason and the kernel runs on the
+    // native backend. The plain qemu-tcg configurations above are the same
+    // kernel without the ROM: platform qemu-tcg, backend native.
+    vmi_config(
+        "qemu-tcg-vmi",
+        "test",
+        VmiRom::Good,
+        &[
+            BANNER,
+            Pattern::Glob("*vmi: ROM at 0x*, API 13.3, * bytes, copied to 0x*"),
+            Pattern::Contains("vmops: platform=vmi backend=vmi mode=eager"),
+            Pattern::Glob("*irq_disable * -> call, irq_enable * -> call, save_flags * -> call*"),
+            Pattern::Glob("*read_cr3 * -> inline, write_cr3 * -> call*"),
+            Pattern::Contains("time: TSC"),
+            Pattern::Glob("*interrupt_ops_go_through_the_rom ... ok*"),
+            Pattern::Glob("*corrupted_copies_are_refused_with_the_reason ... ok*"),
+        ],
+    ),
+    vmi_config(
+        "qemu-tcg-vmi-lazy",
+        "test vmops=lazy",
+        VmiRom::Good,
+        &[
+            BANNER,
+            Pattern::Contains("vmops: platform=vmi backend=vmi mode=lazy"),
+            Pattern::Glob("*interrupt_ops_go_through_the_rom ... ok*"),
+        ],
+    ),
+    vmi_config(
+        "qemu-tcg-vmi-off",
+        "test vmops=off",
+        VmiRom::Good,
+        &[
+            BANNER,
+            Pattern::Contains("vmops: platform=vmi backend=vmi mode=off"),
+            Pattern::Glob("*interrupt_ops_go_through_the_rom ... ok*"),
+        ],
+    ),
+    vmi_config(
+        "qemu-tcg-vmi-old-major",
+        "test",
+        VmiRom::Corrupt(Corruption::OldMajor),
+        &[
+            BANNER,
+            Pattern::Glob(
+                "*vmi: ROM at 0x* refused: API version 12.3, this kernel speaks 13.x",
+            ),
+            Pattern::Contains("vmops: platform=qemu-tcg backend=native mode=eager"),
+        ],
+    ),
+    vmi_config(
+        "qemu-tcg-vmi-unknown-relocation",
+        "test",
+        VmiRom::Corrupt(Corruption::UnknownRelocation),
+        &[
+            BANNER,
+            Pattern::Glob(
+                "*vmi: ROM at 0x* refused: relocation type 7 for EnableInterrupts is not one this kernel knows",
+            ),
+            Pattern::Contains("vmops: platform=qemu-tcg backend=native mode=eager"),
+        ],
+    ),
+    vmi_config(
+        "qemu-tcg-vmi-target-outside",
+        "test",
+        VmiRom::Corrupt(Corruption::TargetOutside),
+        &[
+            BANNER,
+            Pattern::Glob(
+                "*vmi: ROM at 0x* refused: DisableInterrupts target 0x* lies outside the ROM's code",
+            ),
+            Pattern::Contains("vmops: platform=qemu-tcg backend=native mode=eager"),
+        ],
+    ),
+    vmi_config(
+        "qemu-tcg-vmi-alarm-not-callable",
+        "test",
+        VmiRom::Corrupt(Corruption::AlarmNotCallable),
+        &[
+            BANNER,
+            Pattern::Glob(
+                "*vmi: ROM at 0x* refused: SetAlarm is bound with relocation type 0, but the kernel must call it (CALL_REL)",
+            ),
+            Pattern::Contains("vmops: platform=qemu-tcg backend=native mode=eager"),
+        ],
+    ),
     // Xen: the kernel as Xen's PVH dom0 (console through console_io,
     // memory map by hypercall, shutdown by SCHEDOP_shutdown).
     Config {
@@ -907,6 +1035,13 @@ mod tests {
                 "qemu-kvm-pvh-lazy",
                 "qemu-kvm-pvh-off",
                 "qemu-tcg-backend-refused",
+                "qemu-tcg-vmi",
+                "qemu-tcg-vmi-lazy",
+                "qemu-tcg-vmi-off",
+                "qemu-tcg-vmi-old-major",
+                "qemu-tcg-vmi-unknown-relocation",
+                "qemu-tcg-vmi-target-outside",
+                "qemu-tcg-vmi-alarm-not-callable",
                 "xen-pvh-dom0",
                 "xen-pv-dom0",
                 "xen-pv-dom0-lazy",

@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::matrix::{Boot, Config, Fixture, Requirement};
+use crate::matrix::{Boot, Config, Fixture, Requirement, VmiRom};
 use crate::process;
 use crate::qemu::Paths;
 
@@ -146,6 +146,24 @@ pub fn write_fixture(fixture: Fixture, paths: &Paths) -> Result<(), String> {
         }
         // Typed while the machine runs (runner), nothing to write first.
         Fixture::SerialInput { .. } | Fixture::Services { .. } | Fixture::NetTest { .. } => Ok(()),
+        Fixture::VmiRom { rom } => match rom {
+            VmiRom::Good => {
+                let path = paths.good_vmi_rom();
+                if path.exists() {
+                    Ok(())
+                } else {
+                    Err(format!("{} is missing: run make", path.display()))
+                }
+            }
+            VmiRom::Corrupt(corruption) => {
+                let good = paths.good_vmi_rom();
+                let good = fs::read(&good)
+                    .map_err(|e| format!("cannot read {}: {e} (run make)", good.display()))?;
+                let bad = crate::vmi_rom::corrupt(&good, corruption)?;
+                let path = paths.vmi_rom(rom);
+                fs::write(&path, bad).map_err(|e| format!("cannot write {}: {e}", path.display()))
+            }
+        },
         Fixture::Http { .. } => {
             let site = paths.rig_dir().join("site");
             test_site(&site)?;

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::matrix::{Accel, Boot, Config, Fixture, Machine};
+use crate::matrix::{Accel, Boot, Config, Fixture, Machine, VmiRom};
 
 /// The QEMU binary; `QEMU` in the environment overrides it (e.g. a build
 /// with debug logging) without touching the matrix.
@@ -34,6 +34,22 @@ impl Paths {
     /// log that the checks read.
     pub fn qemu_stderr(&self, name: &str) -> PathBuf {
         self.rig_dir().join(format!("{name}.stderr"))
+    }
+
+    /// The sealed VMI ROM `make` builds.
+    pub fn good_vmi_rom(&self) -> PathBuf {
+        self.build_dir.join("vmi.rom")
+    }
+
+    /// The ROM a VMI configuration boots with: the good one, or a
+    /// corrupted copy the rig writes.
+    pub fn vmi_rom(&self, rom: VmiRom) -> PathBuf {
+        match rom {
+            VmiRom::Good => self.good_vmi_rom(),
+            VmiRom::Corrupt(corruption) => self
+                .rig_dir()
+                .join(format!("vmi-{}.rom", corruption.name())),
+        }
     }
 
     pub fn initrd(&self) -> PathBuf {
@@ -100,6 +116,8 @@ pub struct Launch {
     pub nic: Option<Nic>,
     /// `-rtc base=`: the date the guest's CMOS clock starts from.
     pub rtc_base: Option<String>,
+    /// `-option-rom`: a ROM for the BIOS to load (the VMI ROM).
+    pub option_rom: Option<PathBuf>,
     pub cpu: Option<String>,
     pub media: Media,
     pub serial: Serial,
@@ -137,6 +155,10 @@ impl Launch {
                 _ => None,
             },
             rtc_base: None,
+            option_rom: match config.fixture {
+                Some(Fixture::VmiRom { rom }) => Some(paths.vmi_rom(rom)),
+                _ => None,
+            },
             cpu: config.cpu.map(str::to_string),
             media,
             serial: if matches!(
@@ -192,6 +214,9 @@ impl Launch {
                 )),
             ]),
             None => args.extend(["-nic", "none"].map(OsString::from)),
+        }
+        if let Some(rom) = &self.option_rom {
+            args.extend([OsString::from("-option-rom"), rom.into()]);
         }
         if let Some(base) = &self.rtc_base {
             args.extend([
@@ -312,6 +337,7 @@ mod tests {
             machine: Machine::Pc,
             nic: None,
             rtc_base: None,
+            option_rom: None,
             accel: Accel::Tcg,
             cpu: None,
             media: Media::Kernel {
@@ -328,6 +354,18 @@ mod tests {
             "an empty command line is left out"
         );
         assert!(!line.contains("-cpu"));
+    }
+
+    #[test]
+    fn vmi_configurations_load_their_rom() {
+        let good = line("qemu-tcg-vmi");
+        assert!(good.contains("-option-rom build/vmi.rom"), "{good}");
+        let bad = line("qemu-tcg-vmi-old-major");
+        assert!(
+            bad.contains("-option-rom build/rig/vmi-old-major.rom"),
+            "{bad}"
+        );
+        assert!(!line("qemu-tcg-pvh").contains("-option-rom"));
     }
 
     #[test]

@@ -393,6 +393,7 @@ pub fn run(args: &RunArgs) -> Result<Exit, String> {
             port: args.port,
         }),
         rtc_base: None,
+        option_rom: args.option_rom.clone(),
         cpu,
         media,
         serial: Serial::Terminal,

@@ -45,6 +45,8 @@ const MODE_X2APIC: u8 = 2;
 static MODE: AtomicU8 = AtomicU8::new(MODE_NONE);
 /// Virtual address of the xAPIC register page (xAPIC mode only).
 static XAPIC_BASE: AtomicU64 = AtomicU64::new(0);
+/// Physical address of the xAPIC register page (xAPIC mode only).
+static XAPIC_PHYS: AtomicU64 = AtomicU64::new(0);
 /// Timer counts per second at the divide-by-16 setting.
 static COUNTS_PER_SECOND: AtomicU64 = AtomicU64::new(0);
 
@@ -133,9 +135,10 @@ pub enum ApicError {
 }
 
 /// Enables the local APIC (x2APIC mode when CPUID.1:ECX[21] says so) and
-/// starts its timer. Call with interrupts disabled, after memory is up
-/// (xAPIC mode maps the register page).
-pub fn init() -> Result<(), ApicError> {
+/// measures its timer; [`start_timer`] then arms it. Call with interrupts
+/// disabled, after memory is up (xAPIC mode maps the register page, whose
+/// virtual and physical addresses are returned; `None` in x2APIC mode).
+pub fn enable() -> Result<Option<(u64, u64)>, ApicError> {
     let Some(features) = cpu::features().get_feature_info() else {
         return Err(ApicError::Absent);
     };
@@ -156,6 +159,7 @@ pub fn init() -> Result<(), ApicError> {
         let phys = x86_64::PhysAddr::new(base & APIC_BASE_ADDRESS_MASK);
         let page = crate::mm::map_mmio(phys, crate::mm::PAGE_SIZE);
         XAPIC_BASE.store(page.as_u64(), Ordering::Relaxed);
+        XAPIC_PHYS.store(phys.as_u64(), Ordering::Relaxed);
         MODE.store(MODE_XAPIC, Ordering::Relaxed);
     }
     write(REG_TPR, 0);
@@ -182,14 +186,23 @@ pub fn init() -> Result<(), ApicError> {
     // One-shot mode (LVT timer mode 00), unmasked; `arm_oneshot` loads the
     // count.
     write(REG_LVT_TIMER, u32::from(VECTOR_APIC_TIMER));
-    ops::set_timer(ops::clock_ns() + TICK_NS);
     log::info!(
         "apic: {} id {id}, timer {} kHz (divide 16), one-shot, {} ms tick",
         if x2apic { "x2APIC" } else { "xAPIC" },
         counts_per_second / 1000,
         TICK_NS / 1_000_000
     );
-    Ok(())
+    Ok((!x2apic).then(|| {
+        (
+            XAPIC_BASE.load(Ordering::Relaxed),
+            XAPIC_PHYS.load(Ordering::Relaxed),
+        )
+    }))
+}
+
+/// Arms the timer for the first tick (through the backend's `set_timer`).
+pub fn start_timer() {
+    ops::set_timer(ops::clock_ns() + TICK_NS);
 }
 
 /// Arms the one-shot timer to fire at clock time `deadline_ns`, given the

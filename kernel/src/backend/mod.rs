@@ -1,6 +1,6 @@
 //! The platform backends, one file each: [`native`] (bare hardware and
-//! hypervisors without a paravirtual interface), [`kvm`], [`xen_pvh`] and
-//! [`xen_pv`]. A backend is two things:
+//! hypervisors without a paravirtual interface), [`kvm`], [`xen_pvh`],
+//! [`xen_pv`] and [`vmi`]. A backend is two things:
 //!
 //! - its vmops table ([`vmops::Backend`]): how each op is done on the
 //!   platform, which the patcher writes into the call sites;
@@ -15,6 +15,7 @@
 
 pub mod kvm;
 pub mod native;
+pub mod vmi;
 pub mod xen_pv;
 pub mod xen_pvh;
 
@@ -159,6 +160,7 @@ pub fn hooks() -> &'static Hooks {
         BackendId::Kvm => &kvm::HOOKS,
         BackendId::XenPvh => &xen_pvh::HOOKS,
         BackendId::XenPv => &xen_pv::HOOKS,
+        BackendId::Vmi => &vmi::HOOKS,
     }
 }
 
@@ -177,12 +179,27 @@ pub fn select(options: &Options<'_>, boot: &BootInfo<'_>) -> &'static Chosen {
         let r = crate::arch::cpu::cpuid(leaf);
         [r.eax, r.ebx, r.ecx, r.edx]
     });
+    // A VMI ROM is looked for except under Xen (a PV guest cannot read the
+    // BIOS area; a PVH one has none). One that binds is the platform.
+    let vmi_rom = match platform {
+        _ if boot.protocol == BootProtocol::XenPv => None,
+        Platform::Xen { .. } => None,
+        _ => vmi::probe(),
+    };
+    let platform = match vmi_rom {
+        Some(rom) => Platform::Vmi {
+            major: rom.header.major,
+            minor: rom.header.minor,
+        },
+        None => platform,
+    };
     let detected = match platform {
-        Platform::Kvm { features, .. } if kvm::usable(features) => BackendId::Kvm,
-        // Entered by PVH on Xen: no emulated devices, Xen provides them.
-        Platform::Xen { .. } if boot.protocol == BootProtocol::Pvh => BackendId::XenPvh,
         // Entered as a PV guest: deprivileged, nothing else can work.
         _ if boot.protocol == BootProtocol::XenPv => BackendId::XenPv,
+        // Entered by PVH on Xen: no emulated devices, Xen provides them.
+        Platform::Xen { .. } if boot.protocol == BootProtocol::Pvh => BackendId::XenPvh,
+        Platform::Vmi { .. } => BackendId::Vmi,
+        Platform::Kvm { features, .. } if kvm::usable(features) => BackendId::Kvm,
         _ => BackendId::Native,
     };
     let wanted = match options.vmops_backend {
@@ -211,6 +228,10 @@ pub fn select(options: &Options<'_>, boot: &BootInfo<'_>) -> &'static Chosen {
             }
         },
         BackendId::XenPv => xen_pv::backend(),
+        BackendId::Vmi => match vmi_rom {
+            Some(rom) => vmi::backend(rom),
+            None => &native::BACKEND,
+        },
         BackendId::Native => &native::BACKEND,
     };
     set_id(backend.id);
@@ -245,6 +266,7 @@ enum Refusal {
     NotKvm(Platform),
     NoKvmClock,
     NotXenPvh(Platform),
+    NoVmiRom,
 }
 
 impl core::fmt::Display for Refusal {
@@ -261,6 +283,7 @@ impl core::fmt::Display for Refusal {
                     platform.name()
                 )
             }
+            Refusal::NoVmiRom => write!(f, "no usable VMI ROM was found"),
         }
     }
 }
@@ -276,6 +299,7 @@ fn refusal(wanted: BackendId, detected: BackendId, platform: Platform) -> Option
         }
         BackendId::Kvm => Some(Refusal::NoKvmClock),
         BackendId::XenPvh => Some(Refusal::NotXenPvh(platform)),
+        BackendId::Vmi => Some(Refusal::NoVmiRom),
         BackendId::Native => None,
     }
 }

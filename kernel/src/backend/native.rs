@@ -93,10 +93,21 @@ pub(super) fn init_cpu() {
 /// The firmware's tables (ACPI: the I/O APIC, soft-off), the legacy PICs
 /// masked, the local APIC and its one-shot timer.
 pub(super) fn start_interrupts(boot: &BootInfo<'_>) {
+    start_interrupts_with(boot, |_| {});
+}
+
+/// As [`start_interrupts`], calling `before_timer` with the xAPIC register
+/// page (virtual, physical; `None` in x2APIC mode) once the local APIC is
+/// enabled and before its timer is first armed.
+pub(super) fn start_interrupts_with(boot: &BootInfo<'_>, before_timer: fn(Option<(u64, u64)>)) {
     crate::arch::acpi::init(boot.rsdp);
     apic::disable_legacy_pic();
-    if let Err(error) = apic::init() {
-        log::error!("apic: {error:?}; no timer interrupts");
+    match apic::enable() {
+        Ok(page) => {
+            before_timer(page);
+            apic::start_timer();
+        }
+        Err(error) => log::error!("apic: {error:?}; no timer interrupts"),
     }
 }
 

@@ -379,8 +379,10 @@ fn is_ram(kind: RegionKind) -> bool {
     !matches!(kind, RegionKind::Reserved | RegionKind::Defective)
 }
 
-/// The kernel image's sections and their protections.
-fn kernel_sections() -> [(VirtAddr, VirtAddr, Flags); 3] {
+/// The kernel image's sections and their protections; the last two are
+/// the VMI ROM's copy (its code, and its data or the unused area).
+fn kernel_sections() -> [(VirtAddr, VirtAddr, Flags); 5] {
+    let (rom_code, rom_data) = crate::backend::vmi::image_ranges();
     [
         (
             addr(&raw const __text_start),
@@ -395,6 +397,16 @@ fn kernel_sections() -> [(VirtAddr, VirtAddr, Flags); 3] {
         (
             addr(&raw const __data_start),
             addr(&raw const __data_end),
+            no_exec(Flags::PRESENT | Flags::WRITABLE | global()),
+        ),
+        (
+            VirtAddr::new(rom_code.start),
+            VirtAddr::new(rom_code.end),
+            Flags::PRESENT | global(),
+        ),
+        (
+            VirtAddr::new(rom_data.start),
+            VirtAddr::new(rom_data.end),
             no_exec(Flags::PRESENT | Flags::WRITABLE | global()),
         ),
     ]
