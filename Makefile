@@ -115,6 +115,6 @@ clean:
 	rm -rf $(BUILD)
 
 # Benchmarks: tables, never pass/fail on timing.
-bench: kernel
+bench: kernel rom
 	$(RIG) bench
 	bash images/net-bench/run.sh

@@ -12,13 +12,11 @@
 //! does not route through VMI.
 //!
 //! Everything here is pure and host-tested: the header parser with its
-//! refusals, the relocation decoder, the mapping from vmops to VMI calls,
-//! what each binding makes of an op, and `seal`, with which the project's
+//! refusals, the relocation decoder, and `seal`, with which the project's
 //! build writes a ROM's header. The reference for the layout and numbering
 //! is the original sanos's `src/include/os/vmi.h` (VMware's public header).
 
 use core::fmt;
-use vmops::{FnAddr, Op, OpImpl};
 
 /// "cVmi" at header offset 8.
 pub const SIGNATURE: u32 = 0x696d_5663;
@@ -118,28 +116,6 @@ impl Call {
             Call::GetWallclockTime => "GetWallclockTime",
             Call::GetRelocationInfo => "GetRelocationInfo",
             Call::SetPxELong => "SetPxELong",
-        }
-    }
-
-    /// The call that does vmops `op` at a call site, if VMI has one. The
-    /// ops without one (EOI, console, shutdown, the kernel stack, plain
-    /// halt) stay the kernel's own; FlushTlbAll and the clock and timer ops
-    /// are kernel functions built on FlushTLB and the cycle counter and
-    /// alarm calls ([`Call::FlushTlb`], [`TIME_CALLS`]).
-    pub const fn for_site(op: Op) -> Option<Call> {
-        match op {
-            Op::IrqDisable => Some(Call::DisableInterrupts),
-            Op::IrqEnable => Some(Call::EnableInterrupts),
-            Op::SaveFlags => Some(Call::GetInterruptMask),
-            Op::RestoreFlags => Some(Call::SetInterruptMask),
-            // VMI's Halt is the safe halt: interrupts enabled and the wait
-            // begun with no window between.
-            Op::SafeHalt => Some(Call::Halt),
-            Op::ReadCr3 => Some(Call::GetCr3),
-            Op::WriteCr3 => Some(Call::SetCr3),
-            Op::FlushTlbPage => Some(Call::InvalPage),
-            Op::SetPte => Some(Call::SetPxELong),
-            _ => None,
         }
     }
 }
@@ -412,29 +388,12 @@ pub fn decode(
     }
 }
 
-/// What a site of an op becomes under `binding`, given the native
-/// implementation: the native one (NONE), a call to the ROM (CALL_REL: the
-/// ROM's entry is the function, so that unpatched sites call it through
-/// the table and patched sites directly), or nothing (NOP).
-pub fn op_impl(binding: Binding, native: OpImpl) -> OpImpl {
-    match binding {
-        Binding::Native => native,
-        Binding::Call(target) => OpImpl::function(FnAddr(target as *const ())),
-        Binding::Nop => OpImpl {
-            inline: None,
-            function: native.function,
-            nop: true,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::string::ToString;
     use std::vec;
     use std::vec::Vec;
-    use vmops::{plan, Mode, Planned, SITE_LEN};
 
     /// A sealed 8 KiB ROM with its data area at 4 KiB.
     fn rom() -> Vec<u8> {
@@ -574,73 +533,5 @@ mod tests {
         assert_eq!(Call::EnableInterrupts.slot_offset(), 35 * 32);
         assert_eq!(Call::GetRelocationInfo.number(), 85);
         assert_eq!(Call::SetPxELong.number(), NUM_CALLS - 1);
-        // Every site op with a call maps to a distinct call.
-        let mut seen = Vec::new();
-        for op in Op::ALL {
-            if let Some(call) = Call::for_site(op) {
-                assert!(!seen.contains(&call), "{call} twice");
-                seen.push(call);
-            }
-        }
-        assert_eq!(seen.len(), 9);
-    }
-
-    const NATIVE_CLI: OpImpl = OpImpl {
-        inline: Some(&[0xfa]),
-        function: Some(FnAddr(0xffff_ffff_8020_0000 as *const ())),
-        nop: false,
-    };
-
-    /// The bytes a site at `site` holds for `binding`, eagerly patched.
-    fn encoded(site: u64, binding: Binding) -> ([u8; 16], Planned) {
-        let imp = op_impl(binding, NATIVE_CLI);
-        plan(
-            site,
-            Op::IrqDisable,
-            &imp,
-            Mode::Eager,
-            0xffff_ffff_8040_0000,
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn call_rel_becomes_a_direct_call_into_the_rom() {
-        let site = 0xffff_ffff_8021_0000u64;
-        let target = 0xffff_ffff_8080_0480u64;
-        let (bytes, planned) = encoded(site, Binding::Call(target));
-        assert_eq!(planned, Planned::Call { target });
-        assert_eq!(bytes[0], 0xe8);
-        let rel = i32::from_le_bytes(bytes[1..5].try_into().unwrap());
-        assert_eq!(site.wrapping_add(5).wrapping_add(rel as i64 as u64), target);
-        // The rest is NOP padding.
-        assert!(bytes[5..SITE_LEN].iter().all(|&b| b != 0xcc));
-    }
-
-    #[test]
-    fn none_keeps_the_native_instruction_and_nop_clears_the_site() {
-        let site = 0xffff_ffff_8021_0000u64;
-        let (bytes, planned) = encoded(site, Binding::Native);
-        assert_eq!(planned, Planned::Inline);
-        assert_eq!(bytes[0], 0xfa);
-        let (bytes, planned) = encoded(site, Binding::Nop);
-        assert_eq!(planned, Planned::Nop);
-        let mut nops = [0u8; SITE_LEN];
-        vmops::nop_fill(&mut nops);
-        assert_eq!(&bytes[..SITE_LEN], &nops);
-    }
-
-    #[test]
-    fn a_rom_out_of_rel32_reach_is_not_encoded() {
-        let site = 0xffff_ffff_8021_0000u64;
-        let imp = op_impl(Binding::Call(0xffff_8880_000c_8000), NATIVE_CLI);
-        assert!(plan(
-            site,
-            Op::IrqDisable,
-            &imp,
-            Mode::Eager,
-            0xffff_ffff_8040_0000
-        )
-        .is_err());
     }
 }

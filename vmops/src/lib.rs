@@ -22,6 +22,7 @@ extern crate std;
 
 mod encode;
 mod op;
+pub mod vmi;
 #[cfg(target_os = "none")]
 pub mod write;
 

@@ -1,5 +1,5 @@
 //! `rig bench`: boots the kernel's `bench` mode once per (accelerator, vmops
-//! mode), reads its `bench: <name> <value> <unit>` lines, and prints them
+//! mode), and on the VMI backend (TCG with the VMI ROM), reads its `bench: <name> <value> <unit>` lines, and prints them
 //! side by side with the references measured in the same invocation: the
 //! raw instructions (in the same boot) for the vmops table, and a Linux
 //! guest on the same QEMU command line (`images/linux-ref/run.sh`) for the
@@ -100,8 +100,18 @@ pub fn parse(lines: &[String]) -> Option<BTreeMap<String, f64>> {
     done.then_some(values)
 }
 
-fn boot(paths: &Paths, accel: Accel, mode: &str) -> Result<BTreeMap<String, f64>, String> {
-    let name = format!("bench-{}-{mode}", accel.qemu_name());
+/// One `bench` boot; with `vmi`, the VMI ROM is loaded (TCG), so the ops
+/// go through the ROM where it binds them.
+fn boot(
+    paths: &Paths,
+    accel: Accel,
+    mode: &str,
+    vmi: bool,
+) -> Result<BTreeMap<String, f64>, String> {
+    let name = match vmi {
+        true => format!("bench-vmi-{mode}"),
+        false => format!("bench-{}-{mode}", accel.qemu_name()),
+    };
     let log = paths.serial_log(&name);
     let _ = fs::remove_file(&log);
     let launch = Launch {
@@ -109,7 +119,7 @@ fn boot(paths: &Paths, accel: Accel, mode: &str) -> Result<BTreeMap<String, f64>
         machine: crate::matrix::Machine::Pc,
         nic: None,
         rtc_base: None,
-        option_rom: None,
+        option_rom: vmi.then(|| paths.good_vmi_rom()),
         cpu: MATRIX
             .iter()
             .find(|c| c.accel == accel)
@@ -181,9 +191,14 @@ pub fn bench(paths: &Paths) -> Result<(), String> {
         for mode in MODES {
             columns.push((
                 format!("{} {mode}", accel.qemu_name()),
-                boot(paths, accel, mode)?,
+                boot(paths, accel, mode, false)?,
             ));
         }
+    }
+    // The same kernel on its VMI backend (the project's ROM, TCG): CALL_REL
+    // into the ROM for the interrupt ops, the clock over GetCycleCounter.
+    for mode in MODES {
+        columns.push((format!("vmi {mode}"), boot(paths, Accel::Tcg, mode, true)?));
     }
     for mode in MODES {
         match boot_xen_pv(paths, mode) {

@@ -239,7 +239,7 @@ fn bind(phys: u64, header: Header, bytes: &[u8]) -> Result<Rom, Refusal> {
         bindings: [None; vmi::NUM_CALLS as usize],
     };
     let code = rom.code();
-    let site_calls = Op::ALL.into_iter().filter_map(Call::for_site);
+    let site_calls = Op::ALL.into_iter().filter_map(vmops::vmi::site_call);
     for call in site_calls.chain(vmi::KERNEL_CALLS) {
         // SAFETY: as above.
         let (target, kind) = unsafe {
@@ -361,15 +361,17 @@ pub fn backend(rom: &Rom) -> &'static Backend {
     BACKEND.call_once(|| {
         let mut ops = native::BACKEND.ops;
         for op in Op::ALL {
-            if let Some(binding) = Call::for_site(op).and_then(|call| rom.binding(call)) {
-                ops[op as usize] = vmi::op_impl(binding, native::BACKEND.ops[op as usize]);
+            if let Some(binding) = vmops::vmi::site_call(op).and_then(|call| rom.binding(call)) {
+                ops[op as usize] = vmops::vmi::op_impl(binding, native::BACKEND.ops[op as usize]);
             }
         }
         ops[Op::FlushTlbAll as usize] = match rom.binding(Call::FlushTlb) {
             Some(Binding::Call(_)) => {
                 OpImpl::function(FnAddr(sanos_vmi_flush_tlb_all as *const ()))
             }
-            Some(binding) => vmi::op_impl(binding, native::BACKEND.ops[Op::FlushTlbAll as usize]),
+            Some(binding) => {
+                vmops::vmi::op_impl(binding, native::BACKEND.ops[Op::FlushTlbAll as usize])
+            }
             None => native::BACKEND.ops[Op::FlushTlbAll as usize],
         };
         ops[Op::ClockNs as usize] = OpImpl::function(FnAddr(clock_ns as *const ()));
