@@ -88,6 +88,7 @@ impl fmt::Display for Platform {
                 }
                 f.write_str("\"")
             }
+            Platform::Vmi { major, minor } => write!(f, "vmi ROM, API {major}.{minor}"),
             other => f.write_str(other.name()),
         }
     }

@@ -81,7 +81,8 @@ pub fn execute(line: &str, out: &mut dyn Write) -> Option<ShutdownReason> {
                 chosen.mode.name(),
                 chosen.report.sites,
                 chosen.report
-            ),
+            )
+            .and_then(|()| backend::describe(out)),
             None => writeln!(out, "  vmops not initialised"),
         },
         "reboot" => return Some(ShutdownReason::Reboot),

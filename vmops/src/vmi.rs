@@ -27,6 +27,19 @@ pub const fn site_call(op: Op) -> Option<Call> {
     }
 }
 
+/// The calls of [`site_call`], in op order.
+pub const SITE_CALLS: [Call; 9] = [
+    Call::DisableInterrupts,
+    Call::EnableInterrupts,
+    Call::GetInterruptMask,
+    Call::SetInterruptMask,
+    Call::Halt,
+    Call::GetCr3,
+    Call::SetCr3,
+    Call::InvalPage,
+    Call::SetPxELong,
+];
+
 /// What a site of an op becomes under `binding`, given the native
 /// implementation: the native one (NONE), a call to the ROM (CALL_REL: the
 /// ROM's entry is the function, so that unpatched sites call it through
@@ -58,7 +71,7 @@ mod tests {
                 seen.push(call);
             }
         }
-        assert_eq!(seen.len(), 9);
+        assert_eq!(seen, SITE_CALLS);
         assert_eq!(site_call(Op::IrqDisable), Some(Call::DisableInterrupts));
         assert_eq!(site_call(Op::SafeHalt), Some(Call::Halt));
         assert_eq!(site_call(Op::Halt), None);

@@ -259,6 +259,15 @@ pub fn select(options: &Options<'_>, boot: &BootInfo<'_>) -> &'static Chosen {
     chosen
 }
 
+/// What the backend in force has to say about itself beyond the vmops
+/// line (the shell's `vmops`): for VMI, the ROM and the calls it served.
+pub fn describe(out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    match id() {
+        BackendId::Vmi => vmi::describe(out),
+        _ => Ok(()),
+    }
+}
+
 /// Why `vmops.backend=` cannot have the backend it names.
 enum Refusal {
     Deprivileged,

@@ -239,8 +239,7 @@ fn bind(phys: u64, header: Header, bytes: &[u8]) -> Result<Rom, Refusal> {
         bindings: [None; vmi::NUM_CALLS as usize],
     };
     let code = rom.code();
-    let site_calls = Op::ALL.into_iter().filter_map(vmops::vmi::site_call);
-    for call in site_calls.chain(vmi::KERNEL_CALLS) {
+    for call in vmops::vmi::SITE_CALLS.into_iter().chain(vmi::KERNEL_CALLS) {
         // SAFETY: as above.
         let (target, kind) = unsafe {
             call4(
@@ -354,6 +353,32 @@ pub fn set_apic_mapping(virt: u64, phys: u64) {
     if status != 0 {
         log::error!("vmi: SetLinearMapping refused the local APIC page (status {status:#x})");
     }
+}
+
+/// The ROM and, where it keeps them (the test ROM), the calls it served.
+pub fn describe(out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    let Some(rom) = ROM.get() else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "  vmi ROM at {:#x}, API {}.{}, {} bytes, running at {:#x}",
+        rom.phys, rom.header.major, rom.header.minor, rom.header.len, rom.base
+    )?;
+    let calls = vmops::vmi::SITE_CALLS.iter().chain(&vmi::KERNEL_CALLS);
+    for call in calls {
+        let binding = match rom.binding(*call) {
+            Some(Binding::Call(_)) => "call",
+            Some(Binding::Native) => "native",
+            Some(Binding::Nop) => "nop",
+            None => "-",
+        };
+        match rom.calls_served(*call) {
+            Some(served) => writeln!(out, "    {call:<18} {binding:<6} served {served}")?,
+            None => writeln!(out, "    {call:<18} {binding}")?,
+        }
+    }
+    Ok(())
 }
 
 /// The backend for the ROM that `probe` bound.
@@ -482,6 +507,29 @@ mod tests {
                 "{call} never called"
             );
         }
+        Ok(())
+    }
+
+    #[ktest]
+    fn the_shell_shows_the_rom_and_its_calls() -> TestResult {
+        if vmi_rom().is_none() {
+            return not_applicable("no VMI ROM in use");
+        }
+        let mut out = alloc::string::String::new();
+        crate::shell::execute("vmops", &mut out);
+        kassert!(out.contains("platform vmi (vmi ROM, API 13.3)"), "{out}");
+        kassert!(out.contains("vmi ROM at 0x"), "{out}");
+        kassert!(
+            out.lines().any(|l| l
+                .trim_start()
+                .starts_with("EnableInterrupts   call   served ")),
+            "{out}"
+        );
+        kassert!(
+            out.lines()
+                .any(|l| l.trim_start() == "GetCR3             native served 0"),
+            "{out}"
+        );
         Ok(())
     }
 
