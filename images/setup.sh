@@ -13,6 +13,9 @@
 #   iproute2          the services configuration makes a tap device
 #   dnsmasq-base      ... and serves DHCP and DNS on it (the binary only:
 #                     no system service is installed or started)
+#   musl-tools        musl-gcc, for the user programs the kernel runs in
+#                     its tests (images/user); gcc and glibc's static
+#                     libraries come with Debian's build-essential
 #
 # chrony, the services configuration's NTP server, is unpacked from
 # Debian's package into build/services/chrony instead of installed:
@@ -34,6 +37,9 @@ have xz || need+=(xz-utils)
 have curl || need+=(curl)
 have ip || need+=(iproute2)
 have dnsmasq || need+=(dnsmasq-base)
+have musl-gcc || need+=(musl-tools)
+have gcc || need+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"

@@ -177,6 +177,23 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     });
 }
 
+/// Writes raw bytes (a user program's output) to the console, LF as CR LF,
+/// as one piece: log lines do not cut into it.
+pub fn write_bytes(bytes: &[u8]) {
+    cpu::without_interrupts(|| {
+        let _console = CONSOLE.lock();
+        for chunk in bytes.split_inclusive(|&b| b == b'\n') {
+            match chunk.strip_suffix(b"\n") {
+                Some(line) => {
+                    ops::console_write(line);
+                    ops::console_write(b"\r\n");
+                }
+                None => ops::console_write(chunk),
+            }
+        }
+    });
+}
+
 /// Writes to the console without waiting for its lock: for the panic and
 /// fatal-exception paths, where the lock holder may be the code that died.
 pub fn emergency_write(s: &str) {

@@ -50,6 +50,8 @@ mod shell;
 #[cfg(target_os = "none")]
 mod time;
 #[cfg(target_os = "none")]
+mod user;
+#[cfg(target_os = "none")]
 mod vmops;
 #[cfg(target_os = "none")]
 mod xen;

@@ -53,3 +53,9 @@ pub mod time {
     //! Calendar arithmetic.
     pub mod civil;
 }
+
+pub mod user {
+    //! What user programs see of the kernel: the Linux x86-64 system-call
+    //! ABI's numbers and error codes.
+    pub mod linux;
+}

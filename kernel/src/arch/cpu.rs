@@ -32,6 +32,12 @@ pub fn irq_enable() {
     ops::irq_enable();
 }
 
+/// Disables maskable interrupts.
+#[inline(always)]
+pub fn irq_disable() {
+    ops::irq_disable();
+}
+
 /// Runs `f` with maskable interrupts disabled, restoring the state after.
 #[inline(always)]
 pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
@@ -277,5 +283,49 @@ pub fn enable_sse() {
             flags.insert(Cr0Flags::MONITOR_COPROCESSOR);
         });
         Cr4::update(|flags| flags.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
+    }
+}
+
+/// A random 64-bit value: RDRAND where the CPU has it (retried, as Intel
+/// advises, up to 10 times), otherwise a SplitMix64 stream seeded from the
+/// TSC, which is unpredictable enough for stack canaries and hash seeds
+/// but no cryptographic source (the log says so once).
+pub fn random_u64() -> u64 {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let has_rdrand = features()
+        .get_feature_info()
+        .is_some_and(|f| f.has_rdrand());
+    if has_rdrand {
+        for _ in 0..10 {
+            let (value, ok): (u64, u8);
+            // SAFETY: RDRAND exists (CPUID.1:ECX[30]); it only writes its
+            // register and CF.
+            unsafe {
+                core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) value, ok = out(reg_byte) ok, options(nomem, nostack));
+            }
+            if ok != 0 {
+                return value;
+            }
+        }
+    }
+    let mut state = STATE.load(Ordering::Relaxed);
+    if state == 0 {
+        log::warn!("random: no RDRAND; using a TSC-seeded generator (not cryptographic)");
+        state = rdtsc() | 1;
+    }
+    state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    STATE.store(state, Ordering::Relaxed);
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Fills `buffer` with [`random_u64`] values.
+pub fn random_bytes(buffer: &mut [u8]) {
+    for chunk in buffer.chunks_mut(8) {
+        let value = random_u64().to_le_bytes();
+        chunk.copy_from_slice(&value[..chunk.len()]);
     }
 }

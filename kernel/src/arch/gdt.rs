@@ -1,7 +1,10 @@
 //! The kernel's GDT and TSS (Intel SDM Vol. 3A 3.4.5, 7.7).
 //!
 //! Long mode ignores segment bases and limits for code and data, so the GDT
-//! holds a 64-bit kernel code segment, a data segment for SS, and the TSS,
+//! holds a 64-bit kernel code segment, a data segment for SS, the user
+//! data and code segments (in the order SYSCALL/SYSRET require: kernel
+//! code, kernel data, user data, user code; `STAR` in `user::entry`), and
+//! the TSS,
 //! whose interrupt stack table gives the double-fault handler a stack of its
 //! own: a double fault from a kernel stack overflow cannot push its frame on
 //! the stack that overflowed.
@@ -23,6 +26,13 @@ struct Tables {
     data: SegmentSelector,
     tss: SegmentSelector,
 }
+
+/// The segment selectors, fixed by the order the GDT is built in.
+pub const KERNEL_CODE: u16 = 0x08;
+pub const KERNEL_DATA: u16 = 0x10;
+/// With RPL 3, as user mode loads them.
+pub const USER_DATA: u16 = 0x18 | 3;
+pub const USER_CODE: u16 = 0x20 | 3;
 
 /// The TSS: the CPU reads it (IST, RSP0) and `set_kernel_stack` writes
 /// RSP0, so it lives in an `UnsafeCell` and is handed to the GDT by
@@ -55,6 +65,12 @@ pub fn init() {
         let mut gdt = GlobalDescriptorTable::new();
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());
+        let user_data = gdt.append(Descriptor::user_data_segment());
+        let user_code = gdt.append(Descriptor::user_code_segment());
+        assert_eq!(
+            [code.0, data.0, user_data.0, user_code.0],
+            [KERNEL_CODE, KERNEL_DATA, USER_DATA, USER_CODE]
+        );
         // SAFETY: the TSS is a static that lives as long as the GDT.
         let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(TSS.0.get()) });
         Tables {

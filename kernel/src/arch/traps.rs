@@ -246,9 +246,24 @@ fn apply_fixup(frame: &mut TrapFrame) -> bool {
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
+    // User memory first: demand paging (for the program, and for the
+    // kernel copying to or from it), and the program's own faults.
+    if vector == VECTOR_PAGE_FAULT && crate::user::page_fault(frame) {
+        return;
+    }
     if vector < 32 && apply_fixup(frame) {
         return;
     }
+    if vector < 32 && vector != VECTOR_NMI && crate::user::exception(frame) {
+        return;
+    }
+    dispatch_vector(frame, vector);
+    // An interrupt taken in user mode returns there: unless the program is
+    // ending.
+    crate::user::on_return(frame);
+}
+
+fn dispatch_vector(frame: &mut TrapFrame, vector: u8) {
     match vector {
         VECTOR_BREAKPOINT => log::warn!("breakpoint (#BP) at rip={:#x}", frame.rip),
         VECTOR_NMI => log::warn!("non-maskable interrupt at rip={:#x}", frame.rip),

@@ -142,6 +142,9 @@ fn kernel_main(boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
             ktest::EXIT_FAILED
         });
     }
+    if let Some(path) = options.init {
+        run_init(boot, path, options);
+    }
     crate::net::httpd::start_appliance(boot);
     log::info!("sanos: starting the shell");
     if let Err(error) = sched::spawn("shell", crate::shell::run) {
@@ -149,6 +152,62 @@ fn kernel_main(boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
     }
     // Thread 1 has nothing more to do.
     sched::exit(0)
+}
+
+/// The boot module's bytes (the site image, or a program's files), empty
+/// without one.
+pub fn module_bytes(boot: &BootInfo<'_>) -> &'static [u8] {
+    match boot.initrd() {
+        Some(module) => {
+            let virt = crate::mm::xlate::phys_to_virt(x86_64::PhysAddr::new(module.start));
+            // SAFETY: the boot module is reserved in the memory map and
+            // covered by the direct map (RAM); nothing writes to it, for
+            // the kernel's whole life.
+            unsafe { core::slice::from_raw_parts(virt.as_ptr::<u8>(), module.len() as usize) }
+        }
+        None => &[],
+    }
+}
+
+/// Runs the program `init=` names, with the words after `--` as its
+/// arguments, until it exits; then powers off with its status (QEMU's
+/// `isa-debug-exit` carries it), or starts it again (`init.restart=yes`).
+fn run_init(boot: &BootInfo<'_>, path: &str, options: &Options<'_>) -> ! {
+    let archive = module_bytes(boot);
+    let mut argv: alloc::vec::Vec<&[u8]> = alloc::vec![path.as_bytes()];
+    argv.extend(options.app_args.split_ascii_whitespace().map(str::as_bytes));
+    let envp: [&[u8]; 3] = [b"HOME=/", b"PATH=/bin:/usr/bin", b"TERM=linux"];
+    let status = loop {
+        log::info!("init: starting {path}");
+        let status = match crate::user::run(archive, path, &argv, &envp) {
+            Ok(crate::user::Ended::Exited(code)) => {
+                log::info!("init: {path} exited with status {code}");
+                code
+            }
+            Ok(ended @ crate::user::Ended::Signaled(_)) => {
+                log::error!(
+                    "init: {path} was killed (status {}, as a shell reports it)",
+                    ended.status()
+                );
+                ended.status()
+            }
+            Err(error) => {
+                log::error!("init: cannot run {path}: {error}");
+                break 127;
+            }
+        };
+        if !options.init_restart {
+            break status;
+        }
+        log::info!("init: restarting {path} in 1 s (init.restart=yes)");
+        sched::sleep_ns(1_000_000_000);
+    };
+    crate::dev::shutdown();
+    // QEMU's exit device carries the status (its low 7 bits survive
+    // QEMU's `(value << 1) | 1`); elsewhere the machine powers off.
+    crate::vmops::ops::shutdown(crate::backend::ShutdownReason::Exit(status as u8).encode());
+    crate::vmops::ops::shutdown(crate::backend::ShutdownReason::PowerOff.encode());
+    cpu::halt_forever()
 }
 
 fn log_memory_map(boot: &BootInfo<'_>) {

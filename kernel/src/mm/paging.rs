@@ -247,6 +247,18 @@ impl Tables {
         level: PageTableLevel,
         create: bool,
     ) -> Result<*mut u64, MapError> {
+        self.entry_with(virt, level, create, TABLE_FLAGS)
+    }
+
+    /// As [`Tables::entry`], new tables linked with `table_flags` (the
+    /// user half's carry USER).
+    fn entry_with(
+        &mut self,
+        virt: VirtAddr,
+        level: PageTableLevel,
+        create: bool,
+        table_flags: Flags,
+    ) -> Result<*mut u64, MapError> {
         let mut table = self.root;
         for current in LEVELS.into_iter().filter(|&current| current > level) {
             let entry = entry_ptr(table, virt.page_table_index(current));
@@ -256,7 +268,7 @@ impl Tables {
                     return Err(MapError::NotMapped(virt));
                 }
                 let new = self.new_table()?;
-                write_entry(entry, make_entry(new, TABLE_FLAGS)?)?;
+                write_entry(entry, make_entry(new, table_flags)?)?;
                 table = new;
             } else if value & Flags::HUGE_PAGE.bits() != 0 {
                 return Err(MapError::LargePage(virt));
@@ -667,6 +679,90 @@ pub fn map_machine_frame(frame: MachineAddr) -> Result<VirtAddr, MapError> {
     let flags = no_exec(Flags::PRESENT | Flags::WRITABLE);
     write_entry(entry, frame.as_u64() & ADDR_MASK | flags.bits())?;
     Ok(virt)
+}
+
+/// One past the highest user address: the lower half of the address space
+/// (PML4 slots 0-255) less its last page, as on Linux (`TASK_SIZE_MAX`).
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
+
+/// The flags of a user page: present, user, writable and executable as
+/// asked (never global: user mappings change with the program).
+fn user_flags(writable: bool, executable: bool) -> Flags {
+    let mut flags = Flags::PRESENT | Flags::USER_ACCESSIBLE;
+    if writable {
+        flags |= Flags::WRITABLE;
+    }
+    if executable {
+        flags
+    } else {
+        no_exec(flags)
+    }
+}
+
+fn check_user(page: VirtAddr) -> Result<Page, MapError> {
+    if page.as_u64() >= USER_END || !page.is_aligned(PAGE_SIZE) {
+        return Err(MapError::NotMapped(page));
+    }
+    Ok(Page::containing_address(page))
+}
+
+/// Maps `frame` at the user page `page` (its tables created with USER
+/// set). The kernel's own tables hold the one user address space (one
+/// program runs at a time).
+pub fn map_user(
+    page: VirtAddr,
+    frame: PhysFrame,
+    writable: bool,
+    executable: bool,
+) -> Result<(), MapError> {
+    let page = check_user(page)?;
+    let mut guard = KERNEL_PAGE_TABLE.lock();
+    let tables = guard.as_mut().ok_or(MapError::OutOfFrames)?;
+    let table_flags = TABLE_FLAGS | Flags::USER_ACCESSIBLE;
+    let entry = tables.entry_with(page.start_address(), PageTableLevel::One, true, table_flags)?;
+    if read_entry(entry) & Flags::PRESENT.bits() != 0 {
+        return Err(MapError::Present(page.start_address()));
+    }
+    write_entry(
+        entry,
+        make_entry(frame.start_address(), user_flags(writable, executable))?,
+    )
+}
+
+/// Unmaps the user page `page`; returns its frame (the caller frees it).
+pub fn unmap_user(page: VirtAddr) -> Option<PhysFrame> {
+    let page = check_user(page).ok()?;
+    KERNEL_PAGE_TABLE.lock().as_mut()?.unmap(page)
+}
+
+/// Changes the protection of the user page `page` if it is mapped. A page
+/// the program may not touch at all (`PROT_NONE`) keeps its frame but
+/// loses the USER bit, so any access from ring 3 faults.
+pub fn protect_user(
+    page: VirtAddr,
+    accessible: bool,
+    writable: bool,
+    executable: bool,
+) -> Result<(), MapError> {
+    let page = check_user(page)?;
+    let mut guard = KERNEL_PAGE_TABLE.lock();
+    let tables = guard.as_mut().ok_or(MapError::OutOfFrames)?;
+    let mut flags = user_flags(writable && accessible, executable && accessible);
+    if !accessible {
+        flags.remove(Flags::USER_ACCESSIBLE);
+    }
+    match tables.leaf(page.start_address()) {
+        Some(_) => tables.protect(page, flags),
+        None => Ok(()),
+    }
+}
+
+/// The frame and flags of the user page `page`, if mapped.
+pub fn user_mapping(page: VirtAddr) -> Option<(PhysFrame, Flags)> {
+    let page = check_user(page).ok()?;
+    let guard = KERNEL_PAGE_TABLE.lock();
+    let (phys, flags) = guard.as_ref()?.translate(page.start_address())?;
+    Some((PhysFrame::containing_address(phys), flags))
 }
 
 /// A kernel stack in the stack area, above an unmapped guard page. Its

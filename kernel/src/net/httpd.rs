@@ -58,16 +58,7 @@ pub fn start_appliance(boot: &pure::boot::bootinfo::BootInfo<'_>) {
         log::info!("http: no network interface; not serving");
         return;
     }
-    let bytes: &'static [u8] = match boot.initrd() {
-        Some(module) => {
-            let virt = crate::mm::xlate::phys_to_virt(x86_64::PhysAddr::new(module.start));
-            // SAFETY: the boot module is reserved in the memory map and
-            // covered by the direct map (RAM); nothing writes to it, for
-            // the kernel's whole life.
-            unsafe { core::slice::from_raw_parts(virt.as_ptr::<u8>(), module.len() as usize) }
-        }
-        None => &[],
-    };
+    let bytes = crate::boot::module_bytes(boot);
     let site = if bytes.is_empty() {
         log::warn!("http: no site image (boot module); serving an empty site");
         Archive::parse(EMPTY_ARCHIVE)

@@ -156,6 +156,16 @@ struct ThreadSched {
     /// Mutexes this thread owns (for priority inheritance).
     owned: Vec<Arc<KObject>>,
     entry: Option<Box<dyn FnOnce() -> u64 + Send>>,
+    /// Set once the thread runs user code (`crate::user`).
+    user: Option<UserContext>,
+}
+
+/// What a thread that runs user code needs restored whenever it is
+/// switched to: its kernel stack for entries from user mode (which
+/// [`crate::user::entry::switch_in`] installs) and its FS base.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UserContext {
+    pub fs_base: u64,
 }
 
 enum TimerAction {
@@ -398,6 +408,12 @@ impl Scheduler {
         if let Some(fpu) = self.thread(next).fpu.as_ref() {
             switch::fpu_restore(fpu);
         }
+        {
+            let incoming = self.thread(next);
+            if let (Some(user), Some(stack)) = (incoming.user, incoming._stack.as_ref()) {
+                crate::user::entry::switch_in(stack.top().as_u64(), user.fs_base);
+            }
+        }
         let old_rsp: *mut u64 = &mut self.thread(current).rsp;
         let new_rsp = self.thread(next).rsp;
         // SAFETY: interrupts are off (the lock); `new_rsp` was saved by a
@@ -463,6 +479,7 @@ impl Scheduler {
                 steal_at_switch_in: 0,
                 owned: Vec::new(),
                 entry: Some(entry),
+                user: None,
             }),
         );
         if priority != PRIORITY_IDLE {
@@ -551,6 +568,31 @@ pub fn exit(code: u64) -> ! {
     shared.exit.signal_exit(s);
     s.schedule();
     unreachable!("a dead thread was scheduled again");
+}
+
+/// Makes the calling thread one that runs user code (or updates its
+/// context, as `arch_prctl` does): applied at once and on every switch to
+/// it from now on. Only for spawned threads (the boot thread has no stack
+/// of its own to enter on).
+pub fn set_user_context(context: UserContext) -> bool {
+    let mut guard = lock();
+    let s = guard.sched();
+    let id = s.current;
+    let thread = s.thread(id);
+    let Some(stack) = thread._stack.as_ref() else {
+        return false;
+    };
+    thread.user = Some(context);
+    crate::user::entry::switch_in(stack.top().as_u64(), context.fs_base);
+    true
+}
+
+/// The calling thread's user context, if it runs user code.
+pub fn user_context() -> Option<UserContext> {
+    let mut guard = lock();
+    let s = guard.sched();
+    let id = s.current;
+    s.thread(id).user
 }
 
 /// Gives the CPU to another ready thread of the same or higher priority.
@@ -756,6 +798,7 @@ pub fn init() {
                 steal_at_switch_in: ops::steal_ns(),
                 owned: Vec::new(),
                 entry: None,
+                user: None,
             }),
         );
         *guard.slot() = Some(Scheduler {

@@ -90,6 +90,12 @@ pub struct Options<'a> {
     pub syslog: Option<&'a str>,
     /// `ntp=<host>`, validated, as written.
     pub ntp: Option<&'a str>,
+    /// `init=<path>`: the program to run (absolute, in the boot module);
+    /// its arguments are the words after `--` ([`Options::app_args`]).
+    pub init: Option<&'a str>,
+    /// `init.restart=yes|no`: start the program again when it exits,
+    /// instead of powering off.
+    pub init_restart: bool,
     /// Everything after a lone `--`, trimmed; empty if there is none.
     pub app_args: &'a str,
 }
@@ -107,6 +113,8 @@ impl Options<'_> {
         ip: None,
         syslog: None,
         ntp: None,
+        init: None,
+        init_restart: false,
         app_args: "",
     };
 }
@@ -500,6 +508,14 @@ const OPTIONS: &[OptionSpec] = &[
         name: "ntp",
         apply: apply_ntp,
     },
+    OptionSpec {
+        name: "init",
+        apply: apply_init,
+    },
+    OptionSpec {
+        name: "init.restart",
+        apply: apply_init_restart,
+    },
 ];
 
 // Which options have been seen is tracked in a u64, one bit per entry.
@@ -585,7 +601,7 @@ fn apply_vmops_backend<'a>(
 ) -> Result<(), ValueError> {
     let value = required(value)?;
     options.vmops_backend = Some(BackendId::from_name(value).ok_or(ValueError::Invalid {
-        expected: "native|kvm|xen-pvh|xen-pv",
+        expected: "native|kvm|xen-pvh|xen-pv|vmi",
     })?);
     Ok(())
 }
@@ -632,6 +648,29 @@ fn apply_ntp<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<()
         });
     }
     options.ntp = Some(value);
+    Ok(())
+}
+
+fn apply_init<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(), ValueError> {
+    let value = required(value)?;
+    if !value.starts_with('/') || value.contains('\0') {
+        return Err(ValueError::Invalid {
+            expected: "an absolute path, such as /bin/server",
+        });
+    }
+    options.init = Some(value);
+    Ok(())
+}
+
+fn apply_init_restart<'a>(
+    options: &mut Options<'a>,
+    value: Option<&'a str>,
+) -> Result<(), ValueError> {
+    options.init_restart = match value {
+        None | Some("yes") => true,
+        Some("no") => false,
+        Some(_) => return Err(ValueError::Invalid { expected: "yes|no" }),
+    };
     Ok(())
 }
 
@@ -1011,6 +1050,25 @@ mod tests {
             }
         );
         assert!(diags[1].to_string().ends_with("the earlier value is kept"));
+    }
+
+    #[test]
+    fn init_and_its_restart() {
+        let options = clean("init=/bin/server init.restart=yes -- -p 80");
+        assert_eq!(options.init, Some("/bin/server"));
+        assert!(options.init_restart);
+        assert_eq!(options.app_args, "-p 80");
+        assert!(!clean("init=/x init.restart=no").init_restart);
+        assert!(clean("init=/x init.restart").init_restart);
+        let mut diags = Vec::new();
+        let options = parse("init=bin/server init.restart=maybe", |d| {
+            diags.push(d.to_string())
+        });
+        assert_eq!(options.init, None);
+        assert!(!options.init_restart);
+        assert_eq!(diags.len(), 2, "{diags:?}");
+        assert!(diags[0].contains("absolute path"), "{diags:?}");
+        assert!(diags[1].contains("yes|no"), "{diags:?}");
     }
 
     #[test]

@@ -1,0 +1,423 @@
+//! User programs: one static Linux x86-64 executable (and its threads) at
+//! a time, run in ring 3 with the Linux system-call ABI.
+//!
+//! [`run`] loads the program from the boot module (a cpio archive) with the
+//! `loader` crate, lays out its areas ([`vm`]) and its initial stack as
+//! Linux does, and starts its first thread in user mode ([`entry`]). System
+//! calls arrive in [`syscall`]; user memory is reached through
+//! [`uaccess`]. A fault in user mode ends the program with a report (signal
+//! name, address, RIP, the area it hit); the kernel goes on.
+
+pub mod entry;
+pub mod syscall;
+pub mod uaccess;
+pub mod vm;
+
+use crate::arch::gdt::{USER_CODE, USER_DATA};
+use crate::arch::traps::TrapFrame;
+use crate::sched::sync::Event;
+use crate::sched::{self, UserContext};
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use loader::elf::{self, LoadError, Program};
+use vm::{AddressSpace, Backing, Kind, Prot};
+
+static VM: spin::Mutex<AddressSpace> = spin::Mutex::new(AddressSpace::new());
+
+/// Runs `f` on the program's address space (interrupts masked: the page
+/// fault handler takes the same lock).
+pub fn with_vm<R>(f: impl FnOnce(&mut AddressSpace) -> R) -> R {
+    crate::arch::cpu::without_interrupts(|| f(&mut VM.lock()))
+}
+
+/// The top of the main thread's stack, and its size (demand paged).
+const STACK_TOP: u64 = 0x7fff_ffff_e000;
+const STACK_SIZE: u64 = 8 << 20;
+/// Room the initial stack (arguments, environment, auxv) may take.
+const MAX_ARGS_BYTES: usize = 128 << 10;
+/// The program's process ID (one program: always the same).
+pub const PID: u64 = 1;
+
+/// The running program.
+pub struct Running {
+    pub path: String,
+    /// Signalled when the last thread ends.
+    done: Event,
+    status: AtomicI32,
+    /// Set by `exit_group` or a fatal fault: every thread ends at its next
+    /// kernel entry or exit.
+    exiting: AtomicBool,
+    threads: AtomicUsize,
+}
+
+static RUNNING: spin::Mutex<Option<Arc<Running>>> = spin::Mutex::new(None);
+
+/// The running program, if any.
+pub fn running() -> Option<Arc<Running>> {
+    crate::arch::cpu::without_interrupts(|| RUNNING.lock().clone())
+}
+
+/// Why a program could not start.
+#[derive(Debug)]
+pub enum RunError {
+    /// No boot module, or it is not a cpio archive.
+    NoArchive,
+    NotFound,
+    NotAFile,
+    Load(LoadError),
+    /// Under Xen PV the kernel itself runs in ring 3: not yet.
+    Unsupported(&'static str),
+    Stack(loader::stack::StackError),
+    Thread,
+}
+
+impl core::fmt::Display for RunError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RunError::NoArchive => write!(f, "no boot module holding a cpio (newc) archive"),
+            RunError::NotFound => write!(f, "no such file in the boot module"),
+            RunError::NotAFile => write!(f, "not a regular file"),
+            RunError::Load(error) => write!(f, "{error}"),
+            RunError::Unsupported(why) => f.write_str(why),
+            RunError::Stack(error) => write!(f, "initial stack: {error:?}"),
+            RunError::Thread => write!(f, "cannot create its thread"),
+        }
+    }
+}
+
+/// How a program ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    /// Killed by a signal (a fault in user mode).
+    Signaled(u8),
+}
+
+impl Ended {
+    /// The status a shell would report: the exit code, or 128 + signal.
+    pub fn status(self) -> i32 {
+        match self {
+            Ended::Exited(code) => code,
+            Ended::Signaled(signal) => 128 + i32::from(signal),
+        }
+    }
+}
+
+const SIGNALED: i32 = 0x1_0000;
+
+/// Loads `path` from `archive` and runs it with `argv` and `envp` until its
+/// last thread ends.
+pub fn run(
+    archive: &'static [u8],
+    path: &str,
+    argv: &[&[u8]],
+    envp: &[&[u8]],
+) -> Result<Ended, RunError> {
+    if crate::backend::hooks().deprivileged {
+        return Err(RunError::Unsupported(
+            "user programs do not run under Xen PV yet (the kernel itself is in ring 3 there)",
+        ));
+    }
+    let archive = pure::fs::cpio::Archive::parse(archive).map_err(|_| RunError::NoArchive)?;
+    let entry = archive.lookup(path).ok_or(RunError::NotFound)?;
+    if !entry.is_file() {
+        return Err(RunError::NotAFile);
+    }
+    let file: &'static [u8] = entry.data;
+    let program = elf::parse(file).map_err(RunError::Load)?;
+    let protection = entry::init();
+    let base = elf::load_base(&program, elf::PIE_BASE);
+    with_vm(|vm| load(vm, &program, base, file));
+
+    let mut random = [0u8; 16];
+    crate::arch::cpu::random_bytes(&mut random);
+    let auxv = auxv(&program, base);
+    let spec = loader::stack::StackSpec {
+        argv,
+        envp,
+        execfn: path.as_bytes(),
+        platform: b"x86_64",
+        random,
+        auxv,
+    };
+    let stack = loader::stack::build(STACK_TOP, &spec, MAX_ARGS_BYTES).map_err(RunError::Stack)?;
+    uaccess::copy_to_user(stack.rsp, &stack.bytes).map_err(|_| RunError::Thread)?;
+
+    let running = Arc::new(Running {
+        path: String::from(path),
+        done: Event::new(true, false),
+        status: AtomicI32::new(0),
+        exiting: AtomicBool::new(false),
+        threads: AtomicUsize::new(0),
+    });
+    crate::arch::cpu::without_interrupts(|| *RUNNING.lock() = Some(running.clone()));
+    log::info!(
+        "user: {path}: {} entry {:#x}, {} segments, SMEP {}, SMAP {}",
+        match program.kind {
+            elf::Kind::Exec => "static executable,",
+            elf::Kind::StaticPie => "static PIE at base",
+        },
+        base + program.entry,
+        program.segments.len(),
+        if protection.smep { "on" } else { "off" },
+        if protection.smap { "on" } else { "off" },
+    );
+    let frame = TrapFrame {
+        rip: base + program.entry,
+        rsp: stack.rsp,
+        ..initial_frame()
+    };
+    if let Err(error) = spawn_thread(&running, frame, UserContext::default()) {
+        finish(&running);
+        return Err(error);
+    }
+    running.done.wait(None);
+    let status = running.status.load(Ordering::Acquire);
+    finish(&running);
+    Ok(if status & SIGNALED != 0 {
+        Ended::Signaled(status as u8)
+    } else {
+        Ended::Exited(status)
+    })
+}
+
+/// Frees what the program left: its pages, its record.
+fn finish(_running: &Arc<Running>) {
+    with_vm(|vm| vm.clear());
+    crate::arch::cpu::without_interrupts(|| *RUNNING.lock() = None);
+}
+
+/// A user frame with every register zero (RDX = 0 is the ABI's "no
+/// function for atexit") and interrupts enabled.
+pub fn initial_frame() -> TrapFrame {
+    TrapFrame {
+        r15: 0,
+        r14: 0,
+        r13: 0,
+        r12: 0,
+        r11: 0,
+        r10: 0,
+        r9: 0,
+        r8: 0,
+        rbp: 0,
+        rdi: 0,
+        rsi: 0,
+        rdx: 0,
+        rcx: 0,
+        rbx: 0,
+        rax: 0,
+        vector: 0,
+        error_code: 0,
+        rip: 0,
+        cs: u64::from(USER_CODE),
+        rflags: 0x202,
+        rsp: 0,
+        ss: u64::from(USER_DATA),
+    }
+}
+
+/// Starts a thread of the program in user mode at `frame`.
+pub fn spawn_thread(
+    running: &Arc<Running>,
+    frame: TrapFrame,
+    context: UserContext,
+) -> Result<sched::Thread, RunError> {
+    running.threads.fetch_add(1, Ordering::AcqRel);
+    let name = alloc::format!("user:{}", running.path.rsplit('/').next().unwrap_or("?"));
+    let thread = sched::spawn_with(
+        sched::SpawnOptions {
+            name: &name,
+            priority: sched::PRIORITY_NORMAL,
+            fpu: true,
+        },
+        move || {
+            sched::set_user_context(context);
+            entry::enter(&frame)
+        },
+    );
+    thread.map_err(|_| {
+        running.threads.fetch_sub(1, Ordering::AcqRel);
+        RunError::Thread
+    })
+}
+
+/// Lays out the program's areas: one per PT_LOAD segment, the heap's
+/// start, the stack.
+fn load(vm: &mut AddressSpace, program: &Program, base: u64, file: &'static [u8]) {
+    vm.clear();
+    for segment in &program.segments {
+        let start = base + segment.vaddr;
+        let page = start & !0xfff;
+        let end = vm::page_up(start + segment.memsz).unwrap_or(crate::mm::paging::USER_END);
+        let prot = Prot {
+            read: segment.prot.read,
+            write: segment.prot.write,
+            exec: segment.prot.execute,
+        };
+        let backing = Backing::File {
+            data: file,
+            offset: segment.file_offset - (start - page),
+            end: start + segment.filesz,
+        };
+        vm.insert(page, end, prot, backing, Kind::Image);
+    }
+    let brk = elf::brk_start(program, base);
+    vm.brk_start = brk;
+    vm.brk = brk;
+    vm.insert(
+        STACK_TOP - STACK_SIZE,
+        STACK_TOP,
+        Prot::RW,
+        Backing::Anon,
+        Kind::Stack,
+    );
+}
+
+fn auxv(program: &Program, base: u64) -> loader::stack::Auxv {
+    // AT_HWCAP on x86-64 is CPUID.1:EDX.
+    let hwcap = u64::from(crate::arch::cpu::cpuid(1).edx);
+    loader::stack::Auxv {
+        phdr: program.phdr.map_or(0, |phdr| base + phdr),
+        phent: u64::from(program.phentsize),
+        phnum: u64::from(program.phnum),
+        pagesz: 4096,
+        base: 0,
+        flags: 0,
+        entry: base + program.entry,
+        uid: 0,
+        euid: 0,
+        gid: 0,
+        egid: 0,
+        secure: false,
+        hwcap,
+        hwcap2: 0,
+        clktck: 100,
+        minsigstksz: 2048,
+        sysinfo_ehdr: None,
+    }
+}
+
+/// Whether the program is ending (the caller's thread must end too).
+pub fn exiting() -> bool {
+    running().is_some_and(|r| r.exiting.load(Ordering::Acquire))
+}
+
+/// Ends the calling user thread; the last one ends the program.
+pub fn exit_thread(code: i32) -> ! {
+    if let Some(running) = running() {
+        if running.threads.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if !running.exiting.swap(true, Ordering::AcqRel) {
+                running.status.store(code, Ordering::Release);
+            }
+            running.done.set();
+        }
+    }
+    sched::exit(0)
+}
+
+/// Ends the program with `status` (`exit_group`, or a fatal signal):
+/// every thread ends.
+pub fn exit_program(status: i32) -> ! {
+    if let Some(running) = running() {
+        if !running.exiting.swap(true, Ordering::AcqRel) {
+            running.status.store(status, Ordering::Release);
+        }
+    }
+    exit_thread(status)
+}
+
+/// Linux's signal numbers for the faults a program can take.
+const SIGILL: u8 = 4;
+const SIGTRAP: u8 = 5;
+const SIGBUS: u8 = 7;
+const SIGFPE: u8 = 8;
+const SIGSEGV: u8 = 11;
+
+fn signal_name(signal: u8) -> &'static str {
+    match signal {
+        SIGILL => "SIGILL",
+        SIGTRAP => "SIGTRAP",
+        SIGBUS => "SIGBUS",
+        SIGFPE => "SIGFPE",
+        SIGSEGV => "SIGSEGV",
+        _ => "signal",
+    }
+}
+
+/// A page fault: resolved by demand paging when the program's areas allow
+/// the access (from user mode, or from the kernel copying user memory);
+/// from user mode otherwise the program ends. Returns whether the trap is
+/// dealt with (`false`: a kernel fault, for the exception table or the
+/// panic report).
+pub fn page_fault(frame: &mut TrapFrame) -> bool {
+    let address = x86_64::registers::control::Cr2::read_raw();
+    let from_user = frame.cs & 3 == 3;
+    if address >= crate::mm::paging::USER_END {
+        if from_user {
+            fatal(frame, SIGSEGV, address);
+        }
+        return false;
+    }
+    // Error code bits: 0 present, 1 write, 2 user, 4 instruction fetch.
+    let access = vm::Access {
+        write: frame.error_code & 2 != 0,
+        exec: frame.error_code & 16 != 0,
+    };
+    match with_vm(|vm| vm.fault(address, access)) {
+        Ok(()) => true,
+        Err(_) if from_user => fatal(frame, SIGSEGV, address),
+        Err(_) => false,
+    }
+}
+
+/// Any other exception from user mode: the program ends with the signal
+/// Linux would send.
+pub fn exception(frame: &mut TrapFrame) -> bool {
+    if frame.cs & 3 != 3 {
+        return false;
+    }
+    let signal = match frame.vector {
+        0 | 16 | 19 => SIGFPE,
+        1 | 3 => SIGTRAP,
+        6 => SIGILL,
+        17 => SIGBUS,
+        _ => SIGSEGV,
+    };
+    fatal(frame, signal, 0)
+}
+
+/// Reports a fatal fault of the program and ends it.
+fn fatal(frame: &TrapFrame, signal: u8, address: u64) -> ! {
+    crate::arch::cpu::irq_enable();
+    let path = running().map(|r| r.path.clone()).unwrap_or_default();
+    let area = with_vm(|vm| {
+        vm.find(address).map(|(start, vma)| {
+            alloc::format!(
+                "in {} {start:#x}-{:#x} {:?}",
+                vma.kind.name(),
+                vma.end,
+                vma.prot
+            )
+        })
+    });
+    log::error!(
+        "user: {path}: {} ({}) at address {address:#x}, rip {:#x}, rsp {:#x}, error code {:#x}; {}",
+        signal_name(signal),
+        crate::arch::traps::exception_name(frame.vector as u8),
+        frame.rip,
+        frame.rsp,
+        frame.error_code,
+        area.as_deref().unwrap_or("no area there")
+    );
+    exit_program(SIGNALED | i32::from(signal))
+}
+
+/// On every return to user mode: a thread of a program that is ending
+/// ends here instead.
+pub fn on_return(frame: &TrapFrame) {
+    if frame.cs & 3 == 3 && exiting() {
+        crate::arch::cpu::irq_enable();
+        exit_thread(0);
+    }
+}

@@ -1,0 +1,522 @@
+//! The Linux x86-64 system calls: number in RAX, arguments in RDI, RSI,
+//! RDX, R10, R8, R9, the result (or `-errno`) in RAX.
+//!
+//! Each call follows Linux's semantics and error codes for what sanos
+//! offers; a call sanos does not have returns `ENOSYS` and is logged once
+//! with its number and name.
+
+use super::uaccess::{self, copy_from_user, copy_to_user};
+use super::vm::{self, Backing, Kind, Prot};
+use crate::arch::traps::TrapFrame;
+use crate::mm::paging::USER_END;
+use alloc::vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use pure::user::linux::{syscall_name, Errno};
+
+type Result<T> = core::result::Result<T, Errno>;
+
+/// Called by the entry stub with interrupts masked; runs the call with
+/// them enabled.
+pub extern "C" fn dispatch(frame: &mut TrapFrame) {
+    crate::arch::cpu::irq_enable();
+    super::on_return(frame);
+    let number = frame.rax;
+    let args = [
+        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+    ];
+    frame.rax = match call(number, args) {
+        Ok(value) => value,
+        Err(errno) => errno.to_return(),
+    };
+    super::on_return(frame);
+    crate::arch::cpu::irq_disable();
+}
+
+/// Numbers already reported as missing (bit per number below 512).
+static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+fn not_implemented(number: u64) -> Result<u64> {
+    let (word, bit) = ((number / 64) as usize, number % 64);
+    let first = match REPORTED.get(word) {
+        Some(word) => word.fetch_or(1 << bit, Ordering::Relaxed) & (1 << bit) == 0,
+        None => true,
+    };
+    if first {
+        log::warn!(
+            "user: system call {number} ({}) is not implemented: ENOSYS",
+            syscall_name(number).unwrap_or("unknown")
+        );
+    }
+    Err(Errno::ENOSYS)
+}
+
+fn call(number: u64, a: [u64; 6]) -> Result<u64> {
+    match number {
+        0 => read(a[0], a[1], a[2]),
+        1 => write(a[0], a[1], a[2]),
+        9 => mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
+        10 => mprotect(a[0], a[1], a[2]),
+        11 => munmap(a[0], a[1]),
+        12 => brk(a[0]),
+        13 => rt_sigaction(a[0], a[1], a[2], a[3]),
+        14 => rt_sigprocmask(a[0], a[1], a[2], a[3]),
+        16 => ioctl(a[0], a[1], a[2]),
+        20 => writev(a[0], a[1], a[2]),
+        24 => {
+            crate::sched::yield_now();
+            Ok(0)
+        }
+        28 => Ok(0), // madvise: advice only
+        35 => nanosleep(a[0], a[1]),
+        39 => Ok(super::PID),
+        60 => super::exit_thread(a[0] as i32 & 0xff),
+        63 => uname(a[0]),
+        89 => readlink(a[0], a[1], a[2]),
+        96 => gettimeofday(a[0]),
+        97 | 302 => prlimit(number, a),
+        102 | 104 | 107 | 108 => Ok(0), // getuid, getgid, geteuid, getegid: root
+        110 => Ok(0),                   // getppid: started by the kernel
+        131 => Ok(0),                   // sigaltstack: recorded nowhere yet
+        158 => arch_prctl(a[0], a[1]),
+        186 => Ok(crate::sched::current().id()),
+        201 => time(a[0]),
+        218 => Ok(crate::sched::current().id()), // set_tid_address
+        228 => clock_gettime(a[0], a[1]),
+        229 => clock_getres(a[0], a[1]),
+        230 => clock_nanosleep(a[0], a[1], a[2], a[3]),
+        231 => super::exit_program(a[0] as i32 & 0xff),
+        273 => Ok(0), // set_robust_list: recorded nowhere yet
+        318 => getrandom(a[0], a[1], a[2]),
+        _ => not_implemented(number),
+    }
+}
+
+/// File descriptors 0, 1 and 2 are the console.
+fn is_console(fd: u64) -> bool {
+    fd <= 2
+}
+
+fn read(fd: u64, _buffer: u64, _count: u64) -> Result<u64> {
+    match fd {
+        // Console input for programs is not wired yet: end of file.
+        0 => Ok(0),
+        _ => Err(Errno::EBADF),
+    }
+}
+
+/// Largest write taken in one call (Linux caps at 0x7ffff000).
+const MAX_IO: u64 = 0x7fff_f000;
+
+fn write(fd: u64, buffer: u64, count: u64) -> Result<u64> {
+    if !is_console(fd) {
+        return Err(Errno::EBADF);
+    }
+    let count = count.min(MAX_IO);
+    let mut done = 0;
+    let mut chunk = vec![0u8; 4096];
+    while done < count {
+        let n = (count - done).min(chunk.len() as u64) as usize;
+        copy_from_user(&mut chunk[..n], buffer + done)?;
+        crate::console::write_bytes(&chunk[..n]);
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+/// `struct iovec`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct IoVec {
+    base: u64,
+    len: u64,
+}
+
+const IOV_MAX: u64 = 1024;
+
+fn writev(fd: u64, iov: u64, count: u64) -> Result<u64> {
+    if count > IOV_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let mut total = 0u64;
+    for i in 0..count {
+        let v: IoVec = uaccess::read(iov + i * 16)?;
+        if v.len == 0 {
+            continue;
+        }
+        match write(fd, v.base, v.len) {
+            Ok(n) => total += n,
+            Err(error) if total == 0 => return Err(error),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+const MAP_SHARED: u64 = 0x01;
+const MAP_PRIVATE: u64 = 0x02;
+const MAP_FIXED: u64 = 0x10;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+
+fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Result<u64> {
+    let prot = Prot::from_linux(prot).ok_or(Errno::EINVAL)?;
+    if len == 0 || !address.is_multiple_of(4096) || !offset.is_multiple_of(4096) {
+        return Err(Errno::EINVAL);
+    }
+    let len = vm::page_up(len).ok_or(Errno::ENOMEM)?;
+    if flags & (MAP_SHARED | MAP_PRIVATE) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & MAP_ANONYMOUS == 0 {
+        // File mappings come with the file system.
+        let _ = fd;
+        return Err(Errno::ENODEV);
+    }
+    let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+    super::with_vm(|vm| {
+        let start = if fixed {
+            let end = address.checked_add(len).ok_or(Errno::ENOMEM)?;
+            if end > USER_END {
+                return Err(Errno::ENOMEM);
+            }
+            if flags & MAP_FIXED_NOREPLACE != 0
+                && vm.areas().any(|(s, v)| s < end && v.end > address)
+            {
+                return Err(Errno::EEXIST);
+            }
+            address
+        } else {
+            vm.find_free(len).ok_or(Errno::ENOMEM)?
+        };
+        vm.insert(start, start + len, prot, Backing::Anon, Kind::Anon);
+        Ok(start)
+    })
+}
+
+fn user_range(address: u64, len: u64) -> Result<(u64, u64)> {
+    if !address.is_multiple_of(4096) {
+        return Err(Errno::EINVAL);
+    }
+    let end = address
+        .checked_add(len)
+        .and_then(vm::page_up)
+        .ok_or(Errno::EINVAL)?;
+    Ok((address, end))
+}
+
+fn munmap(address: u64, len: u64) -> Result<u64> {
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (start, end) = user_range(address, len)?;
+    super::with_vm(|vm| vm.remove(start, end));
+    Ok(0)
+}
+
+fn mprotect(address: u64, len: u64, prot: u64) -> Result<u64> {
+    let prot = Prot::from_linux(prot).ok_or(Errno::EINVAL)?;
+    let (start, end) = user_range(address, len)?;
+    if start == end {
+        return Ok(0);
+    }
+    super::with_vm(|vm| vm.protect(start, end, prot))?;
+    Ok(0)
+}
+
+/// The heap may grow to this far above its start.
+const BRK_MAX: u64 = 1 << 30;
+
+fn brk(requested: u64) -> Result<u64> {
+    Ok(super::with_vm(|vm| {
+        let old_end = vm::page_up(vm.brk).unwrap_or(vm.brk);
+        if requested < vm.brk_start || requested > vm.brk_start + BRK_MAX {
+            return vm.brk;
+        }
+        let Some(new_end) = vm::page_up(requested) else {
+            return vm.brk;
+        };
+        if new_end > old_end {
+            // Refuse to grow over another area.
+            if vm.areas().any(|(s, v)| s < new_end && v.end > old_end) {
+                return vm.brk;
+            }
+            vm.insert(old_end, new_end, Prot::RW, Backing::Anon, Kind::Heap);
+        } else if new_end < old_end {
+            vm.remove(new_end, old_end);
+        }
+        vm.brk = requested;
+        requested
+    }))
+}
+
+fn rt_sigaction(signal: u64, _new: u64, old: u64, size: u64) -> Result<u64> {
+    if !(1..=64).contains(&signal) || signal == 9 || signal == 19 || size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    if old != 0 {
+        // No handler was ever installed: SIG_DFL, no flags, empty mask.
+        copy_to_user(old, &[0u8; 32])?;
+    }
+    Ok(0)
+}
+
+fn rt_sigprocmask(how: u64, _set: u64, old: u64, size: u64) -> Result<u64> {
+    if how > 2 || size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    if old != 0 {
+        copy_to_user(old, &0u64.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
+const TCGETS: u64 = 0x5401;
+const TIOCGWINSZ: u64 = 0x5413;
+
+fn ioctl(fd: u64, request: u64, argument: u64) -> Result<u64> {
+    if !is_console(fd) {
+        return Err(Errno::EBADF);
+    }
+    match request {
+        TCGETS => {
+            // struct termios (kernel's): iflag ICRNL, oflag OPOST|ONLCR,
+            // cflag B38400|CS8|CREAD, lflag ISIG|ICANON|ECHO..., line 0,
+            // the usual control characters.
+            let mut termios = [0u8; 36];
+            termios[0..4].copy_from_slice(&0o400u32.to_le_bytes());
+            termios[4..8].copy_from_slice(&0o5u32.to_le_bytes());
+            termios[8..12].copy_from_slice(&0o277u32.to_le_bytes());
+            termios[12..16].copy_from_slice(&0o105073u32.to_le_bytes());
+            let cc = [3u8, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22];
+            termios[17..17 + cc.len()].copy_from_slice(&cc);
+            copy_to_user(argument, &termios)?;
+            Ok(0)
+        }
+        TIOCGWINSZ => {
+            let winsize: [u16; 4] = [24, 80, 0, 0];
+            uaccess::write(argument, &winsize)?;
+            Ok(0)
+        }
+        _ => Err(Errno::ENOTTY),
+    }
+}
+
+/// `struct timespec`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+
+impl Timespec {
+    fn from_ns(ns: u64) -> Timespec {
+        Timespec {
+            sec: (ns / 1_000_000_000) as i64,
+            nsec: (ns % 1_000_000_000) as i64,
+        }
+    }
+
+    fn to_ns(self) -> Result<u64> {
+        if self.sec < 0 || !(0..1_000_000_000).contains(&self.nsec) {
+            return Err(Errno::EINVAL);
+        }
+        Ok((self.sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(self.nsec as u64))
+    }
+}
+
+const CLOCK_REALTIME: u64 = 0;
+const CLOCK_MONOTONIC: u64 = 1;
+const CLOCK_PROCESS_CPUTIME_ID: u64 = 2;
+const CLOCK_THREAD_CPUTIME_ID: u64 = 3;
+const CLOCK_MONOTONIC_RAW: u64 = 4;
+const CLOCK_REALTIME_COARSE: u64 = 5;
+const CLOCK_MONOTONIC_COARSE: u64 = 6;
+const CLOCK_BOOTTIME: u64 = 7;
+
+fn clock_ns(clock: u64) -> Result<u64> {
+    match clock {
+        CLOCK_REALTIME | CLOCK_REALTIME_COARSE => Ok(crate::time::wall_clock_ns().unwrap_or(0)),
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => {
+            Ok(crate::time::since_boot_ns())
+        }
+        CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => Ok(crate::sched::current().cpu_ns()),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn clock_gettime(clock: u64, out: u64) -> Result<u64> {
+    let ns = clock_ns(clock)?;
+    uaccess::write(out, &Timespec::from_ns(ns))?;
+    Ok(0)
+}
+
+fn clock_getres(clock: u64, out: u64) -> Result<u64> {
+    clock_ns(clock)?;
+    if out != 0 {
+        uaccess::write(out, &Timespec { sec: 0, nsec: 1 })?;
+    }
+    Ok(0)
+}
+
+fn gettimeofday(out: u64) -> Result<u64> {
+    if out != 0 {
+        let ns = crate::time::wall_clock_ns().unwrap_or(0);
+        let timeval = [
+            (ns / 1_000_000_000) as i64,
+            (ns % 1_000_000_000 / 1000) as i64,
+        ];
+        uaccess::write(out, &timeval)?;
+    }
+    Ok(0)
+}
+
+fn time(out: u64) -> Result<u64> {
+    let seconds = crate::time::wall_clock_ns().unwrap_or(0) / 1_000_000_000;
+    if out != 0 {
+        uaccess::write(out, &seconds)?;
+    }
+    Ok(seconds)
+}
+
+fn sleep(ns: u64, remaining: u64) -> Result<u64> {
+    crate::sched::sleep_ns(ns);
+    if remaining != 0 {
+        uaccess::write(remaining, &Timespec::default())?;
+    }
+    Ok(0)
+}
+
+fn nanosleep(request: u64, remaining: u64) -> Result<u64> {
+    let request: Timespec = uaccess::read(request)?;
+    sleep(request.to_ns()?, remaining)
+}
+
+const TIMER_ABSTIME: u64 = 1;
+
+fn clock_nanosleep(clock: u64, flags: u64, request: u64, remaining: u64) -> Result<u64> {
+    let request: Timespec = uaccess::read(request)?;
+    let ns = request.to_ns()?;
+    let now = clock_ns(clock)?;
+    if matches!(clock, CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID) {
+        return Err(Errno::EINVAL);
+    }
+    if flags & TIMER_ABSTIME != 0 {
+        return sleep(ns.saturating_sub(now), 0);
+    }
+    sleep(ns, remaining)
+}
+
+/// Longest path taken (Linux's `PATH_MAX`).
+const PATH_MAX: usize = 4096;
+
+fn readlink(path: u64, buffer: u64, size: u64) -> Result<u64> {
+    let path = uaccess::read_c_string(path, PATH_MAX)?;
+    if size == 0 || size > i32::MAX as u64 {
+        return Err(Errno::EINVAL);
+    }
+    // Until the file system: the one link programs ask for at start.
+    if path != b"/proc/self/exe" {
+        return Err(Errno::ENOENT);
+    }
+    let target = super::running().map(|r| r.path.clone()).unwrap_or_default();
+    let n = target.len().min(size as usize);
+    copy_to_user(buffer, &target.as_bytes()[..n])?;
+    Ok(n as u64)
+}
+
+fn uname(out: u64) -> Result<u64> {
+    // struct utsname: six fields of 65 bytes.
+    let mut utsname = [0u8; 6 * 65];
+    let fields: [&[u8]; 6] = [
+        b"Linux",
+        b"sanos",
+        // Programs compare the release against what they need; name a
+        // kernel whose system calls sanos follows.
+        b"6.1.0-sanos",
+        concat!("sanos ", env!("CARGO_PKG_VERSION")).as_bytes(),
+        b"x86_64",
+        b"(none)",
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        utsname[i * 65..i * 65 + field.len()].copy_from_slice(field);
+    }
+    copy_to_user(out, &utsname)?;
+    Ok(0)
+}
+
+const RLIMIT_STACK: u64 = 3;
+const RLIMIT_NOFILE: u64 = 7;
+const RLIM_INFINITY: u64 = u64::MAX;
+
+fn prlimit(number: u64, a: [u64; 6]) -> Result<u64> {
+    // getrlimit(resource, old) or prlimit64(pid, resource, new, old).
+    let (pid, resource, new, old) = if number == 97 {
+        (0, a[0], 0, a[1])
+    } else {
+        (a[0], a[1], a[2], a[3])
+    };
+    if pid != 0 && pid != super::PID {
+        return Err(Errno::ESRCH);
+    }
+    if resource > 15 {
+        return Err(Errno::EINVAL);
+    }
+    if new != 0 {
+        return Err(Errno::EPERM);
+    }
+    let limit = match resource {
+        RLIMIT_STACK => [8 << 20, RLIM_INFINITY],
+        RLIMIT_NOFILE => [1024, 4096],
+        _ => [RLIM_INFINITY, RLIM_INFINITY],
+    };
+    if old != 0 {
+        uaccess::write(old, &limit)?;
+    }
+    Ok(0)
+}
+
+const ARCH_SET_FS: u64 = 0x1002;
+const ARCH_GET_FS: u64 = 0x1003;
+
+fn arch_prctl(code: u64, address: u64) -> Result<u64> {
+    match code {
+        ARCH_SET_FS => {
+            if address >= USER_END {
+                return Err(Errno::EPERM);
+            }
+            let mut context = crate::sched::user_context().unwrap_or_default();
+            context.fs_base = address;
+            crate::sched::set_user_context(context);
+            Ok(0)
+        }
+        ARCH_GET_FS => {
+            let fs = crate::sched::user_context().unwrap_or_default().fs_base;
+            uaccess::write(address, &fs)?;
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+const GRND_NONBLOCK: u64 = 1;
+const GRND_RANDOM: u64 = 2;
+const GRND_INSECURE: u64 = 4;
+
+fn getrandom(buffer: u64, count: u64, flags: u64) -> Result<u64> {
+    if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let count = count.min(1 << 25);
+    let mut chunk = [0u8; 256];
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(chunk.len() as u64) as usize;
+        crate::arch::cpu::random_bytes(&mut chunk[..n]);
+        copy_to_user(buffer + done, &chunk[..n])?;
+        done += n as u64;
+    }
+    Ok(done)
+}
