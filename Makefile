@@ -12,19 +12,24 @@ RIG        := $(CARGO) run --quiet --release -p sanos-rig --
 # [PORT=8080] [VMI=1]: the appliance under QEMU, serving SITE (default
 # images/site) on http://127.0.0.1:PORT/ through QEMU's user network
 # (restricted: the guest reaches nothing outside); VMI=1 adds the VMI test
-# ROM, so the kernel runs on its VMI backend. make run XEN=pv|pvh boots Xen under QEMU
+# ROM, so the kernel runs on its VMI backend.
+# make run INIT=path/to/static-binary [ARGS="..."] [FILES=folder] [PORT=n]:
+# runs that program as init instead of the HTTP appliance (packed as
+# /bin/NAME with FILES into the boot module); make's status is the
+# program's exit status. make run XEN=pv|pvh boots Xen under QEMU
 # with sanos as its dom0, the console on the terminal.
 SITE       ?= images/site
 NIC        ?= virtio-net-pci
 PORT       ?= 8080
 SITE_IMAGE := $(BUILD)/site.cpio
 RUN_FLAGS := $(if $(KVM),--kvm) $(if $(ISO),--iso) $(if $(APPEND),--append "$(APPEND)") \
-             --nic $(NIC) --port $(PORT) --site $(SITE_IMAGE) \
-             $(if $(VMI),--option-rom $(BUILD)/vmi.rom)
+             --nic $(NIC) --port $(PORT) $(if $(INIT),,--site $(SITE_IMAGE)) \
+             $(if $(VMI),--option-rom $(BUILD)/vmi.rom) \
+             $(if $(INIT),--init "$(INIT)" $(if $(ARGS),--args "$(ARGS)") $(if $(FILES),--files "$(FILES)"))
 
-.PHONY: all kernel site rom iso run test test-host test-boot test-xen lint setup toolchain clean bench
+.PHONY: all kernel site rom user iso run test test-host test-boot test-xen lint setup toolchain clean bench
 
-all: kernel site rom
+all: kernel site rom user
 
 toolchain:
 	@bash images/setup.sh
@@ -57,6 +62,14 @@ $(VMI_ROM): images/vmi-rom/vmi-rom.S hv/src/vmi.rs images/rig/src/vmi_rom.rs
 	objcopy -O binary -j .rom $(BUILD)/vmi-rom.o $(BUILD)/vmi-rom.bin
 	$(RIG) vmi-rom $(BUILD)/vmi-rom.bin $@
 
+# The test programs (images/user/*.c, with musl-gcc and gcc -static, and
+# broken executables) packed into the boot module `init=` runs them from.
+USER_IMAGE := $(BUILD)/user.cpio
+user: $(USER_IMAGE)
+
+$(USER_IMAGE): $(wildcard images/user/*.c) images/user/build.sh
+	bash images/user/build.sh $(BUILD)/user $@ $(RIG)
+
 iso: kernel
 	bash images/mkiso.sh $(BUILD)/sanos.elf $(BUILD)/sanos.iso
 
@@ -78,7 +91,7 @@ lint:
 	$(CARGO) clippy --workspace --tests -- -D warnings
 	$(CARGO) clippy --release -p sanos-kernel --bin sanos --target $(TARGET) -- -D warnings
 
-test-boot: kernel rom
+test-boot: kernel rom user
 	$(RIG) test
 
 # The full Xen rig: Xen 4.17 + a Debian Linux dom0 under QEMU TCG runs

@@ -8,7 +8,8 @@ use crate::qemu::Paths;
 pub const USAGE: &str = "\
 usage: rig test [--only SUBSTRING] [--kernel PATH] [--build-dir DIR]
        rig run  [--kvm] [--append \"CMDLINE\"] [--iso] [--nic MODEL] [--port PORT]
-                [--site PATH] [--option-rom PATH] [--kernel PATH] [--build-dir DIR]
+                [--site PATH] [--option-rom PATH] [--init PROGRAM [--args \"ARGS\"]
+                [--files DIR]] [--kernel PATH] [--build-dir DIR]
        rig bench [--kernel PATH] [--build-dir DIR]
        rig cpio DIR OUT
        rig vmi-rom IN OUT
@@ -23,7 +24,10 @@ usage: rig test [--only SUBSTRING] [--kernel PATH] [--build-dir DIR]
          --nic MODEL adds a QEMU NIC on user networking (restricted) with
          127.0.0.1:PORT (--port, default 8080) forwarded to the guest's 80,
          --site PATH passes a site image as the boot module,
-         --option-rom PATH loads an option ROM (the VMI ROM, build/vmi.rom).
+         --option-rom PATH loads an option ROM (the VMI ROM, build/vmi.rom);
+         --init PROGRAM packs a static Linux executable (as /bin/NAME, with
+         the files under DIR if --files is given) into the boot module and
+         runs it as init with ARGS; the rig then exits with its status.
   bench  boot the kernel's `bench` mode in each vmops mode (off, lazy,
          eager), under TCG and (when /dev/kvm opens) KVM, and print a table.
   cpio   pack the files under DIR into OUT, a cpio (newc) archive: the site
@@ -52,6 +56,10 @@ pub struct RunArgs {
     pub port: u16,
     pub site: Option<PathBuf>,
     pub option_rom: Option<PathBuf>,
+    /// A program to run as init, its arguments, and files to pack with it.
+    pub init: Option<PathBuf>,
+    pub init_args: Option<String>,
+    pub files: Option<PathBuf>,
     pub paths: Paths,
 }
 
@@ -80,6 +88,9 @@ struct Raw {
     port: Option<String>,
     site: Option<PathBuf>,
     option_rom: Option<PathBuf>,
+    init: Option<PathBuf>,
+    init_args: Option<String>,
+    files: Option<PathBuf>,
 }
 
 impl Raw {
@@ -113,6 +124,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--port",
             "--site",
             "--option-rom",
+            "--init",
+            "--args",
+            "--files",
             "--kernel",
             "--build-dir",
         ],
@@ -182,6 +196,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--port" => raw.port.replace(value).is_none(),
             "--site" => raw.site.replace(PathBuf::from(value)).is_none(),
             "--option-rom" => raw.option_rom.replace(PathBuf::from(value)).is_none(),
+            "--init" => raw.init.replace(PathBuf::from(value)).is_none(),
+            "--args" => raw.init_args.replace(value).is_none(),
+            "--files" => raw.files.replace(PathBuf::from(value)).is_none(),
             _ => raw.build_dir.replace(PathBuf::from(value)).is_none(),
         };
         if !slot_empty {
@@ -208,6 +225,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             },
             site: raw.site.take(),
             option_rom: raw.option_rom.take(),
+            init: raw.init.take(),
+            init_args: raw.init_args.take(),
+            files: raw.files.take(),
             paths: raw.paths(),
         }),
         "bench" => Command::Bench(raw.paths()),
@@ -285,6 +305,9 @@ mod tests {
                 port: 8080,
                 site: None,
                 option_rom: None,
+                init: None,
+                init_args: None,
+                files: None,
                 paths: default_paths(),
             }))
         );
@@ -298,6 +321,9 @@ mod tests {
                 port: 8080,
                 site: None,
                 option_rom: None,
+                init: None,
+                init_args: None,
+                files: None,
                 paths: default_paths(),
             }))
         );
@@ -311,6 +337,9 @@ mod tests {
                 port: 9000,
                 site: Some(PathBuf::from("build/site.cpio")),
                 option_rom: None,
+                init: None,
+                init_args: None,
+                files: None,
                 paths: default_paths(),
             }))
         );

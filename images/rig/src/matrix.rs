@@ -109,6 +109,9 @@ pub enum Fixture {
     },
     /// A VMI option ROM (`-option-rom`) in the BIOS's ROM area.
     VmiRom { rom: VmiRom },
+    /// The test programs (`images/user`, built by `make` into
+    /// build/user.cpio) as the boot module, for `init=`.
+    Programs,
 }
 
 /// Which VMI ROM a configuration loads (`Fixture::VmiRom`).
@@ -233,6 +236,38 @@ const fn vmi_config(
         expect: Expect {
             status: STATUS_TESTS_PASSED,
             closing_line: true,
+            lines,
+            forbidden: FORBIDDEN,
+        },
+    }
+}
+
+/// QEMU's exit status when the kernel writes `code` to isa-debug-exit:
+/// how a program's exit status reaches the rig (its low 7 bits).
+pub const fn exit_device_status(code: u8) -> i32 {
+    ((code as i32) << 1 | 1) & 0xff
+}
+
+/// A TCG PVH boot that runs a test program as init.
+const fn program_config(
+    name: &'static str,
+    cmdline: &'static str,
+    status: i32,
+    lines: &'static [Pattern],
+) -> Config {
+    Config {
+        name,
+        accel: Accel::Tcg,
+        machine: Machine::Pc,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline,
+        fixture: Some(Fixture::Programs),
+        requires: None,
+        timeout: Duration::from_secs(60),
+        expect: Expect {
+            status,
+            closing_line: false,
             lines,
             forbidden: FORBIDDEN,
         },
@@ -556,6 +591,76 @@ pub const MATRIX: &[Config] = &[
             ),
             Pattern::Contains("vmops: platform=qemu-tcg backend=native mode=eager"),
         ],
+    ),
+    // User programs (images/user) as init: musl, glibc and a static PIE
+    // run their checks and exit with the status asked; a null write is
+    // reported and ends the program; broken executables are refused.
+    program_config(
+        "qemu-tcg-user-musl",
+        "init=/bin/hello -- 7 two",
+        exit_device_status(7),
+        &[
+            Pattern::Glob("*user: /bin/hello: static executable, entry 0x*, SMEP on, SMAP on"),
+            Pattern::Contains("argv[2] = two"),
+            Pattern::Contains("3 environment strings, HOME=/"),
+            Pattern::Contains("hello: all checks passed"),
+            Pattern::Contains("init: /bin/hello exited with status 7"),
+        ],
+    ),
+    program_config(
+        "qemu-tcg-user-glibc",
+        "init=/bin/hello-glibc -- 3",
+        exit_device_status(3),
+        &[
+            Pattern::Contains("hello: all checks passed"),
+            Pattern::Contains("init: /bin/hello-glibc exited with status 3"),
+        ],
+    ),
+    program_config(
+        "qemu-tcg-user-pie",
+        "init=/bin/hello-pie",
+        exit_device_status(0),
+        &[
+            Pattern::Contains("static PIE at base 0x555555554000"),
+            Pattern::Contains("hello: all checks passed"),
+            Pattern::Contains("init: /bin/hello-pie exited with status 0"),
+        ],
+    ),
+    program_config(
+        "qemu-tcg-user-crash",
+        "init=/bin/crash",
+        exit_device_status(128 + 11),
+        &[
+            Pattern::Contains("crash: writing through a null pointer"),
+            Pattern::Glob(
+                "*user: /bin/crash: SIGSEGV (page fault (#PF)) at address 0x0, rip 0x*, error code 0x6; no area there",
+            ),
+            Pattern::Contains("init: /bin/crash was killed (status 139"),
+        ],
+    ),
+    program_config(
+        "qemu-tcg-user-bad-truncated",
+        "init=/bin/bad-truncated",
+        exit_device_status(127),
+        &[Pattern::Contains(
+            "init: cannot run /bin/bad-truncated: truncated program headers",
+        )],
+    ),
+    program_config(
+        "qemu-tcg-user-bad-machine",
+        "init=/bin/bad-machine",
+        exit_device_status(127),
+        &[Pattern::Contains(
+            "init: cannot run /bin/bad-machine: built for i386 (e_machine 3), not x86-64",
+        )],
+    ),
+    program_config(
+        "qemu-tcg-user-bad-dynamic",
+        "init=/bin/bad-dynamic",
+        exit_device_status(127),
+        &[Pattern::Contains(
+            "init: cannot run /bin/bad-dynamic: dynamically linked (interpreter /lib64/ld-linux-x86-64.so.2): sanos runs static executables; dynamic linking is not supported yet",
+        )],
     ),
     // Xen: the kernel as Xen's PVH dom0 (console through console_io,
     // memory map by hypercall, shutdown by SCHEDOP_shutdown).
@@ -1042,6 +1147,13 @@ mod tests {
                 "qemu-tcg-vmi-unknown-relocation",
                 "qemu-tcg-vmi-target-outside",
                 "qemu-tcg-vmi-alarm-not-callable",
+                "qemu-tcg-user-musl",
+                "qemu-tcg-user-glibc",
+                "qemu-tcg-user-pie",
+                "qemu-tcg-user-crash",
+                "qemu-tcg-user-bad-truncated",
+                "qemu-tcg-user-bad-machine",
+                "qemu-tcg-user-bad-dynamic",
                 "xen-pvh-dom0",
                 "xen-pv-dom0",
                 "xen-pv-dom0-lazy",

@@ -146,6 +146,14 @@ pub fn write_fixture(fixture: Fixture, paths: &Paths) -> Result<(), String> {
         }
         // Typed while the machine runs (runner), nothing to write first.
         Fixture::SerialInput { .. } | Fixture::Services { .. } | Fixture::NetTest { .. } => Ok(()),
+        Fixture::Programs => {
+            let path = paths.user_image();
+            if path.exists() {
+                Ok(())
+            } else {
+                Err(format!("{} is missing: run make", path.display()))
+            }
+        }
         Fixture::VmiRom { rom } => match rom {
             VmiRom::Good => {
                 let path = paths.good_vmi_rom();

@@ -36,6 +36,11 @@ impl Paths {
         self.rig_dir().join(format!("{name}.stderr"))
     }
 
+    /// The test programs' archive `make` builds (images/user/build.sh).
+    pub fn user_image(&self) -> PathBuf {
+        self.build_dir.join("user.cpio")
+    }
+
     /// The sealed VMI ROM `make` builds.
     pub fn good_vmi_rom(&self) -> PathBuf {
         self.build_dir.join("vmi.rom")
@@ -133,6 +138,7 @@ impl Launch {
                 initrd: match config.fixture {
                     Some(Fixture::Initrd { .. }) => Some(paths.initrd()),
                     Some(Fixture::Http { .. }) => Some(paths.site_image()),
+                    Some(Fixture::Programs) => Some(paths.user_image()),
                     _ => None,
                 },
             },

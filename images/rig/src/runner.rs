@@ -364,7 +364,13 @@ pub fn run(args: &RunArgs) -> Result<Exit, String> {
         .find(|c| c.accel == accel)
         .and_then(|c| c.cpu)
         .map(str::to_string);
-    let cmdline = args.append.clone().unwrap_or_default();
+    let mut cmdline = args.append.clone().unwrap_or_default();
+    let mut initrd = args.site.clone();
+    if let Some(program) = &args.init {
+        let (image, path) = init_image(paths, program, args.files.as_deref())?;
+        initrd = Some(image);
+        cmdline = init_cmdline(&path, &cmdline, args.init_args.as_deref());
+    }
     let media = if args.iso {
         let iso = paths.run_iso();
         let rig_dir = paths.rig_dir();
@@ -376,7 +382,7 @@ pub fn run(args: &RunArgs) -> Result<Exit, String> {
         Media::Kernel {
             kernel: paths.kernel.clone(),
             cmdline,
-            initrd: args.site.clone(),
+            initrd,
         }
     };
     if args.nic.is_some() {
@@ -403,13 +409,101 @@ pub fn run(args: &RunArgs) -> Result<Exit, String> {
     println!("rig: quit with Ctrl-A X (Ctrl-A C switches to the QEMU monitor)");
     println!("rig: {}", shell_line(Path::new(&program), &qemu_args));
     let exit = process::run_interactive(&program, &qemu_args)?;
-    eprintln!("rig: {}", describe_exit(exit));
-    Ok(exit)
+    if args.init.is_none() {
+        eprintln!("rig: {}", describe_exit(exit));
+    }
+    match (exit, &args.init) {
+        (Exit::Code(code), Some(_)) => {
+            let status = program_status(code);
+            eprintln!("rig: the program's exit status: {status}");
+            Ok(Exit::Code(status))
+        }
+        _ => Ok(exit),
+    }
+}
+
+/// The kernel command line that runs `path` as init with `args` (after
+/// `--`), keeping the options of `append`.
+pub fn init_cmdline(path: &str, append: &str, args: Option<&str>) -> String {
+    let mut line = format!("init={path}");
+    if !append.trim().is_empty() {
+        line.push(' ');
+        line.push_str(append.trim());
+    }
+    if let Some(args) = args.map(str::trim).filter(|a| !a.is_empty()) {
+        line.push_str(" -- ");
+        line.push_str(args);
+    }
+    line
+}
+
+/// The program's exit status from QEMU's: the kernel writes it to
+/// isa-debug-exit, whose QEMU exits with `(value << 1) | 1`; an even
+/// status (0: the machine powered off by ACPI) passes as it is.
+pub fn program_status(qemu: i32) -> i32 {
+    if qemu & 1 == 1 {
+        (qemu - 1) / 2
+    } else {
+        qemu
+    }
+}
+
+/// The boot module for `run --init`: the program as /bin/NAME, with the
+/// files under `files`; returns the archive's path and the program's.
+fn init_image(
+    paths: &crate::qemu::Paths,
+    program: &Path,
+    files: Option<&Path>,
+) -> Result<(std::path::PathBuf, String), String> {
+    let name = program
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{}: no file name", program.display()))?;
+    let data = fs::read(program).map_err(|e| format!("{}: {e}", program.display()))?;
+    let mut members = match files {
+        Some(dir) => crate::cpio::members_of(dir)?,
+        None => Vec::new(),
+    };
+    let path = format!("bin/{name}");
+    members.retain(|m| m.path != path);
+    if !members.iter().any(|m| m.path == "bin") {
+        members.push(crate::cpio::Member {
+            path: "bin".to_string(),
+            data: Vec::new(),
+            is_dir: true,
+            mtime: 0,
+        });
+    }
+    members.push(crate::cpio::Member {
+        path: path.clone(),
+        data,
+        is_dir: false,
+        mtime: 0,
+    });
+    members.sort_by(|a, b| a.path.cmp(&b.path));
+    let rig_dir = paths.rig_dir();
+    fs::create_dir_all(&rig_dir).map_err(|e| format!("{}: {e}", rig_dir.display()))?;
+    let image = rig_dir.join("run-init.cpio");
+    fs::write(&image, crate::cpio::write(&members))
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    Ok((image, format!("/{path}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_runs_get_their_command_line_and_status() {
+        assert_eq!(init_cmdline("/bin/a", "", None), "init=/bin/a");
+        assert_eq!(
+            init_cmdline("/bin/a", " quiet ", Some(" -p 80 -")),
+            "init=/bin/a quiet -- -p 80 -"
+        );
+        assert_eq!(program_status(15), 7);
+        assert_eq!(program_status(1), 0);
+        assert_eq!(program_status(0), 0);
+    }
 
     #[test]
     fn only_selects_by_substring_in_matrix_order() {

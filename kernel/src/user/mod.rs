@@ -153,10 +153,10 @@ pub fn run(
     });
     crate::arch::cpu::without_interrupts(|| *RUNNING.lock() = Some(running.clone()));
     log::info!(
-        "user: {path}: {} entry {:#x}, {} segments, SMEP {}, SMAP {}",
+        "user: {path}: {}entry {:#x}, {} segments, SMEP {}, SMAP {}",
         match program.kind {
-            elf::Kind::Exec => "static executable,",
-            elf::Kind::StaticPie => "static PIE at base",
+            elf::Kind::Exec => alloc::string::String::from("static executable, "),
+            elf::Kind::StaticPie => alloc::format!("static PIE at base {base:#x}, "),
         },
         base + program.entry,
         program.segments.len(),

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the user programs of the tests (images/user/*.c) and packs them
+# into a cpio archive, the boot module `init=` runs from:
+#
+#   bin/NAME          musl, static (musl-gcc)
+#   bin/NAME-glibc    glibc, static (gcc -static)
+#   bin/NAME-pie      musl, static-PIE. `musl-gcc -static-pie` silently
+#                     makes a dynamic PIE (its specs name the dynamic
+#                     linker), so the link is spelled out: rcrt1.o, the
+#                     PIE crt objects, -static-pie.
+#   bin/bad-truncated the first 200 bytes of bin/hello
+#   bin/bad-machine   bin/hello claiming to be i386 code (e_machine 3)
+#   bin/bad-dynamic   hello linked dynamically against glibc
+#
+# usage: build.sh OUT_DIR ARCHIVE RIG...   (RIG: the command that runs
+# the rig, which writes the archive)
+set -euo pipefail
+
+src=$(cd "$(dirname "$0")" && pwd)
+out=$1
+archive=$2
+shift 2
+musl=/usr/lib/x86_64-linux-musl
+cflags=(-O2 -g -Wall -Wextra -Werror)
+
+rm -rf "$out"
+mkdir -p "$out/bin" "$out/obj"
+for c in "$src"/*.c; do
+    name=$(basename "$c" .c)
+    musl-gcc "${cflags[@]}" -static -o "$out/bin/$name" "$c" -lpthread
+    gcc "${cflags[@]}" -static -o "$out/bin/$name-glibc" "$c" -lpthread
+    musl-gcc "${cflags[@]}" -fPIE -c -o "$out/obj/$name-pie.o" "$c"
+    gcc -nostdlib -static-pie -o "$out/bin/$name-pie" \
+        "$musl/rcrt1.o" "$musl/crti.o" "$(gcc -print-file-name=crtbeginS.o)" \
+        "$out/obj/$name-pie.o" -L"$musl" -lc "$(gcc -print-libgcc-file-name)" \
+        "$(gcc -print-file-name=crtendS.o)" "$musl/crtn.o"
+done
+head -c 200 "$out/bin/hello" >"$out/bin/bad-truncated"
+cp "$out/bin/hello" "$out/bin/bad-machine"
+printf '\003\000' | dd of="$out/bin/bad-machine" bs=1 seek=18 conv=notrunc status=none
+gcc "${cflags[@]}" -o "$out/bin/bad-dynamic" "$src/hello.c"
+rm -rf "$out/obj"
+"$@" cpio "$out" "$archive"
