@@ -627,6 +627,26 @@ pub const MATRIX: &[Config] = &[
         ],
     ),
     program_config(
+        "qemu-tcg-user-threads",
+        "init=/bin/threads",
+        exit_device_status(0),
+        &[
+            Pattern::Contains("ok: counter 16000 (expected 16000)"),
+            Pattern::Contains("ok: turns taken in order: 8"),
+            Pattern::Contains("threads: all checks passed"),
+            Pattern::Contains("init: /bin/threads exited with status 0"),
+        ],
+    ),
+    program_config(
+        "qemu-tcg-user-threads-glibc",
+        "init=/bin/threads-glibc",
+        exit_device_status(0),
+        &[
+            Pattern::Contains("threads: all checks passed"),
+            Pattern::Contains("init: /bin/threads-glibc exited with status 0"),
+        ],
+    ),
+    program_config(
         "qemu-tcg-user-crash",
         "init=/bin/crash",
         exit_device_status(128 + 11),
@@ -1150,6 +1170,8 @@ mod tests {
                 "qemu-tcg-user-musl",
                 "qemu-tcg-user-glibc",
                 "qemu-tcg-user-pie",
+                "qemu-tcg-user-threads",
+                "qemu-tcg-user-threads-glibc",
                 "qemu-tcg-user-crash",
                 "qemu-tcg-user-bad-truncated",
                 "qemu-tcg-user-bad-machine",

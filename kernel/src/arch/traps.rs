@@ -33,7 +33,7 @@ const TRAP_STUB_SIZE: u64 = 16;
 /// What the stubs leave on the stack: general-purpose registers (pushed by
 /// the common stub), vector and error code, then the CPU's frame.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct TrapFrame {
     pub r15: u64,
     pub r14: u64,

@@ -166,6 +166,9 @@ struct ThreadSched {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UserContext {
     pub fs_base: u64,
+    /// `set_tid_address` / `CLONE_CHILD_CLEARTID`: the word zeroed and
+    /// woken when the thread exits (what `pthread_join` waits on).
+    pub clear_child_tid: u64,
 }
 
 enum TimerAction {

@@ -337,6 +337,11 @@ impl Event {
     pub fn object(&self) -> &Arc<KObject> {
         &self.0
     }
+
+    /// Whether `a` and `b` are handles to one event.
+    pub fn same(a: &Event, b: &Event) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
 }
 
 /// Why a semaphore release was refused.

@@ -9,6 +9,7 @@
 //! name, address, RIP, the area it hit); the kernel goes on.
 
 pub mod entry;
+pub mod futex;
 pub mod syscall;
 pub mod uaccess;
 pub mod vm;
@@ -49,6 +50,8 @@ pub struct Running {
     /// kernel entry or exit.
     exiting: AtomicBool,
     threads: AtomicUsize,
+    /// Set when the program starts to end: sleeps end early on it.
+    ending: Event,
 }
 
 static RUNNING: spin::Mutex<Option<Arc<Running>>> = spin::Mutex::new(None);
@@ -150,6 +153,7 @@ pub fn run(
         status: AtomicI32::new(0),
         exiting: AtomicBool::new(false),
         threads: AtomicUsize::new(0),
+        ending: Event::new(true, false),
     });
     crate::arch::cpu::without_interrupts(|| *RUNNING.lock() = Some(running.clone()));
     log::info!(
@@ -168,7 +172,7 @@ pub fn run(
         rsp: stack.rsp,
         ..initial_frame()
     };
-    if let Err(error) = spawn_thread(&running, frame, UserContext::default()) {
+    if let Err(error) = spawn_thread(&running, frame, UserContext::default(), None) {
         finish(&running);
         return Err(error);
     }
@@ -217,11 +221,13 @@ pub fn initial_frame() -> TrapFrame {
     }
 }
 
-/// Starts a thread of the program in user mode at `frame`.
+/// Starts a thread of the program in user mode at `frame`, once `go` is
+/// set (so that the creator can publish the thread's ID first).
 pub fn spawn_thread(
     running: &Arc<Running>,
     frame: TrapFrame,
     context: UserContext,
+    go: Option<Event>,
 ) -> Result<sched::Thread, RunError> {
     running.threads.fetch_add(1, Ordering::AcqRel);
     let name = alloc::format!("user:{}", running.path.rsplit('/').next().unwrap_or("?"));
@@ -232,6 +238,9 @@ pub fn spawn_thread(
             fpu: true,
         },
         move || {
+            if let Some(go) = go {
+                go.wait(None);
+            }
             sched::set_user_context(context);
             entry::enter(&frame)
         },
@@ -303,8 +312,16 @@ pub fn exiting() -> bool {
     running().is_some_and(|r| r.exiting.load(Ordering::Acquire))
 }
 
-/// Ends the calling user thread; the last one ends the program.
+/// Ends the calling user thread; the last one ends the program. The
+/// thread's `clear_child_tid` word is zeroed and woken first, as Linux does
+/// (`pthread_join` waits on it).
 pub fn exit_thread(code: i32) -> ! {
+    if let Some(context) = sched::user_context() {
+        let word = context.clear_child_tid;
+        if word != 0 && uaccess::write(word, &0u32).is_ok() {
+            futex::wake(word, 1, u32::MAX);
+        }
+    }
     if let Some(running) = running() {
         if running.threads.fetch_sub(1, Ordering::AcqRel) == 1 {
             if !running.exiting.swap(true, Ordering::AcqRel) {
@@ -323,8 +340,21 @@ pub fn exit_program(status: i32) -> ! {
         if !running.exiting.swap(true, Ordering::AcqRel) {
             running.status.store(status, Ordering::Release);
         }
+        running.ending.set();
     }
+    // Threads blocked in the kernel come out and end.
+    futex::wake_all();
     exit_thread(status)
+}
+
+/// Sleeps `ns` nanoseconds, or less if the program is ending.
+pub fn sleep_ns(ns: u64) {
+    match running() {
+        Some(running) => {
+            running.ending.wait(Some(ns));
+        }
+        None => sched::sleep_ns(ns),
+    }
 }
 
 /// Linux's signal numbers for the faults a program can take.

@@ -24,7 +24,11 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
     let args = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
-    frame.rax = match call(number, args) {
+    let result = match number {
+        CLONE => clone(frame, args),
+        _ => call(number, args),
+    };
+    frame.rax = match result {
         Ok(value) => value,
         Err(errno) => errno.to_return(),
     };
@@ -80,8 +84,11 @@ fn call(number: u64, a: [u64; 6]) -> Result<u64> {
         158 => arch_prctl(a[0], a[1]),
         186 => Ok(crate::sched::current().id()),
         201 => time(a[0]),
-        218 => Ok(crate::sched::current().id()), // set_tid_address
+        202 => super::futex::futex(a[0], a[1], a[2], a[3], a[4], a[5]),
+        218 => set_tid_address(a[0]),
         228 => clock_gettime(a[0], a[1]),
+        // clone3 may answer ENOSYS: glibc then uses clone.
+        435 => Err(Errno::ENOSYS),
         229 => clock_getres(a[0], a[1]),
         230 => clock_nanosleep(a[0], a[1], a[2], a[3]),
         231 => super::exit_program(a[0] as i32 & 0xff),
@@ -381,8 +388,13 @@ fn time(out: u64) -> Result<u64> {
     Ok(seconds)
 }
 
+/// Reads a `struct timespec` as nanoseconds (`EINVAL` if malformed).
+pub(super) fn read_timespec(address: u64) -> Result<u64> {
+    uaccess::read::<Timespec>(address)?.to_ns()
+}
+
 fn sleep(ns: u64, remaining: u64) -> Result<u64> {
-    crate::sched::sleep_ns(ns);
+    super::sleep_ns(ns);
     if remaining != 0 {
         uaccess::write(remaining, &Timespec::default())?;
     }
@@ -476,6 +488,91 @@ fn prlimit(number: u64, a: [u64; 6]) -> Result<u64> {
         uaccess::write(old, &limit)?;
     }
     Ok(0)
+}
+
+const CLONE: u64 = 56;
+const CLONE_VM: u64 = 0x100;
+const CLONE_FS: u64 = 0x200;
+const CLONE_FILES: u64 = 0x400;
+const CLONE_SIGHAND: u64 = 0x800;
+const CLONE_THREAD: u64 = 0x1_0000;
+const CLONE_SYSVSEM: u64 = 0x4_0000;
+const CLONE_SETTLS: u64 = 0x8_0000;
+const CLONE_PARENT_SETTID: u64 = 0x10_0000;
+const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
+const CLONE_DETACHED: u64 = 0x40_0000;
+const CLONE_CHILD_SETTID: u64 = 0x100_0000;
+/// What a new thread of the same program may ask for.
+const CLONE_THREAD_FLAGS: u64 = CLONE_VM
+    | CLONE_FS
+    | CLONE_FILES
+    | CLONE_SIGHAND
+    | CLONE_THREAD
+    | CLONE_SYSVSEM
+    | CLONE_SETTLS
+    | CLONE_PARENT_SETTID
+    | CLONE_CHILD_CLEARTID
+    | CLONE_DETACHED
+    | CLONE_CHILD_SETTID;
+
+/// `clone(flags, stack, parent_tid, child_tid, tls)` for threads; a new
+/// process (no `CLONE_VM | CLONE_THREAD`) is not possible: one program,
+/// one address space.
+fn clone(frame: &TrapFrame, a: [u64; 6]) -> Result<u64> {
+    let (flags, stack, parent_tid, child_tid, tls) = (a[0], a[1], a[2], a[3], a[4]);
+    let required = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND;
+    if flags & required != required {
+        log::warn!(
+            "user: clone of a new process (flags {flags:#x}): sanos runs one program; ENOSYS"
+        );
+        return Err(Errno::ENOSYS);
+    }
+    if flags & !CLONE_THREAD_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLONE_SETTLS != 0 && tls >= USER_END {
+        return Err(Errno::EPERM);
+    }
+    let running = super::running().ok_or(Errno::ESRCH)?;
+    let parent = crate::sched::user_context().unwrap_or_default();
+    let context = crate::sched::UserContext {
+        fs_base: if flags & CLONE_SETTLS != 0 {
+            tls
+        } else {
+            parent.fs_base
+        },
+        clear_child_tid: if flags & CLONE_CHILD_CLEARTID != 0 {
+            child_tid
+        } else {
+            0
+        },
+    };
+    let mut child = *frame;
+    child.rax = 0;
+    if stack != 0 {
+        child.rsp = stack;
+    }
+    let go = crate::sched::sync::Event::new(true, false);
+    let thread = super::spawn_thread(&running, child, context, Some(go.clone()))
+        .map_err(|_| Errno::EAGAIN)?;
+    let tid = thread.id();
+    // Published before the thread runs, as Linux does.
+    let mut published = Ok(());
+    if flags & CLONE_PARENT_SETTID != 0 {
+        published = published.and(uaccess::write(parent_tid, &(tid as u32)));
+    }
+    if flags & CLONE_CHILD_SETTID != 0 {
+        published = published.and(uaccess::write(child_tid, &(tid as u32)));
+    }
+    go.set();
+    published.map(|()| tid)
+}
+
+fn set_tid_address(address: u64) -> Result<u64> {
+    let mut context = crate::sched::user_context().unwrap_or_default();
+    context.clear_child_tid = address;
+    crate::sched::set_user_context(context);
+    Ok(crate::sched::current().id())
 }
 
 const ARCH_SET_FS: u64 = 0x1002;
