@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the user programs of the tests (images/user/*.c) and packs them
-# into a cpio archive, the boot module `init=` runs from:
+# Builds the user programs of the tests (images/user/*.c) and packs them,
+# with the files under images/user/root, into a cpio archive, the boot
+# module `init=` runs from:
 #
 #   bin/NAME          musl, static (musl-gcc)
 #   bin/NAME-glibc    glibc, static (gcc -static)
@@ -25,6 +26,8 @@ cflags=(-O2 -g -Wall -Wextra -Werror)
 
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/obj"
+# Files the programs read (images/user/root: /etc/motd).
+cp -R "$src/root/." "$out/"
 for c in "$src"/*.c; do
     name=$(basename "$c" .c)
     musl-gcc "${cflags[@]}" -static -o "$out/bin/$name" "$c" -lpthread

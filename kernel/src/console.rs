@@ -80,6 +80,17 @@ static INPUT_READY: spin::Once<crate::sched::sync::Event> = spin::Once::new();
 /// Unread input kept, in bytes (a buffer size, not a page).
 const INPUT_LIMIT: usize = 4096;
 
+/// Whether console input is waiting (a read would not block).
+pub fn input_pending() -> bool {
+    if INPUT_READY.get().is_some() {
+        return cpu::without_interrupts(|| !INPUT.lock().is_empty());
+    }
+    // The 16550's line status register (COM1 + 5): bit 0, data ready.
+    // SAFETY: reading the LSR of the COM1 UART that `init` found has no
+    // side effect on its state.
+    UART.lock().is_some() && unsafe { cpu::inb(0x3fd) } & 1 != 0
+}
+
 /// A byte typed on the console, if one is waiting.
 pub fn read_byte() -> Option<u8> {
     if INPUT_READY.get().is_some() {

@@ -36,6 +36,8 @@ mod console;
 #[cfg(target_os = "none")]
 mod dev;
 #[cfg(target_os = "none")]
+mod fs;
+#[cfg(target_os = "none")]
 mod ktest;
 #[cfg(target_os = "none")]
 mod mm;

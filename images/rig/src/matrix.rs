@@ -647,6 +647,29 @@ pub const MATRIX: &[Config] = &[
         ],
     ),
     program_config(
+        "qemu-tcg-user-files",
+        "init=/bin/files",
+        exit_device_status(0),
+        &[
+            Pattern::Contains("ok: read /etc/motd from the boot module"),
+            Pattern::Contains("ok: the root is read-only: EROFS"),
+            Pattern::Contains("ok: rename across file systems: EXDEV"),
+            Pattern::Contains("ok: /proc/self/exe is this program"),
+            Pattern::Contains("ok: a pipe without a writer reads end of file"),
+            Pattern::Contains("files: all checks passed"),
+            Pattern::Contains("init: /bin/files exited with status 0"),
+        ],
+    ),
+    program_config(
+        "qemu-tcg-user-files-glibc",
+        "init=/bin/files-glibc",
+        exit_device_status(0),
+        &[
+            Pattern::Contains("files: all checks passed"),
+            Pattern::Contains("init: /bin/files-glibc exited with status 0"),
+        ],
+    ),
+    program_config(
         "qemu-tcg-user-crash",
         "init=/bin/crash",
         exit_device_status(128 + 11),
@@ -1172,6 +1195,8 @@ mod tests {
                 "qemu-tcg-user-pie",
                 "qemu-tcg-user-threads",
                 "qemu-tcg-user-threads-glibc",
+                "qemu-tcg-user-files",
+                "qemu-tcg-user-files-glibc",
                 "qemu-tcg-user-crash",
                 "qemu-tcg-user-bad-truncated",
                 "qemu-tcg-user-bad-machine",

@@ -26,8 +26,10 @@ pub mod boot {
 }
 
 pub mod fs {
-    //! File formats: the cpio archive a site image comes in.
+    //! File formats: the cpio archive a site image comes in; and the
+    //! file-system layer user programs' system calls sit on.
     pub mod cpio;
+    pub mod vfs;
 }
 
 pub mod mm {

@@ -173,13 +173,28 @@ pub fn module_bytes(boot: &BootInfo<'_>) -> &'static [u8] {
 /// arguments, until it exits; then powers off with its status (QEMU's
 /// `isa-debug-exit` carries it), or starts it again (`init.restart=yes`).
 fn run_init(boot: &BootInfo<'_>, path: &str, options: &Options<'_>) -> ! {
-    let archive = module_bytes(boot);
+    let archive = match pure::fs::cpio::Archive::parse(module_bytes(boot)) {
+        Ok(archive) => &*alloc::boxed::Box::leak(alloc::boxed::Box::new(archive)),
+        Err(error) => {
+            log::error!(
+                "init: the boot module is no cpio (newc) archive ({error}); cannot run {path}"
+            );
+            crate::dev::shutdown();
+            crate::vmops::ops::shutdown(crate::backend::ShutdownReason::Exit(127).encode());
+            crate::vmops::ops::shutdown(crate::backend::ShutdownReason::PowerOff.encode());
+            cpu::halt_forever()
+        }
+    };
+    let tmpfs: alloc::vec::Vec<&str> = options
+        .mounts
+        .map(|list| list.split(',').filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
     let mut argv: alloc::vec::Vec<&[u8]> = alloc::vec![path.as_bytes()];
     argv.extend(options.app_args.split_ascii_whitespace().map(str::as_bytes));
     let envp: [&[u8]; 3] = [b"HOME=/", b"PATH=/bin:/usr/bin", b"TERM=linux"];
     let status = loop {
         log::info!("init: starting {path}");
-        let status = match crate::user::run(archive, path, &argv, &envp) {
+        let status = match crate::user::run(archive, &tmpfs, path, &argv, &envp) {
             Ok(crate::user::Ended::Exited(code)) => {
                 log::info!("init: {path} exited with status {code}");
                 code

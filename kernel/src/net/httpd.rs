@@ -98,11 +98,7 @@ pub fn start(site: &'static Archive<'static>, port: u16) -> Result<(), SocketErr
     Ok(())
 }
 
-fn accept_loop(
-    mut listener: TcpListener,
-    slots: Semaphore,
-    site: &'static Archive<'static>,
-) -> u64 {
+fn accept_loop(listener: TcpListener, slots: Semaphore, site: &'static Archive<'static>) -> u64 {
     loop {
         slots.wait(None);
         let stream = loop {

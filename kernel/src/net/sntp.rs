@@ -68,7 +68,7 @@ fn cookie() -> Timestamp {
 
 /// Asks `server` for the time.
 pub fn query(server: Ipv4Address) -> Result<Sample, NtpError> {
-    let mut socket = UdpSocket::bind(0, 4, 1024).map_err(NtpError::Socket)?;
+    let socket = UdpSocket::bind(0, 4, 1024).map_err(NtpError::Socket)?;
     let to = IpEndpoint::new(IpAddress::Ipv4(server), sntp::PORT);
     for _ in 0..TRIES {
         let cookie = cookie();

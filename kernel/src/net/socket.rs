@@ -189,7 +189,6 @@ impl Listener {
 /// Listening on one port; the connections are accepted in order.
 pub struct TcpListener {
     port: u16,
-    event: Event,
 }
 
 impl TcpListener {
@@ -221,22 +220,20 @@ impl TcpListener {
         })
         .ok_or(SocketError::NoInterface)??;
         wake();
-        Ok(TcpListener {
-            port,
-            event: Event::new(false, false),
-        })
+        Ok(TcpListener { port })
     }
 
     /// The next established connection; `TimedOut` after `timeout_ns`.
-    pub fn accept(&mut self, timeout_ns: Option<u64>) -> Result<TcpStream, SocketError> {
+    pub fn accept(&self, timeout_ns: Option<u64>) -> Result<TcpStream, SocketError> {
         let deadline = deadline(timeout_ns);
+        let event = Event::new(false, false);
         let port = self.port;
         loop {
             let taken = with_stack(|stack| {
                 let listener = stack.listeners.iter_mut().find(|l| l.port == port)?;
                 let taken = listener.take_established(&stack.sockets);
                 if taken.is_none() {
-                    stack.wait_for_change(&self.event);
+                    stack.wait_for_change(&event);
                 }
                 taken
             })
@@ -249,8 +246,15 @@ impl TcpListener {
                     event: Event::new(false, false),
                 });
             }
-            wait(&self.event, deadline)?;
+            wait(&event, deadline)?;
         }
+    }
+}
+
+impl TcpListener {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 
@@ -334,8 +338,10 @@ impl TcpStream {
 
     /// Reads what has arrived, waiting for at least one byte; `Ok(0)` when
     /// the peer closed its side.
-    pub fn read(&mut self, buf: &mut [u8], timeout_ns: Option<u64>) -> Result<usize, SocketError> {
+    pub fn read(&self, buf: &mut [u8], timeout_ns: Option<u64>) -> Result<usize, SocketError> {
         let deadline = deadline(timeout_ns);
+        // One event per call: threads may share the stream.
+        let event = Event::new(false, false);
         loop {
             let outcome = with_stack(|stack| {
                 let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
@@ -352,24 +358,74 @@ impl TcpStream {
                         Ok(0)
                     });
                 }
-                stack.wait_for_change(&self.event);
+                stack.wait_for_change(&event);
                 None
             })
             .ok_or(SocketError::NoInterface)?;
             if let Some(result) = outcome {
                 return result;
             }
-            wait(&self.event, deadline)?;
+            wait(&event, deadline)?;
         }
     }
 
-    /// Writes all of `data`, waiting for room in the send buffer.
-    pub fn write_all(
-        &mut self,
-        mut data: &[u8],
-        timeout_ns: Option<u64>,
-    ) -> Result<(), SocketError> {
+    /// The connection's local and remote endpoints (while it has them).
+    pub fn endpoints(&self) -> Option<(IpEndpoint, IpEndpoint)> {
+        with_stack(|stack| {
+            let socket = stack.sockets.get::<tcp::Socket>(self.handle);
+            Some((socket.local_endpoint()?, socket.remote_endpoint()?))
+        })
+        .flatten()
+    }
+
+    /// Writes what fits of `data` (at least one byte, waiting for room
+    /// until the deadline); returns how much was taken.
+    pub fn write(&self, data: &[u8], timeout_ns: Option<u64>) -> Result<usize, SocketError> {
         let deadline = deadline(timeout_ns);
+        let event = Event::new(false, false);
+        if data.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let sent = with_stack(|stack| {
+                let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
+                if !socket.may_send() {
+                    return Err(if socket.state() == tcp::State::Closed {
+                        SocketError::Reset
+                    } else {
+                        SocketError::Closed
+                    });
+                }
+                if socket.can_send() {
+                    let sent = socket.send_slice(data).map_err(|_| SocketError::Closed)?;
+                    if sent > 0 {
+                        return Ok(sent);
+                    }
+                }
+                stack.wait_for_change(&event);
+                Ok(0)
+            })
+            .ok_or(SocketError::NoInterface)??;
+            if sent > 0 {
+                wake();
+                return Ok(sent);
+            }
+            wait(&event, deadline)?;
+        }
+    }
+
+    /// Closes the sending side (FIN after what is buffered); reading goes
+    /// on until the peer closes.
+    pub fn shutdown_write(&self) {
+        let handle = self.handle;
+        with_stack(|stack| stack.sockets.get_mut::<tcp::Socket>(handle).close());
+        wake();
+    }
+
+    /// Writes all of `data`, waiting for room in the send buffer.
+    pub fn write_all(&self, mut data: &[u8], timeout_ns: Option<u64>) -> Result<(), SocketError> {
+        let deadline = deadline(timeout_ns);
+        let event = Event::new(false, false);
         while !data.is_empty() {
             let sent = with_stack(|stack| {
                 let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
@@ -386,7 +442,7 @@ impl TcpStream {
                         return Ok(sent);
                     }
                 }
-                stack.wait_for_change(&self.event);
+                stack.wait_for_change(&event);
                 Ok(0)
             })
             .ok_or(SocketError::NoInterface)??;
@@ -394,7 +450,7 @@ impl TcpStream {
                 data = &data[sent..];
                 wake();
             } else {
-                wait(&self.event, deadline)?;
+                wait(&event, deadline)?;
             }
         }
         Ok(())
@@ -420,7 +476,6 @@ const EPHEMERAL_FIRST: u16 = 49152;
 /// A UDP socket bound to a local port.
 pub struct UdpSocket {
     handle: SocketHandle,
-    event: Event,
 }
 
 impl UdpSocket {
@@ -447,20 +502,18 @@ impl UdpSocket {
             Ok(stack.sockets.add(socket))
         })
         .ok_or(SocketError::NoInterface)??;
-        Ok(UdpSocket {
-            handle,
-            event: Event::new(false, false),
-        })
+        Ok(UdpSocket { handle })
     }
 
     /// Queues one datagram to `to`, waiting for room in the send buffer.
     pub fn send_to(
-        &mut self,
+        &self,
         data: &[u8],
         to: IpEndpoint,
         timeout_ns: Option<u64>,
     ) -> Result<(), SocketError> {
         let deadline = deadline(timeout_ns);
+        let event = Event::new(false, false);
         loop {
             let sent = with_stack(|stack| {
                 let socket = stack.sockets.get_mut::<udp::Socket>(self.handle);
@@ -470,7 +523,7 @@ impl UdpSocket {
                 match socket.send_slice(data, to) {
                     Ok(()) => Ok(true),
                     Err(udp::SendError::BufferFull) => {
-                        stack.wait_for_change(&self.event);
+                        stack.wait_for_change(&event);
                         Ok(false)
                     }
                     Err(udp::SendError::Unaddressable) => Err(SocketError::Unreachable),
@@ -481,18 +534,19 @@ impl UdpSocket {
                 wake();
                 return Ok(());
             }
-            wait(&self.event, deadline)?;
+            wait(&event, deadline)?;
         }
     }
 
     /// Takes the next datagram into `buf` (cut to its size) and says who
     /// sent it and how long it was.
     pub fn recv_from(
-        &mut self,
+        &self,
         buf: &mut [u8],
         timeout_ns: Option<u64>,
     ) -> Result<(usize, IpEndpoint), SocketError> {
         let deadline = deadline(timeout_ns);
+        let event = Event::new(false, false);
         loop {
             let received = with_stack(|stack| {
                 let socket = stack.sockets.get_mut::<udp::Socket>(self.handle);
@@ -503,7 +557,7 @@ impl UdpSocket {
                         Some((payload.len(), meta.endpoint))
                     }
                     Err(_) => {
-                        stack.wait_for_change(&self.event);
+                        stack.wait_for_change(&event);
                         None
                     }
                 }
@@ -512,8 +566,22 @@ impl UdpSocket {
             if let Some(received) = received {
                 return Ok(received);
             }
-            wait(&self.event, deadline)?;
+            wait(&event, deadline)?;
         }
+    }
+}
+
+impl UdpSocket {
+    /// The local port it is bound to.
+    pub fn port(&self) -> u16 {
+        with_stack(|stack| {
+            stack
+                .sockets
+                .get::<udp::Socket>(self.handle)
+                .endpoint()
+                .port
+        })
+        .unwrap_or(0)
     }
 }
 
@@ -601,6 +669,17 @@ fn readiness(stack: &super::Stack, socket: Pollable<'_>) -> Readiness {
     }
 }
 
+/// What `socket` is ready for now (`None` without an interface).
+pub fn readiness_now(socket: Pollable<'_>) -> Option<Readiness> {
+    with_stack(|stack| readiness(stack, socket))
+}
+
+/// Sets `event` after the network thread's next pass (something may have
+/// changed for any socket).
+pub fn notify_on_change(event: &Event) {
+    with_stack(|stack| stack.wait_for_change(event));
+}
+
 /// Waits until at least one entry is ready for what it asks (or hung up,
 /// or failed), or the timeout passes (0: look once), and fills in every
 /// entry's `ready`. Returns how many entries have something to report;
@@ -678,7 +757,7 @@ mod tests {
         }
         let stream = TcpStream::connect(ECHO, 7, Some(5 * SECOND));
         kassert!(stream.is_ok(), "connect to {ECHO}:7: {:?}", stream.err());
-        let Ok(mut stream) = stream else {
+        let Ok(stream) = stream else {
             return Ok(());
         };
         // Nothing sent yet: a non-blocking read and a zero-timeout poll
@@ -711,7 +790,7 @@ mod tests {
         }
         let socket = UdpSocket::bind(0, 4, 2048);
         kassert!(socket.is_ok(), "bind: {:?}", socket.err());
-        let Ok(mut socket) = socket else {
+        let Ok(socket) = socket else {
             return Ok(());
         };
         let mut buf = [0u8; 16];

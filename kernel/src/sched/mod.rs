@@ -695,6 +695,14 @@ pub fn tls_set(index: usize, value: usize) -> bool {
     allocated
 }
 
+/// Nanoseconds the CPU spent idle (the idle thread's run time).
+pub fn idle_ns() -> u64 {
+    let mut guard = lock();
+    let s = guard.sched();
+    let idle = s.idle;
+    s.thread(idle).shared.cpu_ns.load(Ordering::Relaxed)
+}
+
 /// One thread, as the shell's `threads` command shows it.
 pub struct ThreadInfo {
     pub id: ThreadId,

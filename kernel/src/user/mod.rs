@@ -9,7 +9,11 @@
 //! name, address, RIP, the area it hit); the kernel goes on.
 
 pub mod entry;
+pub mod files;
 pub mod futex;
+pub mod net;
+pub mod pipe;
+pub mod poll;
 pub mod syscall;
 pub mod uaccess;
 pub mod vm;
@@ -39,6 +43,8 @@ const STACK_SIZE: u64 = 8 << 20;
 const MAX_ARGS_BYTES: usize = 128 << 10;
 /// The program's process ID (one program: always the same).
 pub const PID: u64 = 1;
+/// The ceiling of a listening socket's backlog (`/proc/sys/net/core/somaxconn`).
+pub const SOMAXCONN: u32 = 4096;
 
 /// The running program.
 pub struct Running {
@@ -50,6 +56,8 @@ pub struct Running {
     /// kernel entry or exit.
     exiting: AtomicBool,
     threads: AtomicUsize,
+    /// The `AT_*` vector given to the program (`/proc/self/auxv`).
+    pub auxv: alloc::vec::Vec<u8>,
     /// Set when the program starts to end: sleeps end early on it.
     ending: Event,
 }
@@ -64,8 +72,6 @@ pub fn running() -> Option<Arc<Running>> {
 /// Why a program could not start.
 #[derive(Debug)]
 pub enum RunError {
-    /// No boot module, or it is not a cpio archive.
-    NoArchive,
     NotFound,
     NotAFile,
     Load(LoadError),
@@ -78,7 +84,6 @@ pub enum RunError {
 impl core::fmt::Display for RunError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            RunError::NoArchive => write!(f, "no boot module holding a cpio (newc) archive"),
             RunError::NotFound => write!(f, "no such file in the boot module"),
             RunError::NotAFile => write!(f, "not a regular file"),
             RunError::Load(error) => write!(f, "{error}"),
@@ -110,9 +115,11 @@ impl Ended {
 const SIGNALED: i32 = 0x1_0000;
 
 /// Loads `path` from `archive` and runs it with `argv` and `envp` until its
-/// last thread ends.
+/// last thread ends. The program sees `archive` at `/`, with a tmpfs at
+/// `/tmp` and at each of `tmpfs` (`crate::fs::namespace`).
 pub fn run(
-    archive: &'static [u8],
+    archive: &'static pure::fs::cpio::Archive<'static>,
+    tmpfs: &[&str],
     path: &str,
     argv: &[&[u8]],
     envp: &[&[u8]],
@@ -122,11 +129,21 @@ pub fn run(
             "user programs do not run under Xen PV yet (the kernel itself is in ring 3 there)",
         ));
     }
-    let archive = pure::fs::cpio::Archive::parse(archive).map_err(|_| RunError::NoArchive)?;
-    let entry = archive.lookup(path).ok_or(RunError::NotFound)?;
-    if !entry.is_file() {
+    let namespace = crate::fs::namespace(archive, tmpfs);
+    let (_, node) = namespace
+        .resolve("/", path, true)
+        .map_err(|_| RunError::NotFound)?;
+    if node.metadata().kind != pure::fs::vfs::FileType::Regular {
         return Err(RunError::NotAFile);
     }
+    // The executable's bytes, in place in the boot module (pages are
+    // filled from them on demand).
+    let entry = archive.lookup(path).filter(|e| e.is_file());
+    let Some(entry) = entry else {
+        return Err(RunError::Unsupported(
+            "the executable must be a file of the boot module",
+        ));
+    };
     let file: &'static [u8] = entry.data;
     let program = elf::parse(file).map_err(RunError::Load)?;
     let protection = entry::init();
@@ -153,9 +170,11 @@ pub fn run(
         status: AtomicI32::new(0),
         exiting: AtomicBool::new(false),
         threads: AtomicUsize::new(0),
+        auxv: loader::stack::auxv_bytes(&stack),
         ending: Event::new(true, false),
     });
     crate::arch::cpu::without_interrupts(|| *RUNNING.lock() = Some(running.clone()));
+    files::start(namespace);
     log::info!(
         "user: {path}: {}entry {:#x}, {} segments, SMEP {}, SMAP {}",
         match program.kind {
@@ -186,8 +205,9 @@ pub fn run(
     })
 }
 
-/// Frees what the program left: its pages, its record.
+/// Frees what the program left: its files, its pages, its record.
 fn finish(_running: &Arc<Running>) {
+    files::finish();
     with_vm(|vm| vm.clear());
     crate::arch::cpu::without_interrupts(|| *RUNNING.lock() = None);
 }

@@ -5,15 +5,19 @@
 //! offers; a call sanos does not have returns `ENOSYS` and is logged once
 //! with its number and name.
 
-use super::uaccess::{self, copy_from_user, copy_to_user};
+use super::uaccess::{self, copy_to_user};
 use super::vm::{self, Backing, Kind, Prot};
+use super::{files, net, poll};
 use crate::arch::traps::TrapFrame;
 use crate::mm::paging::USER_END;
-use alloc::vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use pure::user::linux::{syscall_name, Errno};
 
 type Result<T> = core::result::Result<T, Errno>;
+
+use files::AT_FDCWD;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_REMOVEDIR: u64 = 0x200;
 
 /// Called by the entry stub with interrupts masked; runs the call with
 /// them enabled.
@@ -56,8 +60,15 @@ fn not_implemented(number: u64) -> Result<u64> {
 
 fn call(number: u64, a: [u64; 6]) -> Result<u64> {
     match number {
-        0 => read(a[0], a[1], a[2]),
-        1 => write(a[0], a[1], a[2]),
+        0 => files::read(a[0], a[1], a[2]),
+        1 => files::write(a[0], a[1], a[2]),
+        2 => files::openat(AT_FDCWD, a[0], a[1], a[2]),
+        3 => files::close_fd(a[0]),
+        4 => files::fstatat(AT_FDCWD, a[0], a[1], 0),
+        5 => files::fstat(a[0], a[1]),
+        6 => files::fstatat(AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW),
+        7 => poll::poll(a[0], a[1], a[2]),
+        8 => files::lseek(a[0], a[1], a[2]),
         9 => mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
         10 => mprotect(a[0], a[1], a[2]),
         11 => munmap(a[0], a[1]),
@@ -65,17 +76,54 @@ fn call(number: u64, a: [u64; 6]) -> Result<u64> {
         13 => rt_sigaction(a[0], a[1], a[2], a[3]),
         14 => rt_sigprocmask(a[0], a[1], a[2], a[3]),
         16 => ioctl(a[0], a[1], a[2]),
-        20 => writev(a[0], a[1], a[2]),
+        17 => files::pread(a[0], a[1], a[2], a[3]),
+        18 => files::pwrite(a[0], a[1], a[2], a[3]),
+        19 => files::readv(a[0], a[1], a[2]),
+        20 => files::writev(a[0], a[1], a[2]),
+        21 => files::faccessat(AT_FDCWD, a[0], a[1], 0),
+        22 => files::pipe2(a[0], 0),
+        23 => poll::select(a[0], a[1], a[2], a[3], a[4]),
         24 => {
             crate::sched::yield_now();
             Ok(0)
         }
         28 => Ok(0), // madvise: advice only
+        32 => files::dup(a[0]),
+        33 => files::dup2(a[0], a[1]),
         35 => nanosleep(a[0], a[1]),
         39 => Ok(super::PID),
+        40 => files::sendfile(a[0], a[1], a[2], a[3]),
+        41 => net::socket(a[0], a[1], a[2]),
+        42 => net::connect(a[0], a[1], a[2]),
+        43 => net::accept(a[0], a[1], a[2], 0),
+        44 => net::sendto(a[0], a[1], a[2], a[3], a[4], a[5]),
+        45 => net::recvfrom(a[0], a[1], a[2], a[3], a[4], a[5]),
+        46 => net::sendmsg(a[0], a[1], a[2]),
+        47 => net::recvmsg(a[0], a[1], a[2]),
+        48 => net::shutdown(a[0], a[1]),
+        49 => net::bind(a[0], a[1], a[2]),
+        50 => net::listen(a[0], a[1]),
+        51 => net::getsockname(a[0], a[1], a[2]),
+        52 => net::getpeername(a[0], a[1], a[2]),
+        53 => Err(Errno::EOPNOTSUPP), // socketpair: AF_UNIX is not offered
+        54 => net::setsockopt(a[0], a[1], a[2], a[3], a[4]),
+        55 => net::getsockopt(a[0], a[1], a[2], a[3], a[4]),
         60 => super::exit_thread(a[0] as i32 & 0xff),
         63 => uname(a[0]),
-        89 => readlink(a[0], a[1], a[2]),
+        72 => files::fcntl(a[0], a[1], a[2]),
+        74 | 75 => files::get(a[0]).map(|_| 0), // fsync, fdatasync: memory only
+        76 => files::truncate(a[0], a[1]),
+        77 => files::ftruncate(a[0], a[1]),
+        79 => files::getcwd(a[0], a[1]),
+        80 => files::chdir(a[0]),
+        81 => files::fchdir(a[0]),
+        82 => files::renameat(AT_FDCWD, a[0], AT_FDCWD, a[1], 0),
+        83 => files::mkdirat(AT_FDCWD, a[0], a[1]),
+        84 => files::unlinkat(AT_FDCWD, a[0], AT_REMOVEDIR),
+        87 => files::unlinkat(AT_FDCWD, a[0], 0),
+        88 => files::symlinkat(a[0], AT_FDCWD, a[1]),
+        89 => files::readlinkat(AT_FDCWD, a[0], a[1], a[2]),
+        95 => Ok(0o022), // umask: fixed at 022
         96 => gettimeofday(a[0]),
         97 | 302 => prlimit(number, a),
         102 | 104 | 107 | 108 => Ok(0), // getuid, getgid, geteuid, getegid: root
@@ -85,6 +133,11 @@ fn call(number: u64, a: [u64; 6]) -> Result<u64> {
         186 => Ok(crate::sched::current().id()),
         201 => time(a[0]),
         202 => super::futex::futex(a[0], a[1], a[2], a[3], a[4], a[5]),
+        213 => match a[0] as i32 {
+            size if size > 0 => poll::epoll_create1(0),
+            _ => Err(Errno::EINVAL),
+        },
+        217 => files::getdents64(a[0], a[1], a[2]),
         218 => set_tid_address(a[0]),
         228 => clock_gettime(a[0], a[1]),
         // clone3 may answer ENOSYS: glibc then uses clone.
@@ -92,71 +145,30 @@ fn call(number: u64, a: [u64; 6]) -> Result<u64> {
         229 => clock_getres(a[0], a[1]),
         230 => clock_nanosleep(a[0], a[1], a[2], a[3]),
         231 => super::exit_program(a[0] as i32 & 0xff),
+        232 | 281 => poll::epoll_wait(a[0], a[1], a[2], a[3]),
+        233 => poll::epoll_ctl(a[0], a[1], a[2], a[3]),
+        257 => files::openat(a[0], a[1], a[2], a[3]),
+        258 => files::mkdirat(a[0], a[1], a[2]),
+        262 => files::fstatat(a[0], a[1], a[2], a[3]),
+        263 => files::unlinkat(a[0], a[1], a[2]),
+        264 => files::renameat(a[0], a[1], a[2], a[3], 0),
+        266 => files::symlinkat(a[0], a[1], a[2]),
+        267 => files::readlinkat(a[0], a[1], a[2], a[3]),
+        270 => poll::pselect6(a[0], a[1], a[2], a[3], a[4]),
+        271 => poll::ppoll(a[0], a[1], a[2], a[3]),
+        284 => poll::eventfd2(a[0], 0),
+        288 => net::accept(a[0], a[1], a[2], a[3]),
+        290 => poll::eventfd2(a[0], a[1]),
+        291 => poll::epoll_create1(a[0]),
+        269 | 439 => files::faccessat(a[0], a[1], a[2], if number == 439 { a[3] } else { 0 }),
+        292 => files::dup3(a[0], a[1], a[2]),
+        293 => files::pipe2(a[0], a[1]),
+        316 => files::renameat(a[0], a[1], a[2], a[3], a[4]),
         273 => Ok(0), // set_robust_list: recorded nowhere yet
         318 => getrandom(a[0], a[1], a[2]),
+        332 => files::statx(a[0], a[1], a[2], a[3], a[4]),
         _ => not_implemented(number),
     }
-}
-
-/// File descriptors 0, 1 and 2 are the console.
-fn is_console(fd: u64) -> bool {
-    fd <= 2
-}
-
-fn read(fd: u64, _buffer: u64, _count: u64) -> Result<u64> {
-    match fd {
-        // Console input for programs is not wired yet: end of file.
-        0 => Ok(0),
-        _ => Err(Errno::EBADF),
-    }
-}
-
-/// Largest write taken in one call (Linux caps at 0x7ffff000).
-const MAX_IO: u64 = 0x7fff_f000;
-
-fn write(fd: u64, buffer: u64, count: u64) -> Result<u64> {
-    if !is_console(fd) {
-        return Err(Errno::EBADF);
-    }
-    let count = count.min(MAX_IO);
-    let mut done = 0;
-    let mut chunk = vec![0u8; 4096];
-    while done < count {
-        let n = (count - done).min(chunk.len() as u64) as usize;
-        copy_from_user(&mut chunk[..n], buffer + done)?;
-        crate::console::write_bytes(&chunk[..n]);
-        done += n as u64;
-    }
-    Ok(done)
-}
-
-/// `struct iovec`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct IoVec {
-    base: u64,
-    len: u64,
-}
-
-const IOV_MAX: u64 = 1024;
-
-fn writev(fd: u64, iov: u64, count: u64) -> Result<u64> {
-    if count > IOV_MAX {
-        return Err(Errno::EINVAL);
-    }
-    let mut total = 0u64;
-    for i in 0..count {
-        let v: IoVec = uaccess::read(iov + i * 16)?;
-        if v.len == 0 {
-            continue;
-        }
-        match write(fd, v.base, v.len) {
-            Ok(n) => total += n,
-            Err(error) if total == 0 => return Err(error),
-            Err(_) => break,
-        }
-    }
-    Ok(total)
 }
 
 const MAP_SHARED: u64 = 0x01;
@@ -281,8 +293,8 @@ const TCGETS: u64 = 0x5401;
 const TIOCGWINSZ: u64 = 0x5413;
 
 fn ioctl(fd: u64, request: u64, argument: u64) -> Result<u64> {
-    if !is_console(fd) {
-        return Err(Errno::EBADF);
+    if !files::is_terminal(fd)? {
+        return Err(Errno::ENOTTY);
     }
     match request {
         TCGETS => {
@@ -419,24 +431,6 @@ fn clock_nanosleep(clock: u64, flags: u64, request: u64, remaining: u64) -> Resu
         return sleep(ns.saturating_sub(now), 0);
     }
     sleep(ns, remaining)
-}
-
-/// Longest path taken (Linux's `PATH_MAX`).
-const PATH_MAX: usize = 4096;
-
-fn readlink(path: u64, buffer: u64, size: u64) -> Result<u64> {
-    let path = uaccess::read_c_string(path, PATH_MAX)?;
-    if size == 0 || size > i32::MAX as u64 {
-        return Err(Errno::EINVAL);
-    }
-    // Until the file system: the one link programs ask for at start.
-    if path != b"/proc/self/exe" {
-        return Err(Errno::ENOENT);
-    }
-    let target = super::running().map(|r| r.path.clone()).unwrap_or_default();
-    let n = target.len().min(size as usize);
-    copy_to_user(buffer, &target.as_bytes()[..n])?;
-    Ok(n as u64)
 }
 
 fn uname(out: u64) -> Result<u64> {

@@ -288,6 +288,26 @@ impl AddressSpace {
         true
     }
 
+    /// `/proc/self/maps` lines.
+    pub fn maps(&self) -> alloc::vec::Vec<u8> {
+        let mut out = alloc::string::String::new();
+        for (start, vma) in self.areas() {
+            let letter = |on: bool, c: char| if on { c } else { '-' };
+            let _ = core::fmt::Write::write_fmt(
+                &mut out,
+                format_args!(
+                    "{start:012x}-{:012x} {}{}{}p 00000000 00:00 0 {}\n",
+                    vma.end,
+                    letter(vma.prot.read, 'r'),
+                    letter(vma.prot.write, 'w'),
+                    letter(vma.prot.exec, 'x'),
+                    vma.kind.name()
+                ),
+            );
+        }
+        out.into_bytes()
+    }
+
     /// Unmaps everything (the program ended).
     pub fn clear(&mut self) {
         self.remove(0, USER_END);

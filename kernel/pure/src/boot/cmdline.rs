@@ -96,6 +96,9 @@ pub struct Options<'a> {
     /// `init.restart=yes|no`: start the program again when it exits,
     /// instead of powering off.
     pub init_restart: bool,
+    /// `mount=<path>[,<path>...]`: more writable tmpfs mounts for the
+    /// program (besides `/tmp`), each an absolute path.
+    pub mounts: Option<&'a str>,
     /// Everything after a lone `--`, trimmed; empty if there is none.
     pub app_args: &'a str,
 }
@@ -115,6 +118,7 @@ impl Options<'_> {
         ntp: None,
         init: None,
         init_restart: false,
+        mounts: None,
         app_args: "",
     };
 }
@@ -516,6 +520,10 @@ const OPTIONS: &[OptionSpec] = &[
         name: "init.restart",
         apply: apply_init_restart,
     },
+    OptionSpec {
+        name: "mount",
+        apply: apply_mount,
+    },
 ];
 
 // Which options have been seen is tracked in a u64, one bit per entry.
@@ -659,6 +667,20 @@ fn apply_init<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(
         });
     }
     options.init = Some(value);
+    Ok(())
+}
+
+fn apply_mount<'a>(options: &mut Options<'a>, value: Option<&'a str>) -> Result<(), ValueError> {
+    let value = required(value)?;
+    if value
+        .split(',')
+        .any(|path| !path.starts_with('/') || path == "/" || path.contains(".."))
+    {
+        return Err(ValueError::Invalid {
+            expected: "absolute paths other than /, separated by commas",
+        });
+    }
+    options.mounts = Some(value);
     Ok(())
 }
 
@@ -1060,6 +1082,15 @@ mod tests {
         assert_eq!(options.app_args, "-p 80");
         assert!(!clean("init=/x init.restart=no").init_restart);
         assert!(clean("init=/x init.restart").init_restart);
+        assert_eq!(
+            clean("mount=/var,/srv/cache").mounts,
+            Some("/var,/srv/cache")
+        );
+        for bad in ["mount=var", "mount=/", "mount=/a/../b"] {
+            let (options, diags) = parse_all(bad);
+            assert_eq!(options.mounts, None, "{bad}");
+            assert_eq!(diags.len(), 1, "{bad}");
+        }
         let mut diags = Vec::new();
         let options = parse("init=bin/server init.restart=maybe", |d| {
             diags.push(d.to_string())

@@ -439,11 +439,13 @@ impl Errno {
     pub const ESPIPE: Errno = Errno(29);
     pub const EROFS: Errno = Errno(30);
     pub const EPIPE: Errno = Errno(32);
+    pub const EDOM: Errno = Errno(33);
     pub const ERANGE: Errno = Errno(34);
     pub const ENAMETOOLONG: Errno = Errno(36);
     pub const ENOSYS: Errno = Errno(38);
     pub const ENOTEMPTY: Errno = Errno(39);
     pub const ELOOP: Errno = Errno(40);
+    pub const EOVERFLOW: Errno = Errno(75);
     pub const ENOTSOCK: Errno = Errno(88);
     pub const EDESTADDRREQ: Errno = Errno(89);
     pub const EMSGSIZE: Errno = Errno(90);
@@ -500,11 +502,13 @@ impl Errno {
             29 => ("ESPIPE", "illegal seek"),
             30 => ("EROFS", "read-only file system"),
             32 => ("EPIPE", "broken pipe"),
+            33 => ("EDOM", "numerical argument out of domain"),
             34 => ("ERANGE", "numerical result out of range"),
             36 => ("ENAMETOOLONG", "file name too long"),
             38 => ("ENOSYS", "function not implemented"),
             39 => ("ENOTEMPTY", "directory not empty"),
             40 => ("ELOOP", "too many levels of symbolic links"),
+            75 => ("EOVERFLOW", "value too large for defined data type"),
             88 => ("ENOTSOCK", "socket operation on non-socket"),
             89 => ("EDESTADDRREQ", "destination address required"),
             90 => ("EMSGSIZE", "message too long"),
