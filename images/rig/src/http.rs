@@ -18,7 +18,7 @@ pub fn free_port() -> Result<u16, String> {
 }
 
 /// `curl` for `path`: (status, body), or why curl failed.
-fn fetch(port: u16, path: &str, out: &Path, extra: &[&str]) -> Result<(u16, Vec<u8>), String> {
+pub fn fetch(port: u16, path: &str, out: &Path, extra: &[&str]) -> Result<(u16, Vec<u8>), String> {
     let url = format!("http://127.0.0.1:{port}{path}");
     let output = Command::new("curl")
         .args(["-sS", "--max-time", "20", "-o"])

@@ -11,6 +11,7 @@ mod http;
 mod matrix;
 mod prepare;
 mod process;
+mod programs;
 mod qemu;
 mod runner;
 mod services;

@@ -112,6 +112,15 @@ pub enum Fixture {
     /// The test programs (`images/user`, built by `make` into
     /// build/user.cpio) as the boot module, for `init=`.
     Programs,
+    /// The same, with a NIC of model `nic` on restricted user networking
+    /// and a free port forwarded to the guest's 80, where
+    /// `images/user/server.c` serves: once the log shows `after`, the rig
+    /// fetches files with curl, runs echo clients, and asks it to quit
+    /// (`programs::check_server`).
+    ProgramServer {
+        nic: &'static str,
+        after: &'static str,
+    },
 }
 
 /// Which VMI ROM a configuration loads (`Fixture::VmiRom`).
@@ -669,6 +678,53 @@ pub const MATRIX: &[Config] = &[
             Pattern::Contains("init: /bin/files-glibc exited with status 0"),
         ],
     ),
+    Config {
+        name: "qemu-tcg-user-server",
+        accel: Accel::Tcg,
+        machine: Machine::Pc,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "init=/bin/server ip=10.0.2.15/24,10.0.2.2",
+        fixture: Some(Fixture::ProgramServer {
+            nic: "virtio-net-pci",
+            after: "server: listening on port 80",
+        }),
+        requires: None,
+        timeout: Duration::from_secs(90),
+        expect: Expect {
+            status: exit_device_status(0),
+            closing_line: false,
+            lines: &[
+                Pattern::Contains("server: listening on port 80"),
+                Pattern::Glob("server: * connections served; quitting"),
+                Pattern::Contains("init: /bin/server exited with status 0"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
+    Config {
+        name: "qemu-tcg-user-server-glibc",
+        accel: Accel::Tcg,
+        machine: Machine::Pc,
+        cpu: Some("max"),
+        boot: Boot::Pvh,
+        cmdline: "init=/bin/server-glibc ip=10.0.2.15/24,10.0.2.2",
+        fixture: Some(Fixture::ProgramServer {
+            nic: "e1000",
+            after: "server: listening on port 80",
+        }),
+        requires: None,
+        timeout: Duration::from_secs(90),
+        expect: Expect {
+            status: exit_device_status(0),
+            closing_line: false,
+            lines: &[
+                Pattern::Glob("server: * connections served; quitting"),
+                Pattern::Contains("init: /bin/server-glibc exited with status 0"),
+            ],
+            forbidden: FORBIDDEN,
+        },
+    },
     program_config(
         "qemu-tcg-user-crash",
         "init=/bin/crash",
@@ -1197,6 +1253,8 @@ mod tests {
                 "qemu-tcg-user-threads-glibc",
                 "qemu-tcg-user-files",
                 "qemu-tcg-user-files-glibc",
+                "qemu-tcg-user-server",
+                "qemu-tcg-user-server-glibc",
                 "qemu-tcg-user-crash",
                 "qemu-tcg-user-bad-truncated",
                 "qemu-tcg-user-bad-machine",
@@ -1252,7 +1310,10 @@ mod tests {
                 assert!(config.expect.lines.len() >= 3);
                 continue;
             }
-            if config.fixture == Some(Fixture::Programs) {
+            if matches!(
+                config.fixture,
+                Some(Fixture::Programs | Fixture::ProgramServer { .. })
+            ) {
                 // A program as init: its status through the exit device
                 // (always odd), its own output instead of a test summary.
                 assert!(config.cmdline.starts_with("init=/"), "{}", config.name);

@@ -146,7 +146,7 @@ pub fn write_fixture(fixture: Fixture, paths: &Paths) -> Result<(), String> {
         }
         // Typed while the machine runs (runner), nothing to write first.
         Fixture::SerialInput { .. } | Fixture::Services { .. } | Fixture::NetTest { .. } => Ok(()),
-        Fixture::Programs => {
+        Fixture::Programs | Fixture::ProgramServer { .. } => {
             let path = paths.user_image();
             if path.exists() {
                 Ok(())

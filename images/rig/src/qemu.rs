@@ -138,7 +138,9 @@ impl Launch {
                 initrd: match config.fixture {
                     Some(Fixture::Initrd { .. }) => Some(paths.initrd()),
                     Some(Fixture::Http { .. }) => Some(paths.site_image()),
-                    Some(Fixture::Programs) => Some(paths.user_image()),
+                    Some(Fixture::Programs | Fixture::ProgramServer { .. }) => {
+                        Some(paths.user_image())
+                    }
                     _ => None,
                 },
             },

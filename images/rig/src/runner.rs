@@ -173,6 +173,35 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
                 &mut checks,
             )
         }
+        Some(Fixture::ProgramServer { nic, after }) => {
+            let log_file = match File::create(&log) {
+                Ok(file) => file,
+                Err(e) => return fail(format!("cannot create {}: {e}", log.display())),
+            };
+            let port = match crate::http::free_port() {
+                Ok(port) => port,
+                Err(reason) => return fail(reason),
+            };
+            let mut launch = Launch::for_config(config, paths);
+            launch.nic = Some(Nic::User {
+                model: nic.to_string(),
+                port,
+            });
+            let qemu_args = launch.args();
+            let mut checks = || {
+                http_problems = crate::programs::check_server(port, paths);
+                String::new()
+            };
+            process::run_with_input(
+                &program,
+                &qemu_args,
+                log_file,
+                backstop,
+                &log,
+                after,
+                &mut checks,
+            )
+        }
         Some(Fixture::Services { nic, after }) => {
             let log_file = match File::create(&log) {
                 Ok(file) => file,

@@ -286,6 +286,29 @@ pub fn openat(dirfd: u64, path: u64, flags: u64, mode: u64) -> Result<u64> {
     install(file, flags & O_CLOEXEC != 0, 0)
 }
 
+/// Reads from `file` into a kernel buffer: at `position` for files, the
+/// stream's next bytes for pipes, sockets and eventfds.
+fn read_some(file: &OpenFile, position: u64, buf: &mut [u8]) -> Result<usize> {
+    match &file.special {
+        Special::Pipe(pipe) => pipe.read(buf, file.nonblocking()),
+        Special::Socket(socket) => socket.receive(file, buf),
+        Special::EventFd(counter) => counter.read(buf, file.nonblocking()),
+        Special::Epoll(_) => Err(Errno::EINVAL),
+        Special::None => file.node.read_at(position, buf),
+    }
+}
+
+/// Writes a kernel buffer to `file` (see [`read_some`]).
+fn write_some(file: &OpenFile, position: u64, buf: &[u8]) -> Result<usize> {
+    match &file.special {
+        Special::Pipe(pipe) => pipe.write(buf, file.nonblocking()),
+        Special::Socket(socket) => socket.send(file, buf),
+        Special::EventFd(counter) => counter.write(buf, file.nonblocking()),
+        Special::Epoll(_) => Err(Errno::EINVAL),
+        Special::None => file.node.write_at(position, buf),
+    }
+}
+
 /// Reads into user memory at `buffer` through the node, from `offset`
 /// (`None`: the file's own offset, advanced).
 fn read_file(file: &OpenFile, buffer: u64, count: u64, offset: Option<u64>) -> Result<u64> {
@@ -302,14 +325,7 @@ fn read_file(file: &OpenFile, buffer: u64, count: u64, offset: Option<u64>) -> R
     let mut position = offset.unwrap_or_else(|| *file.offset.lock());
     while done < count {
         let want = (count - done).min(chunk.len());
-        let result = match &file.special {
-            Special::Pipe(pipe) => pipe.read(&mut chunk[..want], file.nonblocking()),
-            Special::Socket(socket) => socket.receive(file, &mut chunk[..want]),
-            Special::EventFd(counter) => counter.read(&mut chunk[..want], file.nonblocking()),
-            Special::Epoll(_) => Err(Errno::EINVAL),
-            Special::None => file.node.read_at(position, &mut chunk[..want]),
-        };
-        let n = match result {
+        let n = match read_some(file, position, &mut chunk[..want]) {
             Ok(n) => n,
             Err(error) if done == 0 => return Err(error),
             Err(_) => break,
@@ -346,14 +362,7 @@ fn write_file(file: &OpenFile, buffer: u64, count: u64, offset: Option<u64>) -> 
     while done < count {
         let want = (count - done).min(chunk.len());
         copy_from_user(&mut chunk[..want], buffer + done as u64)?;
-        let result = match &file.special {
-            Special::Pipe(pipe) => pipe.write(&chunk[..want], file.nonblocking()),
-            Special::Socket(socket) => socket.send(file, &chunk[..want]),
-            Special::EventFd(counter) => counter.write(&chunk[..want], file.nonblocking()),
-            Special::Epoll(_) => Err(Errno::EINVAL),
-            Special::None => file.node.write_at(position, &chunk[..want]),
-        };
-        let n = match result {
+        let n = match write_some(file, position, &chunk[..want]) {
             Ok(n) => n,
             Err(error) if done == 0 => return Err(error),
             Err(_) => break,
@@ -873,7 +882,7 @@ pub fn sendfile(out_fd: u64, in_fd: u64, offset: u64, count: u64) -> Result<u64>
     let mut done = 0usize;
     while done < count {
         let want = (count - done).min(chunk.len());
-        let n = input.node.read_at(position, &mut chunk[..want])?;
+        let n = read_some(&input, position, &mut chunk[..want])?;
         if n == 0 {
             break;
         }
@@ -884,7 +893,7 @@ pub fn sendfile(out_fd: u64, in_fd: u64, offset: u64, count: u64) -> Result<u64>
             } else {
                 *output.offset.lock()
             };
-            let w = output.node.write_at(out_position, &chunk[written..n])?;
+            let w = write_some(&output, out_position, &chunk[written..n])?;
             *output.offset.lock() = out_position + w as u64;
             written += w;
         }
