@@ -678,6 +678,27 @@ pub const MATRIX: &[Config] = &[
             Pattern::Contains("init: /bin/files-glibc exited with status 0"),
         ],
     ),
+    program_config(
+        "qemu-tcg-user-memory",
+        "init=/bin/memory",
+        exit_device_status(0),
+        &[
+            Pattern::Contains("ok: mremap grows and keeps the contents"),
+            Pattern::Contains("ok: a private write stays private"),
+            Pattern::Contains("ok: a kernel address: EFAULT"),
+            Pattern::Contains("memory: all checks passed"),
+            Pattern::Contains("init: /bin/memory exited with status 0"),
+        ],
+    ),
+    program_config(
+        "qemu-tcg-user-memory-glibc",
+        "init=/bin/memory-glibc",
+        exit_device_status(0),
+        &[
+            Pattern::Contains("memory: all checks passed"),
+            Pattern::Contains("init: /bin/memory-glibc exited with status 0"),
+        ],
+    ),
     Config {
         name: "qemu-tcg-user-server",
         accel: Accel::Tcg,
@@ -1253,6 +1274,8 @@ mod tests {
                 "qemu-tcg-user-threads-glibc",
                 "qemu-tcg-user-files",
                 "qemu-tcg-user-files-glibc",
+                "qemu-tcg-user-memory",
+                "qemu-tcg-user-memory-glibc",
                 "qemu-tcg-user-server",
                 "qemu-tcg-user-server-glibc",
                 "qemu-tcg-user-crash",

@@ -88,6 +88,24 @@ impl OpenFile {
         self.flags() & O_ACCMODE != O_RDONLY && self.flags() & O_PATH == 0
     }
 
+    /// Whether the file can back a mapping: a regular file opened for
+    /// reading (`EACCES` otherwise, `ENODEV` for what is no file). A
+    /// writable shared mapping is refused (`ENODEV`): pages are private
+    /// copies, and writes would not reach the file.
+    pub fn mappable(&self, shared_write: bool) -> Result<()> {
+        if !matches!(self.special, Special::None) || self.node.metadata().kind != FileType::Regular
+        {
+            return Err(Errno::ENODEV);
+        }
+        if !self.readable() {
+            return Err(Errno::EACCES);
+        }
+        if shared_write {
+            return Err(Errno::ENODEV);
+        }
+        Ok(())
+    }
+
     pub fn nonblocking(&self) -> bool {
         self.flags() & O_NONBLOCK != 0
     }

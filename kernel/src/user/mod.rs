@@ -14,6 +14,7 @@ pub mod futex;
 pub mod net;
 pub mod pipe;
 pub mod poll;
+pub mod signal;
 pub mod syscall;
 pub mod uaccess;
 pub mod vm;
@@ -58,6 +59,10 @@ pub struct Running {
     threads: AtomicUsize,
     /// The `AT_*` vector given to the program (`/proc/self/auxv`).
     pub auxv: alloc::vec::Vec<u8>,
+    /// Every thread it started (for its CPU time), and the names threads
+    /// gave themselves (`prctl(PR_SET_NAME)`).
+    members: spin::Mutex<alloc::vec::Vec<sched::Thread>>,
+    names: spin::Mutex<alloc::collections::BTreeMap<u64, [u8; 16]>>,
     /// Set when the program starts to end: sleeps end early on it.
     ending: Event,
 }
@@ -171,10 +176,13 @@ pub fn run(
         exiting: AtomicBool::new(false),
         threads: AtomicUsize::new(0),
         auxv: loader::stack::auxv_bytes(&stack),
+        members: spin::Mutex::new(alloc::vec::Vec::new()),
+        names: spin::Mutex::new(alloc::collections::BTreeMap::new()),
         ending: Event::new(true, false),
     });
     crate::arch::cpu::without_interrupts(|| *RUNNING.lock() = Some(running.clone()));
     files::start(namespace);
+    signal::reset();
     log::info!(
         "user: {path}: {}entry {:#x}, {} segments, SMEP {}, SMAP {}",
         match program.kind {
@@ -265,10 +273,45 @@ pub fn spawn_thread(
             entry::enter(&frame)
         },
     );
-    thread.map_err(|_| {
-        running.threads.fetch_sub(1, Ordering::AcqRel);
-        RunError::Thread
-    })
+    match thread {
+        Ok(thread) => {
+            running.members.lock().push(thread.clone());
+            Ok(thread)
+        }
+        Err(_) => {
+            running.threads.fetch_sub(1, Ordering::AcqRel);
+            Err(RunError::Thread)
+        }
+    }
+}
+
+/// CPU time of all the program's threads, ended ones included.
+pub fn cpu_ns() -> u64 {
+    running().map_or(0, |r| r.members.lock().iter().map(|t| t.cpu_ns()).sum())
+}
+
+/// The calling thread's name (`prctl(PR_GET_NAME)`): what it set, else
+/// the program's file name, at most 15 bytes and a NUL.
+pub fn thread_name() -> [u8; 16] {
+    let id = sched::current().id();
+    let Some(running) = running() else {
+        return [0; 16];
+    };
+    if let Some(name) = running.names.lock().get(&id) {
+        return *name;
+    }
+    let mut name = [0u8; 16];
+    let base = running.path.rsplit('/').next().unwrap_or("").as_bytes();
+    let n = base.len().min(15);
+    name[..n].copy_from_slice(&base[..n]);
+    name
+}
+
+/// Sets the calling thread's name (`prctl(PR_SET_NAME)`).
+pub fn set_thread_name(name: [u8; 16]) {
+    if let Some(running) = running() {
+        running.names.lock().insert(sched::current().id(), name);
+    }
 }
 
 /// Lays out the program's areas: one per PT_LOAD segment, the heap's

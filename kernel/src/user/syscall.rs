@@ -7,7 +7,7 @@
 
 use super::uaccess::{self, copy_to_user};
 use super::vm::{self, Backing, Kind, Prot};
-use super::{files, net, poll};
+use super::{files, net, poll, signal};
 use crate::arch::traps::TrapFrame;
 use crate::mm::paging::USER_END;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -73,8 +73,8 @@ fn call(number: u64, a: [u64; 6]) -> Result<u64> {
         10 => mprotect(a[0], a[1], a[2]),
         11 => munmap(a[0], a[1]),
         12 => brk(a[0]),
-        13 => rt_sigaction(a[0], a[1], a[2], a[3]),
-        14 => rt_sigprocmask(a[0], a[1], a[2], a[3]),
+        13 => signal::rt_sigaction(a[0], a[1], a[2], a[3]),
+        14 => signal::rt_sigprocmask(a[0], a[1], a[2], a[3]),
         16 => ioctl(a[0], a[1], a[2]),
         17 => files::pread(a[0], a[1], a[2], a[3]),
         18 => files::pwrite(a[0], a[1], a[2], a[3]),
@@ -87,7 +87,8 @@ fn call(number: u64, a: [u64; 6]) -> Result<u64> {
             crate::sched::yield_now();
             Ok(0)
         }
-        28 => Ok(0), // madvise: advice only
+        25 => mremap(a[0], a[1], a[2], a[3]),
+        28 => madvise(a[0], a[1], a[2]),
         32 => files::dup(a[0]),
         33 => files::dup2(a[0], a[1]),
         35 => nanosleep(a[0], a[1]),
@@ -127,12 +128,16 @@ fn call(number: u64, a: [u64; 6]) -> Result<u64> {
         96 => gettimeofday(a[0]),
         97 | 302 => prlimit(number, a),
         102 | 104 | 107 | 108 => Ok(0), // getuid, getgid, geteuid, getegid: root
-        110 => Ok(0),                   // getppid: started by the kernel
-        131 => Ok(0),                   // sigaltstack: recorded nowhere yet
+        98 => getrusage(a[0], a[1]),
+        99 => sysinfo(a[0]),
+        110 => Ok(0), // getppid: started by the kernel
+        131 => signal::sigaltstack(a[0], a[1]),
+        157 => prctl(a[0], a[1]),
         158 => arch_prctl(a[0], a[1]),
         186 => Ok(crate::sched::current().id()),
         201 => time(a[0]),
         202 => super::futex::futex(a[0], a[1], a[2], a[3], a[4], a[5]),
+        204 => sched_getaffinity(a[0], a[1], a[2]),
         213 => match a[0] as i32 {
             size if size > 0 => poll::epoll_create1(0),
             _ => Err(Errno::EINVAL),
@@ -186,11 +191,16 @@ fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> 
     if flags & (MAP_SHARED | MAP_PRIVATE) == 0 {
         return Err(Errno::EINVAL);
     }
-    if flags & MAP_ANONYMOUS == 0 {
-        // File mappings come with the file system.
-        let _ = fd;
-        return Err(Errno::ENODEV);
-    }
+    let backing = if flags & MAP_ANONYMOUS != 0 {
+        Backing::Anon
+    } else {
+        let file = files::get(fd)?;
+        file.mappable(prot.write && flags & MAP_SHARED != 0)?;
+        Backing::Node {
+            node: file.node.clone(),
+            offset,
+        }
+    };
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
     super::with_vm(|vm| {
         let start = if fixed {
@@ -207,7 +217,7 @@ fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> 
         } else {
             vm.find_free(len).ok_or(Errno::ENOMEM)?
         };
-        vm.insert(start, start + len, prot, Backing::Anon, Kind::Anon);
+        vm.insert(start, start + len, prot, backing, Kind::Anon);
         Ok(start)
     })
 }
@@ -221,6 +231,37 @@ fn user_range(address: u64, len: u64) -> Result<(u64, u64)> {
         .and_then(vm::page_up)
         .ok_or(Errno::EINVAL)?;
     Ok((address, end))
+}
+
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+
+fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64) -> Result<u64> {
+    if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 || !old.is_multiple_of(4096) {
+        return Err(Errno::EINVAL);
+    }
+    if flags & MREMAP_FIXED != 0 {
+        // A chosen new address: not offered.
+        return Err(Errno::EINVAL);
+    }
+    let old_len = vm::page_up(old_len).ok_or(Errno::EINVAL)?;
+    let new_len = vm::page_up(new_len).ok_or(Errno::EINVAL)?;
+    if new_len == 0 || old_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    super::with_vm(|vm| vm.remap(old, old_len, new_len, flags & MREMAP_MAYMOVE != 0))
+}
+
+const MADV_DONTNEED: u64 = 4;
+
+fn madvise(address: u64, len: u64, advice: u64) -> Result<u64> {
+    let (start, end) = user_range(address, len)?;
+    if advice == MADV_DONTNEED {
+        // Private pages read back as they started: drop the present ones.
+        super::with_vm(|vm| vm.discard(start, end));
+    }
+    // Everything else is advice sanos has no use for.
+    Ok(0)
 }
 
 fn munmap(address: u64, len: u64) -> Result<u64> {
@@ -266,27 +307,6 @@ fn brk(requested: u64) -> Result<u64> {
         vm.brk = requested;
         requested
     }))
-}
-
-fn rt_sigaction(signal: u64, _new: u64, old: u64, size: u64) -> Result<u64> {
-    if !(1..=64).contains(&signal) || signal == 9 || signal == 19 || size != 8 {
-        return Err(Errno::EINVAL);
-    }
-    if old != 0 {
-        // No handler was ever installed: SIG_DFL, no flags, empty mask.
-        copy_to_user(old, &[0u8; 32])?;
-    }
-    Ok(0)
-}
-
-fn rt_sigprocmask(how: u64, _set: u64, old: u64, size: u64) -> Result<u64> {
-    if how > 2 || size != 8 {
-        return Err(Errno::EINVAL);
-    }
-    if old != 0 {
-        copy_to_user(old, &0u64.to_le_bytes())?;
-    }
-    Ok(0)
 }
 
 const TCGETS: u64 = 0x5401;
@@ -567,6 +587,80 @@ fn set_tid_address(address: u64) -> Result<u64> {
     context.clear_child_tid = address;
     crate::sched::set_user_context(context);
     Ok(crate::sched::current().id())
+}
+
+fn sched_getaffinity(pid: u64, size: u64, mask: u64) -> Result<u64> {
+    if pid != 0 && pid != super::PID && crate::sched::current().id() != pid {
+        return Err(Errno::ESRCH);
+    }
+    if size < 8 || !size.is_multiple_of(8) {
+        return Err(Errno::EINVAL);
+    }
+    // One CPU, CPU 0; Linux returns the size of its cpumask it wrote.
+    uaccess::write(mask, &1u64)?;
+    Ok(8)
+}
+
+fn sysinfo(out: u64) -> Result<u64> {
+    let (free, total) = crate::mm::frames::counts();
+    let threads = crate::sched::threads().len() as u16;
+    // struct sysinfo: uptime, loads[3], totalram, freeram, sharedram,
+    // bufferram, totalswap, freeswap (longs), procs (u16), pad, totalhigh,
+    // freehigh, mem_unit (u32), padding: 112 bytes.
+    let mut raw = [0u8; 112];
+    let uptime = crate::time::since_boot_ns() / 1_000_000_000;
+    raw[0..8].copy_from_slice(&uptime.to_le_bytes());
+    raw[32..40].copy_from_slice(&(total as u64 * 4096).to_le_bytes());
+    raw[40..48].copy_from_slice(&(free as u64 * 4096).to_le_bytes());
+    raw[80..82].copy_from_slice(&threads.to_le_bytes());
+    raw[104..108].copy_from_slice(&1u32.to_le_bytes());
+    copy_to_user(out, &raw)?;
+    Ok(0)
+}
+
+const RUSAGE_SELF: i64 = 0;
+const RUSAGE_CHILDREN: i64 = -1;
+const RUSAGE_THREAD: i64 = 1;
+
+fn getrusage(who: u64, out: u64) -> Result<u64> {
+    let ns = match who as i64 {
+        RUSAGE_SELF => super::cpu_ns(),
+        RUSAGE_THREAD => crate::sched::current().cpu_ns(),
+        RUSAGE_CHILDREN => 0,
+        _ => return Err(Errno::EINVAL),
+    };
+    // struct rusage: ru_utime, ru_stime (timevals), then 14 longs.
+    let mut raw = [0u8; 144];
+    raw[0..8].copy_from_slice(&((ns / 1_000_000_000) as i64).to_le_bytes());
+    raw[8..16].copy_from_slice(&((ns % 1_000_000_000 / 1000) as i64).to_le_bytes());
+    copy_to_user(out, &raw)?;
+    Ok(0)
+}
+
+const PR_SET_NAME: u64 = 15;
+const PR_GET_NAME: u64 = 16;
+
+fn prctl(option: u64, argument: u64) -> Result<u64> {
+    match option {
+        PR_SET_NAME => {
+            let mut name = [0u8; 16];
+            // Up to 15 bytes and a NUL; a shorter string ends earlier.
+            for (i, slot) in name.iter_mut().take(15).enumerate() {
+                let byte: u8 = uaccess::read(argument + i as u64)?;
+                if byte == 0 {
+                    break;
+                }
+                *slot = byte;
+            }
+            super::set_thread_name(name);
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            copy_to_user(argument, &super::thread_name())?;
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
 }
 
 const ARCH_SET_FS: u64 = 0x1002;

@@ -49,7 +49,7 @@ impl Prot {
 }
 
 /// What an area's pages start as.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub enum Backing {
     /// Zeros.
     Anon,
@@ -60,6 +60,23 @@ pub enum Backing {
         offset: u64,
         end: u64,
     },
+    /// A file of the namespace (`mmap` of a descriptor, private): the page
+    /// at `va` is read from the node at `offset + (va - start)` when first
+    /// touched; zeros past the file's end.
+    Node {
+        node: alloc::sync::Arc<dyn pure::fs::vfs::Node>,
+        offset: u64,
+    },
+}
+
+impl core::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Backing::Anon => f.write_str("anonymous"),
+            Backing::File { offset, end, .. } => write!(f, "image at {offset:#x} to {end:#x}"),
+            Backing::Node { offset, .. } => write!(f, "file at {offset:#x}"),
+        }
+    }
 }
 
 /// What an area is for (`/proc/self/maps`, fault reports).
@@ -83,7 +100,7 @@ impl Kind {
 }
 
 /// One area, `[start, end)`, page aligned (its start is the map's key).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Vma {
     pub end: u64,
     pub prot: Prot,
@@ -169,19 +186,28 @@ impl AddressSpace {
     /// Splits the area containing `at` (if any) so that an area starts at
     /// `at`.
     fn split(&mut self, at: u64) {
-        let Some((start, vma)) = self.find(at).map(|(s, v)| (s, *v)) else {
+        let Some((start, vma)) = self.find(at).map(|(s, v)| (s, v.clone())) else {
             return;
         };
         if start == at {
             return;
         }
-        let mut right = vma;
-        if let Backing::File { data, offset, end } = vma.backing {
-            right.backing = Backing::File {
-                data,
-                offset: offset + (at - start),
-                end,
-            };
+        let mut right = vma.clone();
+        match vma.backing {
+            Backing::File { data, offset, end } => {
+                right.backing = Backing::File {
+                    data,
+                    offset: offset + (at - start),
+                    end,
+                }
+            }
+            Backing::Node { node, offset } => {
+                right.backing = Backing::Node {
+                    node,
+                    offset: offset + (at - start),
+                }
+            }
+            Backing::Anon => {}
         }
         if let Some(left) = self.vmas.get_mut(&start) {
             left.end = at;
@@ -228,6 +254,88 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Frees the present pages of `[start, end)`, keeping the areas: they
+    /// read back as they started (`MADV_DONTNEED`).
+    pub fn discard(&mut self, start: u64, end: u64) {
+        free_pages(start, end);
+    }
+
+    /// `mremap`: resizes the area at `[old, old + old_len)` (which one area
+    /// must hold entirely) to `new_len`, in place when it can grow there,
+    /// else elsewhere when `may_move` (its present pages move with it).
+    pub fn remap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        may_move: bool,
+    ) -> Result<u64, Errno> {
+        let (start, vma) = self
+            .find(old)
+            .map(|(s, v)| (s, v.clone()))
+            .ok_or(Errno::EFAULT)?;
+        let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
+        if old_end > vma.end {
+            return Err(Errno::EFAULT);
+        }
+        if new_len <= old_len {
+            self.remove(old + new_len, old_end);
+            return Ok(old);
+        }
+        let new_end = old
+            .checked_add(new_len)
+            .filter(|&e| e <= USER_END)
+            .ok_or(Errno::ENOMEM)?;
+        let offset_at = |address: u64| match &vma.backing {
+            Backing::Node { node, offset } => Backing::Node {
+                node: node.clone(),
+                offset: offset + (address - start),
+            },
+            other => other.clone(),
+        };
+        let free_after = old_end == vma.end && !self.vmas.range(old_end..new_end).any(|_| true);
+        if free_after {
+            self.vmas.insert(
+                old_end,
+                Vma {
+                    end: new_end,
+                    prot: vma.prot,
+                    backing: offset_at(old_end),
+                    kind: vma.kind,
+                },
+            );
+            return Ok(old);
+        }
+        if !may_move {
+            return Err(Errno::ENOMEM);
+        }
+        let target = self.find_free(new_len).ok_or(Errno::ENOMEM)?;
+        // Move the present pages, then the record.
+        let mut page = old;
+        while page < old_end {
+            if let Some(frame) = paging::unmap_user(VirtAddr::new(page)) {
+                let to = VirtAddr::new(target + (page - old));
+                if paging::map_user(to, frame, vma.prot.write, vma.prot.exec).is_err() {
+                    frames::free(frame);
+                }
+            }
+            page += PAGE_SIZE;
+        }
+        self.split(old);
+        self.split(old_end);
+        self.vmas.remove(&old);
+        self.vmas.insert(
+            target,
+            Vma {
+                end: target + new_len,
+                prot: vma.prot,
+                backing: offset_at(old),
+                kind: vma.kind,
+            },
+        );
+        Ok(target)
+    }
+
     /// A free, page-aligned range of `len` bytes, as high as possible below
     /// [`MMAP_TOP`].
     pub fn find_free(&self, len: u64) -> Option<u64> {
@@ -256,8 +364,9 @@ impl AddressSpace {
             // Present and allowed: another path mapped it meanwhile.
             return Ok(());
         }
+        let backing = vma.backing.clone();
         let frame = frames::alloc().ok_or(FaultError::OutOfMemory)?;
-        fill(frame, page, start, vma.backing);
+        fill(frame, page, start, &backing);
         if paging::map_user(VirtAddr::new(page), frame, prot.write, prot.exec).is_err() {
             frames::free(frame);
             return Err(FaultError::OutOfMemory);
@@ -318,13 +427,19 @@ impl AddressSpace {
 
 /// Writes the page at user address `page` of an area starting at `start`
 /// into `frame`, through the direct map.
-fn fill(frame: PhysFrame, page: u64, start: u64, backing: Backing) {
+fn fill(frame: PhysFrame, page: u64, start: u64, backing: &Backing) {
     let target = xlate::phys_to_virt(frame.start_address()).as_mut_ptr::<u8>();
     // SAFETY: the frame is fresh from the allocator, 4 KiB, reached through
     // the direct map; nothing else refers to it yet.
     let bytes = unsafe { core::slice::from_raw_parts_mut(target, PAGE_SIZE as usize) };
     bytes.fill(0);
+    if let Backing::Node { node, offset } = backing {
+        // A short read leaves zeros (past the end of the file); an error
+        // too: the page was asked for while the file could not be read.
+        let _ = node.read_at(offset + (page - start), bytes);
+    }
     if let Backing::File { data, offset, end } = backing {
+        let (data, offset, end) = (*data, *offset, *end);
         let from = offset + (page - start);
         let count = end.saturating_sub(page).min(PAGE_SIZE) as usize;
         let available = (data.len() as u64).saturating_sub(from) as usize;
