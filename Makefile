@@ -128,6 +128,6 @@ clean:
 	rm -rf $(BUILD)
 
 # Benchmarks: tables, never pass/fail on timing.
-bench: kernel rom
+bench: kernel rom user
 	$(RIG) bench
 	bash images/net-bench/run.sh

@@ -11,7 +11,9 @@
 # build/xen/vmlinux, the same kernel uncompressed, boots via PVH and skips
 # the decompressor). Serial log: build/linux-ref/<accel>.log, QEMU's
 # stderr: build/linux-ref/<accel>.stderr.
-# Exit status 0 iff "linuxbench: done" appeared.
+# Exit status 0 iff "linuxbench: done" appeared. INIT_BINARY=path runs
+# that static program as init instead (build.sh), printing its
+# "sysbench:" lines; then "sysbench: done" is what must appear.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,8 +41,9 @@ if [ -z "$vmlinuz" ]; then
 fi
 initrd=$(bash "$here/build.sh" | tail -n1)
 
-log=$out/$accel.log
-err=$out/$accel.stderr
+name=$accel${INIT_BINARY:+-$(basename "$INIT_BINARY")}
+log=$out/$name.log
+err=$out/$name.stderr
 rm -f "$log" "$err"
 echo "linux-ref: $accel, $(basename "$vmlinuz"), timeout ${timeout}s, log $log" >&2
 start=$(date +%s)
@@ -71,6 +74,6 @@ status=0
 wait "$pid" || status=$?
 cat "$err" >&2
 
-grep -a '^linuxbench' "$log" | tr -d '\r' || true
+grep -a -E '^(linuxbench|sysbench)' "$log" | tr -d '\r' || true
 echo "linux-ref: qemu exit $status after $(($(date +%s) - start)) s${why:+: $why}" >&2
-[ -z "$why" ] && grep -aq '^linuxbench: done' "$log"
+[ -z "$why" ] && grep -aq -E '^(linuxbench|sysbench): done' "$log"

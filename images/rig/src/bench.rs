@@ -38,6 +38,77 @@ const SCHED_ROWS: [(&str, &str); 7] = [
     ("sleep_10000us_late_p99", "10 ms sleep: late by, p99"),
 ];
 
+/// Rows of the programs table: (name in `sysbench:` lines, label, unit).
+const PROGRAM_ROWS: [(&str, &str); 3] = [
+    ("getpid_cycles", "getpid round trip (TSC cycles)"),
+    ("thread_create_join_ns", "pthread_create + join (ns)"),
+    ("start_ns", "kernel start to main (ns)"),
+];
+
+/// Parses `sysbench: <name> <value>` lines (images/user/sysbench.c);
+/// `None` without `sysbench: done`.
+pub fn parse_sysbench(lines: &[String]) -> Option<BTreeMap<String, f64>> {
+    let mut values = BTreeMap::new();
+    let mut done = false;
+    for line in lines {
+        let Some(rest) = line.strip_prefix("sysbench: ") else {
+            continue;
+        };
+        if rest == "done" {
+            done = true;
+            continue;
+        }
+        if let [name, value] = rest.split_whitespace().collect::<Vec<_>>()[..] {
+            if let Ok(value) = value.parse::<f64>() {
+                values.insert(name.to_string(), value);
+            }
+        }
+    }
+    done.then_some(values)
+}
+
+/// images/user/sysbench.c as sanos's init.
+fn sanos_sysbench(paths: &Paths, accel: Accel) -> Result<BTreeMap<String, f64>, String> {
+    let name = format!("bench-sysbench-{}", accel.qemu_name());
+    let log = paths.serial_log(&name);
+    let _ = fs::remove_file(&log);
+    let launch = Launch {
+        accel,
+        machine: crate::matrix::Machine::Pc,
+        nic: None,
+        rtc_base: None,
+        option_rom: None,
+        cpu: MATRIX
+            .iter()
+            .find(|c| c.accel == accel)
+            .and_then(|c| c.cpu)
+            .map(str::to_string),
+        media: Media::Kernel {
+            kernel: paths.kernel.clone(),
+            cmdline: "quiet init=/bin/sysbench".to_string(),
+            initrd: Some(paths.user_image()),
+        },
+        serial: Serial::File(log.clone()),
+    };
+    let stderr = File::create(paths.qemu_stderr(&name)).map_err(|e| format!("{name}: {e}"))?;
+    process::run_with_timeout(&qemu_program(), &launch.args(), stderr, TIMEOUT)?;
+    let lines = check::log_lines(&fs::read(&log).unwrap_or_default());
+    parse_sysbench(&lines).ok_or_else(|| format!("{name}: no results (log {})", log.display()))
+}
+
+/// The same binary as init of the Linux reference guest.
+fn linux_sysbench(paths: &Paths, accel: Accel) -> Result<BTreeMap<String, f64>, String> {
+    let binary = paths.build_dir.join("user/bin/sysbench");
+    let output = std::process::Command::new("bash")
+        .args(["images/linux-ref/run.sh", accel.qemu_name()])
+        .env("INIT_BINARY", &binary)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("linux sysbench: {e}"))?;
+    parse_sysbench(&check::log_lines(&output.stdout))
+        .ok_or_else(|| format!("linux sysbench ({}) gave no results", accel.qemu_name()))
+}
+
 /// Parses `linuxbench: <name>_ns <value>` lines of the Linux reference
 /// guest, keyed without the `_ns` suffix; `None` without `linuxbench: done`.
 pub fn parse_linux(lines: &[String]) -> Option<BTreeMap<String, f64>> {
@@ -263,6 +334,29 @@ pub fn bench(paths: &Paths) -> Result<(), String> {
     if let Some((_, values)) = columns.iter().find(|(name, _)| name == "xenpv eager") {
         sched_columns.push(("sanos xenpv".to_string(), values.clone()));
     }
+    let mut program_columns: Vec<(String, BTreeMap<String, f64>)> = Vec::new();
+    for &accel in &accels {
+        let column = |who: &str| format!("{who} {}", accel.qemu_name());
+        match sanos_sysbench(paths, accel) {
+            Ok(values) => program_columns.push((column("sanos"), values)),
+            Err(error) => {
+                println!("({error})");
+                program_columns.push((column("sanos"), BTreeMap::new()));
+            }
+        }
+        if accel == Accel::Kvm && std::env::var_os("LINUX_REF_KVM").is_none() {
+            program_columns.push((column("linux"), BTreeMap::new()));
+            continue;
+        }
+        match linux_sysbench(paths, accel) {
+            Ok(values) => program_columns.push((column("linux"), values)),
+            Err(error) => {
+                println!("({error})");
+                program_columns.push((column("linux"), BTreeMap::new()));
+            }
+        }
+    }
+
     println!();
     println!("threads and timers: nanoseconds of each guest's clock (lower is better);");
     println!("Linux: Debian's kernel with a static C init (images/linux-ref), same QEMU flags");
@@ -274,6 +368,27 @@ pub fn bench(paths: &Paths) -> Result<(), String> {
     for (row, label) in SCHED_ROWS {
         print!("{label:<40}");
         for (_, values) in &sched_columns {
+            print!(
+                " {:>11}",
+                values
+                    .get(row)
+                    .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
+            );
+        }
+        println!();
+    }
+
+    println!();
+    println!("programs: images/user/sysbench.c (static, musl) as init of each guest,");
+    println!("the same binary for sanos and Linux, same QEMU flags (lower is better)");
+    print!("{:<40}", "measurement");
+    for (name, _) in &program_columns {
+        print!(" {name:>11}");
+    }
+    println!();
+    for (row, label) in PROGRAM_ROWS {
+        print!("{label:<40}");
+        for (_, values) in &program_columns {
             print!(
                 " {:>11}",
                 values
@@ -301,6 +416,17 @@ mod tests {
         assert_eq!(values.get("ctxswitch"), Some(&2500.0));
         assert_eq!(values.get("sleep_100us_late_median"), Some(&60000.0));
         assert!(parse_linux(&lines("linuxbench: ctxswitch_ns 1")).is_none());
+    }
+
+    #[test]
+    fn parses_sysbench_lines() {
+        let out = lines(
+            "sysbench: start_ns 38222725\nsysbench: getpid_cycles 790.3\nnoise\nsysbench: done",
+        );
+        let values = parse_sysbench(&out).unwrap();
+        assert_eq!(values.get("getpid_cycles"), Some(&790.3));
+        assert_eq!(values.get("start_ns"), Some(&38222725.0));
+        assert!(parse_sysbench(&lines("sysbench: getpid_cycles 1")).is_none());
     }
 
     #[test]
