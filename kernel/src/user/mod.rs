@@ -453,6 +453,14 @@ pub fn page_fault(frame: &mut TrapFrame) -> bool {
         return false;
     }
     // Error code bits: 0 present, 1 write, 2 user, 4 instruction fetch.
+    // A fault on a present page is a protection fault: nothing to page in
+    // (from the kernel: an access SMAP forbids, a kernel bug).
+    if frame.error_code & 1 != 0 {
+        if from_user {
+            fatal(frame, SIGSEGV, address);
+        }
+        return false;
+    }
     let access = vm::Access {
         write: frame.error_code & 2 != 0,
         exec: frame.error_code & 16 != 0,
