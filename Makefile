@@ -67,7 +67,7 @@ $(VMI_ROM): images/vmi-rom/vmi-rom.S hv/src/vmi.rs images/rig/src/vmi_rom.rs
 USER_IMAGE := $(BUILD)/user.cpio
 user: $(USER_IMAGE)
 
-$(USER_IMAGE): $(wildcard images/user/*.c) $(shell find images/user/root -type f) images/user/build.sh
+$(USER_IMAGE): $(wildcard images/user/*.c images/user/*.h) $(shell find images/user/root -type f) images/user/build.sh
 	bash images/user/build.sh $(BUILD)/user $@ $(RIG)
 
 iso: kernel

@@ -13,14 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
+#include "check.h"
 
-static void check(int ok, const char *what)
-{
-    printf("%s: %s\n", ok ? "ok" : "FAIL", what);
-    if (!ok)
-        failures++;
-}
 
 static int read_all(const char *path, char *buf, size_t size)
 {
@@ -160,10 +154,5 @@ int main(int argc, char **argv)
     errno = 0;
     check(close(1000) == -1 && errno == EBADF, "close of a bad descriptor: EBADF");
 
-    if (failures) {
-        printf("files: %d checks failed\n", failures);
-        return 1;
-    }
-    printf("files: all checks passed\n");
-    return 0;
+    return verdict("files");
 }

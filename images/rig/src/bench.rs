@@ -241,6 +241,25 @@ fn boot_xen_pv(paths: &Paths, mode: &str) -> Result<BTreeMap<String, f64>, Strin
     results(&name, exit, &log)
 }
 
+/// Prints `rows` (key, label) of `columns`, whole numbers.
+fn print_table(title: &str, columns: &[(String, BTreeMap<String, f64>)], rows: &[(&str, &str)]) {
+    print!("{title:<40}");
+    for (name, _) in columns {
+        print!(" {name:>11}");
+    }
+    println!();
+    for (row, label) in rows {
+        print!("{label:<40}");
+        for (_, values) in columns {
+            let value = values
+                .get(*row)
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+            print!(" {value:>11}");
+        }
+        println!();
+    }
+}
+
 fn cell(values: &BTreeMap<String, f64>, row: &str) -> String {
     values
         .get(row)
@@ -360,44 +379,12 @@ pub fn bench(paths: &Paths) -> Result<(), String> {
     println!();
     println!("threads and timers: nanoseconds of each guest's clock (lower is better);");
     println!("Linux: Debian's kernel with a static C init (images/linux-ref), same QEMU flags");
-    print!("{:<40}", "operation");
-    for (name, _) in &sched_columns {
-        print!(" {name:>11}");
-    }
-    println!();
-    for (row, label) in SCHED_ROWS {
-        print!("{label:<40}");
-        for (_, values) in &sched_columns {
-            print!(
-                " {:>11}",
-                values
-                    .get(row)
-                    .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
-            );
-        }
-        println!();
-    }
+    print_table("operation", &sched_columns, &SCHED_ROWS);
 
     println!();
     println!("programs: images/user/sysbench.c (static, musl) as init of each guest,");
     println!("the same binary for sanos and Linux, same QEMU flags (lower is better)");
-    print!("{:<40}", "measurement");
-    for (name, _) in &program_columns {
-        print!(" {name:>11}");
-    }
-    println!();
-    for (row, label) in PROGRAM_ROWS {
-        print!("{label:<40}");
-        for (_, values) in &program_columns {
-            print!(
-                " {:>11}",
-                values
-                    .get(row)
-                    .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
-            );
-        }
-        println!();
-    }
+    print_table("measurement", &program_columns, &PROGRAM_ROWS);
     Ok(())
 }
 

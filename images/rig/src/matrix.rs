@@ -283,6 +283,24 @@ const fn program_config(
     }
 }
 
+/// A test program that serves on port 80 (`Fixture::ProgramServer`),
+/// checked from the host, then asked to quit.
+const fn server_config(
+    name: &'static str,
+    cmdline: &'static str,
+    nic: &'static str,
+    lines: &'static [Pattern],
+) -> Config {
+    Config {
+        fixture: Some(Fixture::ProgramServer {
+            nic,
+            after: "server: listening on port 80",
+        }),
+        timeout: Duration::from_secs(90),
+        ..program_config(name, cmdline, exit_device_status(0), lines)
+    }
+}
+
 /// The boot matrix, in the order `rig test` runs it.
 pub const MATRIX: &[Config] = &[
     Config {
@@ -699,53 +717,25 @@ pub const MATRIX: &[Config] = &[
             Pattern::Contains("init: /bin/memory-glibc exited with status 0"),
         ],
     ),
-    Config {
-        name: "qemu-tcg-user-server",
-        accel: Accel::Tcg,
-        machine: Machine::Pc,
-        cpu: Some("max"),
-        boot: Boot::Pvh,
-        cmdline: "init=/bin/server ip=10.0.2.15/24,10.0.2.2",
-        fixture: Some(Fixture::ProgramServer {
-            nic: "virtio-net-pci",
-            after: "server: listening on port 80",
-        }),
-        requires: None,
-        timeout: Duration::from_secs(90),
-        expect: Expect {
-            status: exit_device_status(0),
-            closing_line: false,
-            lines: &[
-                Pattern::Contains("server: listening on port 80"),
-                Pattern::Glob("server: * connections served; quitting"),
-                Pattern::Contains("init: /bin/server exited with status 0"),
-            ],
-            forbidden: FORBIDDEN,
-        },
-    },
-    Config {
-        name: "qemu-tcg-user-server-glibc",
-        accel: Accel::Tcg,
-        machine: Machine::Pc,
-        cpu: Some("max"),
-        boot: Boot::Pvh,
-        cmdline: "init=/bin/server-glibc ip=10.0.2.15/24,10.0.2.2",
-        fixture: Some(Fixture::ProgramServer {
-            nic: "e1000",
-            after: "server: listening on port 80",
-        }),
-        requires: None,
-        timeout: Duration::from_secs(90),
-        expect: Expect {
-            status: exit_device_status(0),
-            closing_line: false,
-            lines: &[
-                Pattern::Glob("server: * connections served; quitting"),
-                Pattern::Contains("init: /bin/server-glibc exited with status 0"),
-            ],
-            forbidden: FORBIDDEN,
-        },
-    },
+    server_config(
+        "qemu-tcg-user-server",
+        "init=/bin/server ip=10.0.2.15/24,10.0.2.2",
+        "virtio-net-pci",
+        &[
+            Pattern::Contains("server: listening on port 80"),
+            Pattern::Glob("server: * connections served; quitting"),
+            Pattern::Contains("init: /bin/server exited with status 0"),
+        ],
+    ),
+    server_config(
+        "qemu-tcg-user-server-glibc",
+        "init=/bin/server-glibc ip=10.0.2.15/24,10.0.2.2",
+        "e1000",
+        &[
+            Pattern::Glob("server: * connections served; quitting"),
+            Pattern::Contains("init: /bin/server-glibc exited with status 0"),
+        ],
+    ),
     program_config(
         "qemu-tcg-user-crash",
         "init=/bin/crash",

@@ -137,20 +137,10 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
             hostile,
             churn,
         }) => {
-            let log_file = match File::create(&log) {
-                Ok(file) => file,
-                Err(e) => return fail(format!("cannot create {}: {e}", log.display())),
-            };
-            let port = match crate::http::free_port() {
-                Ok(port) => port,
+            let (log_file, port, qemu_args) = match forwarded(config, paths, &log, nic) {
+                Ok(setup) => setup,
                 Err(reason) => return fail(reason),
             };
-            let mut launch = Launch::for_config(config, paths);
-            launch.nic = Some(Nic::User {
-                model: nic.to_string(),
-                port,
-            });
-            let qemu_args = launch.args();
             let site = paths.rig_dir().join("site");
             let mut checks = || {
                 http_problems = crate::http::check_site(&site, port, &paths.rig_dir());
@@ -174,20 +164,10 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
             )
         }
         Some(Fixture::ProgramServer { nic, after }) => {
-            let log_file = match File::create(&log) {
-                Ok(file) => file,
-                Err(e) => return fail(format!("cannot create {}: {e}", log.display())),
-            };
-            let port = match crate::http::free_port() {
-                Ok(port) => port,
+            let (log_file, port, qemu_args) = match forwarded(config, paths, &log, nic) {
+                Ok(setup) => setup,
                 Err(reason) => return fail(reason),
             };
-            let mut launch = Launch::for_config(config, paths);
-            launch.nic = Some(Nic::User {
-                model: nic.to_string(),
-                port,
-            });
-            let qemu_args = launch.args();
             let mut checks = || {
                 http_problems = crate::programs::check_server(port, paths);
                 String::new()
@@ -374,6 +354,25 @@ pub fn test(args: &TestArgs) -> Result<Summary, String> {
     }
     println!("{}", summary.line());
     Ok(summary)
+}
+
+/// The serial log file, a free port of this machine forwarded to the
+/// guest's 80, and QEMU's arguments with a NIC of model `nic` there.
+fn forwarded(
+    config: &Config,
+    paths: &crate::qemu::Paths,
+    log: &Path,
+    nic: &str,
+) -> Result<(File, u16, Vec<std::ffi::OsString>), String> {
+    let log_file =
+        File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let port = crate::http::free_port()?;
+    let mut launch = Launch::for_config(config, paths);
+    launch.nic = Some(Nic::User {
+        model: nic.to_string(),
+        port,
+    });
+    Ok((log_file, port, launch.args()))
 }
 
 /// `rig run`: one boot on the terminal. Returns QEMU's exit.

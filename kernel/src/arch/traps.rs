@@ -75,6 +75,9 @@ core::arch::global_asm!(
     "jmp trap_common",
     ".set trap_vec, trap_vec + 1",
     ".endr",
+    // Also the system-call entry's path (`user::entry`), with the vector
+    // SYSCALL_VECTOR.
+    ".global trap_common",
     "trap_common:",
     "push rax",
     "push rbx",
@@ -100,6 +103,10 @@ core::arch::global_asm!(
     "cld",
     "call {dispatch}",
     "mov rsp, rbx",
+    // Restores the frame at RSP and leaves through it (also how user mode
+    // is first entered: `user::entry::enter`).
+    ".global trap_restore",
+    "trap_restore:",
     "pop r15",
     "pop r14",
     "pop r13",
@@ -245,6 +252,10 @@ fn apply_fixup(frame: &mut TrapFrame) -> bool {
 }
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    if frame.vector == crate::user::entry::SYSCALL_VECTOR {
+        crate::user::syscall::dispatch(frame);
+        return;
+    }
     let vector = frame.vector as u8;
     // User memory first: demand paging (for the program, and for the
     // kernel copying to or from it), and the program's own faults.

@@ -217,6 +217,10 @@ fn run_init(boot: &BootInfo<'_>, path: &str, options: &Options<'_>) -> ! {
         log::info!("init: restarting {path} in 1 s (init.restart=yes)");
         sched::sleep_ns(1_000_000_000);
     };
+    // The program's last answers may still be in the stack's buffers.
+    if !crate::net::settle(2_000_000_000) {
+        log::warn!("init: connections still sending after 2 s; powering off anyway");
+    }
     crate::dev::shutdown();
     // QEMU's exit device carries the status (its low 7 bits survive
     // QEMU's `(value << 1) | 1`); elsewhere the machine powers off.

@@ -402,6 +402,37 @@ pub fn shutdown(hal: &dyn drivers::hal::Hal, xen: Option<&dyn drivers::hal::XenB
     });
 }
 
+/// Waits (at most `timeout_ns`) until every closed connection has sent
+/// what its owner wrote before closing it and had its FIN acknowledged,
+/// so that powering off right after a program or server ends does not cut
+/// its last answers. Returns whether all went out.
+pub fn settle(timeout_ns: u64) -> bool {
+    let deadline = crate::vmops::ops::clock_ns().saturating_add(timeout_ns);
+    loop {
+        let pending = with_stack(|stack| {
+            stack.closing.iter().any(|&handle| {
+                let socket = stack.sockets.get::<smoltcp::socket::tcp::Socket>(handle);
+                // Past FIN-WAIT-1/CLOSING/LAST-ACK the peer has it all.
+                matches!(
+                    socket.state(),
+                    smoltcp::socket::tcp::State::FinWait1
+                        | smoltcp::socket::tcp::State::Closing
+                        | smoltcp::socket::tcp::State::LastAck
+                ) || socket.send_queue() > 0
+            })
+        })
+        .unwrap_or(false);
+        if !pending {
+            return true;
+        }
+        if crate::vmops::ops::clock_ns() >= deadline {
+            return false;
+        }
+        wake();
+        crate::sched::sleep_ns(10_000_000);
+    }
+}
+
 /// The services the command line asked for, for [`start_services`].
 pub struct Services {
     /// `ntp=`: the server to set the wall clock from.

@@ -381,11 +381,14 @@ impl TcpStream {
     /// Writes what fits of `data` (at least one byte, waiting for room
     /// until the deadline); returns how much was taken.
     pub fn write(&self, data: &[u8], timeout_ns: Option<u64>) -> Result<usize, SocketError> {
-        let deadline = deadline(timeout_ns);
-        let event = Event::new(false, false);
+        self.send_some(data, deadline(timeout_ns))
+    }
+
+    fn send_some(&self, data: &[u8], deadline: Deadline) -> Result<usize, SocketError> {
         if data.is_empty() {
             return Ok(0);
         }
+        let event = Event::new(false, false);
         loop {
             let sent = with_stack(|stack| {
                 let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
@@ -425,33 +428,9 @@ impl TcpStream {
     /// Writes all of `data`, waiting for room in the send buffer.
     pub fn write_all(&self, mut data: &[u8], timeout_ns: Option<u64>) -> Result<(), SocketError> {
         let deadline = deadline(timeout_ns);
-        let event = Event::new(false, false);
         while !data.is_empty() {
-            let sent = with_stack(|stack| {
-                let socket = stack.sockets.get_mut::<tcp::Socket>(self.handle);
-                if !socket.may_send() {
-                    return Err(if socket.state() == tcp::State::Closed {
-                        SocketError::Reset
-                    } else {
-                        SocketError::Closed
-                    });
-                }
-                if socket.can_send() {
-                    let sent = socket.send_slice(data).map_err(|_| SocketError::Closed)?;
-                    if sent > 0 {
-                        return Ok(sent);
-                    }
-                }
-                stack.wait_for_change(&event);
-                Ok(0)
-            })
-            .ok_or(SocketError::NoInterface)??;
-            if sent > 0 {
-                data = &data[sent..];
-                wake();
-            } else {
-                wait(&event, deadline)?;
-            }
+            let sent = self.send_some(data, deadline)?;
+            data = &data[sent..];
         }
         Ok(())
     }

@@ -5,10 +5,11 @@
 //! `syscall` arrives on the user's stack with interrupts masked (`FMASK`
 //! clears IF, DF, TF, AC): the entry switches to the thread's kernel stack
 //! (one CPU: a static holds it, set on every switch to a user thread),
-//! saves every register as a [`TrapFrame`] (so system calls, faults and
-//! interrupts from user mode share one frame), and calls
-//! `syscall::dispatch`. The way back is `iretq` from that frame, which
-//! restores RFLAGS, the stack and the segments exactly.
+//! pushes what an interrupt from ring 3 would, and joins the trap path
+//! (`arch::traps`) with the vector [`SYSCALL_VECTOR`], which routes it to
+//! `syscall::dispatch`: system calls, faults and interrupts from user
+//! mode share one frame and one way back (`iretq`), which restores
+//! RFLAGS, the stack and the segments exactly.
 
 use crate::arch::cpu::{read_msr, write_msr};
 use crate::arch::gdt::{KERNEL_CODE, USER_CODE, USER_DATA};
@@ -41,7 +42,9 @@ core::arch::global_asm!(
     "sanos_syscall_entry:",
     "mov [rip + SANOS_USER_SCRATCH_RSP], rsp",
     "mov rsp, [rip + SANOS_USER_KERNEL_STACK]",
-    // The CPU's part of a trap frame, as an interrupt from ring 3 leaves it.
+    // The CPU's part of a trap frame, as an interrupt from ring 3 leaves
+    // it, then the trap path's own: it saves the registers, dispatches on
+    // the vector, and returns through the frame.
     "push {user_data}",
     "push qword ptr [rip + SANOS_USER_SCRATCH_RSP]",
     "push r11",
@@ -49,55 +52,16 @@ core::arch::global_asm!(
     "push rcx",
     "push 0",
     "push {vector}",
-    "push rax",
-    "push rbx",
-    "push rcx",
-    "push rdx",
-    "push rsi",
-    "push rdi",
-    "push rbp",
-    "push r8",
-    "push r9",
-    "push r10",
-    "push r11",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
-    // 22 words below a 16-byte aligned top: RSP is aligned for the call.
-    "mov rdi, rsp",
-    "cld",
-    "call {dispatch}",
-    // Back to user mode through the (possibly changed) frame.
-    ".global sanos_user_return",
-    "sanos_user_return:",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
-    "pop r11",
-    "pop r10",
-    "pop r9",
-    "pop r8",
-    "pop rbp",
-    "pop rdi",
-    "pop rsi",
-    "pop rdx",
-    "pop rcx",
-    "pop rbx",
-    "pop rax",
-    "add rsp, 16",
-    "iretq",
+    "jmp trap_common",
     // user_enter(frame): continue at a frame built elsewhere.
     ".global sanos_user_enter",
     "sanos_user_enter:",
     "mov rsp, rdi",
-    "jmp sanos_user_return",
+    "jmp trap_restore",
     ".popsection",
     user_data = const USER_DATA,
     user_code = const USER_CODE,
     vector = const SYSCALL_VECTOR,
-    dispatch = sym super::syscall::dispatch,
 );
 
 unsafe extern "C" {

@@ -19,9 +19,9 @@ use files::AT_FDCWD;
 const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 const AT_REMOVEDIR: u64 = 0x200;
 
-/// Called by the entry stub with interrupts masked; runs the call with
-/// them enabled.
-pub extern "C" fn dispatch(frame: &mut TrapFrame) {
+/// Called from the trap path (vector `SYSCALL_VECTOR`) with interrupts
+/// masked; runs the call with them enabled.
+pub fn dispatch(frame: &mut TrapFrame) {
     crate::arch::cpu::irq_enable();
     super::on_return(frame);
     let number = frame.rax;
