@@ -18,6 +18,8 @@
 #                     which needs a kernel with Xen PV ELF notes.
 #   XEN_APPEND=...    extra Xen command-line words (appended, so they win
 #                     over the defaults, e.g. XEN_APPEND="dom0_mem=512M")
+#   DOM0_MODULE=path  a boot module for dom0 (its initrd: the programs'
+#                     cpio archive for init=)
 #   QEMU_EXTRA=...    extra QEMU arguments (word-split)
 #   INTERACTIVE=1     run QEMU in the foreground on this terminal, no
 #                     timeout, no status mapping (`make run XEN=pv`)
@@ -57,7 +59,7 @@ qemu_cmd=(qemu-system-x86_64 -accel tcg -cpu max,-smap,-smep,-rdtscp -smp 1 -m 1
     "${machine[@]}" -device isa-debug-exit,iobase=0xf4,iosize=0x04
     -kernel "$out/xen"
     -append "console=com1 com1=115200 dom0_mem=288M loglvl=all guest_loglvl=all $xen_dom0 ${XEN_APPEND:-}"
-    -initrd "$kernel${cmdline:+ $cmdline}"
+    -initrd "$kernel${cmdline:+ $cmdline}${DOM0_MODULE:+,$(realpath "$DOM0_MODULE")}"
     ${QEMU_EXTRA:-})
 
 if [ "${INTERACTIVE:-0}" = 1 ]; then

@@ -30,7 +30,8 @@ use super::bindings::{
     GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr, GNTST_eagain,
     GNTST_general_error, GNTST_no_device_space, GNTST_no_space, GNTST_okay,
     GNTST_permission_denied, HVM_PARAM_CALLBACK_TYPE_VECTOR, MMUEXT_INVLPG_LOCAL,
-    MMUEXT_NEW_BASEPTR, MMUEXT_TLB_FLUSH_LOCAL, MMU_NORMAL_PT_UPDATE,
+    MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
+    MMU_NORMAL_PT_UPDATE,
 };
 pub use super::hypercall::XenError;
 use core::fmt;
@@ -201,6 +202,26 @@ pub const fn pt_update(entry_machine_address: u64, value: u64) -> mmu_update {
 pub const fn mmuext_new_baseptr_op(mfn: xen_pfn_t) -> mmuext_op {
     mmuext_op {
         cmd: MMUEXT_NEW_BASEPTR,
+        arg1: mmuext_op__bindgen_ty_1 { mfn },
+        arg2: mmuext_op__bindgen_ty_2 { src_mfn: 0 },
+    }
+}
+
+/// An `MMUEXT_PIN_L4_TABLE` operation (`xen.h`): validate and pin the
+/// page at machine frame `mfn` as a top-level table.
+pub const fn mmuext_pin_l4_op(mfn: xen_pfn_t) -> mmuext_op {
+    mmuext_op {
+        cmd: MMUEXT_PIN_L4_TABLE,
+        arg1: mmuext_op__bindgen_ty_1 { mfn },
+        arg2: mmuext_op__bindgen_ty_2 { src_mfn: 0 },
+    }
+}
+
+/// An `MMUEXT_NEW_USER_BASEPTR` operation (`xen.h`, x86-64 only): the
+/// top-level table Xen loads while the guest runs in user mode.
+pub const fn mmuext_new_user_baseptr_op(mfn: xen_pfn_t) -> mmuext_op {
+    mmuext_op {
+        cmd: MMUEXT_NEW_USER_BASEPTR,
         arg1: mmuext_op__bindgen_ty_1 { mfn },
         arg2: mmuext_op__bindgen_ty_2 { src_mfn: 0 },
     }
@@ -856,6 +877,38 @@ mod typed {
         unsafe { mmuext_one(mmuext_new_baseptr_op(mfn)) }
     }
 
+    /// `MMUEXT_PIN_L4_TABLE`: pins the top-level table at `mfn`.
+    ///
+    /// # Safety
+    /// The frame must be a page-table page the guest owns, mapped nowhere
+    /// writable, whose entries Xen will accept.
+    pub unsafe fn mmuext_pin_l4(mfn: xen_pfn_t) -> Result<(), XenError> {
+        // SAFETY: the caller vouches for the table.
+        unsafe { mmuext_one(mmuext_pin_l4_op(mfn)) }
+    }
+
+    /// `MMUEXT_NEW_USER_BASEPTR`: the table for guest user mode.
+    ///
+    /// # Safety
+    /// `mfn` must be a pinned top-level table that maps no kernel memory
+    /// user code may not see.
+    pub unsafe fn mmuext_new_user_baseptr(mfn: xen_pfn_t) -> Result<(), XenError> {
+        // SAFETY: the caller vouches for the table.
+        unsafe { mmuext_one(mmuext_new_user_baseptr_op(mfn)) }
+    }
+
+    /// `HYPERVISOR_set_segment_base(which, base)`: FS or GS bases of a
+    /// 64-bit PV guest (`SEGBASE_FS`, ...).
+    pub fn set_segment_base(which: u32, base: u64) -> Result<(), XenError> {
+        let call = Hypercall {
+            op: __HYPERVISOR_set_segment_base,
+            args: [u64::from(which), base, 0, 0, 0],
+        };
+        // SAFETY: no memory is passed; a segment base only changes where
+        // FS- or GS-relative accesses of the guest go.
+        unsafe { invoke(call) }.map(drop)
+    }
+
     /// `MMUEXT_INVLPG_LOCAL` (`xen/include/public/xen.h`): flushes the
     /// local TLB's entry for linear address `va`.
     pub fn mmuext_invlpg_local(va: u64) -> Result<(), XenError> {
@@ -953,9 +1006,25 @@ mod typed {
     /// written as that entry point, mapped for as long as it is
     /// registered.
     pub unsafe fn set_callbacks(event_address: u64, failsafe_address: u64) -> Result<(), XenError> {
+        // SAFETY: as below, without a syscall entry.
+        unsafe { set_callbacks_with_syscall(event_address, failsafe_address, 0) }
+    }
+
+    /// `HYPERVISOR_set_callbacks(event, failsafe, syscall)` of a 64-bit
+    /// PV guest: also where `syscall` from guest user mode enters (0:
+    /// none).
+    ///
+    /// # Safety
+    /// As [`set_callbacks`]; the syscall entry takes Xen's bounce frame
+    /// (RCX, R11, RIP, CS, RFLAGS, RSP, SS).
+    pub unsafe fn set_callbacks_with_syscall(
+        event_address: u64,
+        failsafe_address: u64,
+        syscall_address: u64,
+    ) -> Result<(), XenError> {
         let call = Hypercall {
             op: __HYPERVISOR_set_callbacks,
-            args: [event_address, failsafe_address, 0, 0, 0],
+            args: [event_address, failsafe_address, syscall_address, 0, 0],
         };
         // SAFETY: no memory is passed; the caller vouches for the entry
         // points.

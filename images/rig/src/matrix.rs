@@ -301,6 +301,28 @@ const fn server_config(
     }
 }
 
+/// A test program as init of the kernel as Xen's PV dom0 (the fast Xen
+/// rig, the programs' archive as dom0's module).
+const fn xen_program_config(
+    name: &'static str,
+    cmdline: &'static str,
+    status: i32,
+    lines: &'static [Pattern],
+) -> Config {
+    Config {
+        cpu: None,
+        boot: Boot::XenPvDom0,
+        timeout: Duration::from_secs(240),
+        expect: Expect {
+            status,
+            closing_line: false,
+            lines,
+            forbidden: FORBIDDEN_XEN,
+        },
+        ..program_config(name, cmdline, status, lines)
+    }
+}
+
 /// The boot matrix, in the order `rig test` runs it.
 pub const MATRIX: &[Config] = &[
     Config {
@@ -749,6 +771,17 @@ pub const MATRIX: &[Config] = &[
         ],
     ),
     program_config(
+        "qemu-tcg-user-crash-kernel",
+        "init=/bin/crash -- kernel",
+        exit_device_status(128 + 11),
+        &[
+            Pattern::Contains("crash: reading kernel memory"),
+            Pattern::Glob(
+                "*user: /bin/crash: SIGSEGV (page fault (#PF)) at address 0xffffffff80200000, rip 0x*",
+            ),
+        ],
+    ),
+    program_config(
         "qemu-tcg-user-bad-truncated",
         "init=/bin/bad-truncated",
         exit_device_status(127),
@@ -770,6 +803,64 @@ pub const MATRIX: &[Config] = &[
         exit_device_status(127),
         &[Pattern::Contains(
             "init: cannot run /bin/bad-dynamic: dynamically linked (interpreter /lib64/ld-linux-x86-64.so.2): sanos runs static executables; dynamic linking is not supported yet",
+        )],
+    ),
+    // The same programs with the kernel as Xen's PV dom0: kernel and
+    // program both in ring 3, kept apart by Xen's user page table, system
+    // calls through Xen's syscall callback. Xen carries no exit status: 0
+    // powers off (33 from the fast rig), anything else is a crash (37).
+    xen_program_config(
+        "xen-pv-dom0-user-musl",
+        "init=/bin/hello",
+        STATUS_TESTS_PASSED,
+        &[
+            Pattern::Contains("Xen PV: separate user page table"),
+            Pattern::Contains("hello: all checks passed"),
+            Pattern::Contains("init: /bin/hello exited with status 0"),
+        ],
+    ),
+    xen_program_config(
+        "xen-pv-dom0-user-threads",
+        "init=/bin/threads-glibc",
+        STATUS_TESTS_PASSED,
+        &[
+            Pattern::Contains("threads: all checks passed"),
+            Pattern::Contains("init: /bin/threads-glibc exited with status 0"),
+        ],
+    ),
+    xen_program_config(
+        "xen-pv-dom0-user-files",
+        "init=/bin/files",
+        STATUS_TESTS_PASSED,
+        &[
+            Pattern::Contains("files: all checks passed"),
+            Pattern::Contains("init: /bin/files exited with status 0"),
+        ],
+    ),
+    xen_program_config(
+        "xen-pv-dom0-user-memory",
+        "init=/bin/memory-pie",
+        STATUS_TESTS_PASSED,
+        &[
+            Pattern::Contains("memory: all checks passed"),
+            Pattern::Contains("init: /bin/memory-pie exited with status 0"),
+        ],
+    ),
+    xen_program_config(
+        "xen-pv-dom0-user-crash",
+        "init=/bin/crash",
+        STATUS_PANIC,
+        &[
+            Pattern::Glob("*user: /bin/crash: SIGSEGV (page fault (#PF)) at address 0x0, rip 0x*"),
+            Pattern::Contains("init: /bin/crash was killed (status 139"),
+        ],
+    ),
+    xen_program_config(
+        "xen-pv-dom0-user-crash-kernel",
+        "init=/bin/crash -- kernel",
+        STATUS_PANIC,
+        &[Pattern::Glob(
+            "*user: /bin/crash: SIGSEGV (page fault (#PF)) at address 0xffffffff80200000, rip 0x*",
         )],
     ),
     // Xen: the kernel as Xen's PVH dom0 (console through console_io,
@@ -1269,9 +1360,16 @@ mod tests {
                 "qemu-tcg-user-server",
                 "qemu-tcg-user-server-glibc",
                 "qemu-tcg-user-crash",
+                "qemu-tcg-user-crash-kernel",
                 "qemu-tcg-user-bad-truncated",
                 "qemu-tcg-user-bad-machine",
                 "qemu-tcg-user-bad-dynamic",
+                "xen-pv-dom0-user-musl",
+                "xen-pv-dom0-user-threads",
+                "xen-pv-dom0-user-files",
+                "xen-pv-dom0-user-memory",
+                "xen-pv-dom0-user-crash",
+                "xen-pv-dom0-user-crash-kernel",
                 "xen-pvh-dom0",
                 "xen-pv-dom0",
                 "xen-pv-dom0-lazy",

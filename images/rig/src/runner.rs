@@ -101,10 +101,17 @@ fn run_config(config: &Config, args: &TestArgs) -> Verdict {
         let mut args: Vec<std::ffi::OsString> = vec![
             format!("DOM0_PVH={}", u8::from(config.boot == Boot::XenPvhDom0)).into(),
             format!("TIMEOUT={}", config.timeout.as_secs()).into(),
+        ];
+        if config.fixture == Some(Fixture::Programs) {
+            let mut module = std::ffi::OsString::from("DOM0_MODULE=");
+            module.push(paths.user_image());
+            args.push(module);
+        }
+        args.extend([
             "bash".into(),
             "images/xen/dom0-kernel.sh".into(),
             paths.kernel.clone().into_os_string(),
-        ];
+        ]);
         args.extend(config.cmdline.split_whitespace().map(Into::into));
         (std::ffi::OsString::from("env"), args, log_file)
     } else {

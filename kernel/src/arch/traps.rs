@@ -144,6 +144,17 @@ core::arch::global_asm!(
     "jmp trap_stubs + trap_vec * 16",
     ".set trap_vec, trap_vec + 1",
     ".endr",
+    // `syscall` from user mode, bounced by Xen (the callback given to
+    // HYPERVISOR_set_callbacks): RCX and R11 on top of the CPU's frame,
+    // then the system-call path.
+    ".balign 16",
+    ".global xen_pv_syscall_entry",
+    "xen_pv_syscall_entry:",
+    "pop rcx",
+    "pop r11",
+    "push 0",
+    "push {syscall}",
+    "jmp trap_common",
     ".global xen_pv_event_entry",
     "xen_pv_event_entry:",
     "pop rcx",
@@ -156,6 +167,7 @@ core::arch::global_asm!(
     ".quad trap_iretq",
     dispatch = sym trap_dispatch,
     upcall = const VECTOR_XEN_UPCALL,
+    syscall = const crate::user::entry::SYSCALL_VECTOR,
 );
 
 /// The vector that Xen's event upcall arrives on (PVH: the HVM callback
@@ -165,12 +177,18 @@ pub const VECTOR_XEN_UPCALL: u8 = 0xf3;
 unsafe extern "C" {
     static xen_pv_trap_stubs: u8;
     static xen_pv_event_entry: u8;
+    static xen_pv_syscall_entry: u8;
     static mut trap_return: u64;
 }
 
 /// Address of the Xen PV entry stub of exception `vector` (< 32).
 pub fn xen_pv_trap_stub(vector: u8) -> u64 {
     (&raw const xen_pv_trap_stubs) as u64 + u64::from(vector) * TRAP_STUB_SIZE
+}
+
+/// Address of the Xen PV entry for `syscall` from user mode.
+pub fn xen_pv_syscall_entry_address() -> u64 {
+    (&raw const xen_pv_syscall_entry) as u64
 }
 
 /// Address of the Xen PV event-callback entry.

@@ -90,6 +90,24 @@ pub struct Hooks {
     /// not); returns what [`Hooks::unmask_raw`] restores.
     pub mask_raw: fn() -> u64,
     pub unmask_raw: fn(u64),
+    /// How programs enter and leave user mode (`crate::user`).
+    pub user: &'static UserPlatform,
+}
+
+/// What a platform does for programs in user mode.
+pub struct UserPlatform {
+    /// Prepares entries from user mode (natively the SYSCALL MSRs and
+    /// SMEP/SMAP; under Xen PV the user page table and the syscall
+    /// callback); says what keeps user code out of the kernel.
+    pub init: fn() -> Result<&'static str, &'static str>,
+    /// The code and stack segment selectors of user mode.
+    pub code_segment: u16,
+    pub data_segment: u16,
+    pub set_fs_base: fn(u64),
+    /// A new top-level page-table entry of the user half (index, value):
+    /// where the platform keeps a user-mode table of its own (Xen PV), it
+    /// must have the entry too.
+    pub mirror_top_entry: fn(usize, u64),
 }
 
 /// What [`crate::vmops::ops::shutdown`] is asked to do.

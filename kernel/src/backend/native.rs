@@ -153,6 +153,17 @@ pub(super) const HOOKS_BASE: Hooks = Hooks {
     wallclock: rtc_wallclock,
     mask_raw: vmops::write::mask_native,
     unmask_raw: vmops::write::unmask_native,
+    user: &NATIVE_USER,
+};
+
+/// Programs natively (and under KVM, VMI and Xen PVH, where the kernel is
+/// in ring 0 too): SYSCALL, the GDT's user segments, FS by its MSR.
+static NATIVE_USER: super::UserPlatform = super::UserPlatform {
+    init: crate::user::entry::init_native,
+    code_segment: gdt::USER_CODE,
+    data_segment: gdt::USER_DATA,
+    set_fs_base: crate::user::entry::set_fs_base_native,
+    mirror_top_entry: |_, _| {},
 };
 
 pub static HOOKS: Hooks = HOOKS_BASE;

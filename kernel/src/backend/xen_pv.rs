@@ -504,7 +504,75 @@ pub static HOOKS: Hooks = Hooks {
     wallclock: crate::xen::clock::wallclock_ns,
     mask_raw,
     unmask_raw,
+    user: &XEN_PV_USER,
 };
+
+/// Programs under Xen PV: the kernel and user code both run in ring 3,
+/// kept apart by two top-level tables: the kernel's, and a user table
+/// whose lower half is the kernel table's (user memory) and whose upper
+/// half has no kernel mappings. Xen switches between them on every entry
+/// and exit; `syscall` from user mode comes through the callback.
+static XEN_PV_USER: super::UserPlatform = super::UserPlatform {
+    init: user_init,
+    code_segment: FLAT_USER_CS64 as u16,
+    data_segment: FLAT_USER_SS as u16,
+    set_fs_base: |base| {
+        if calls::set_segment_base(SEGBASE_FS, base).is_err() {
+            log::error!("xen-pv: set_segment_base(FS, {base:#x}) refused");
+        }
+    },
+    mirror_top_entry,
+};
+
+/// The user-mode top-level table (its direct-map address; 0 until made).
+static USER_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn user_init() -> Result<&'static str, &'static str> {
+    use core::sync::atomic::Ordering;
+    const DONE: &str = "Xen PV: separate user page table";
+    if USER_ROOT.load(Ordering::Acquire) != 0 {
+        return Ok(DONE);
+    }
+    let root =
+        crate::mm::paging::new_table_page().map_err(|_| "no frame for the user page table")?;
+    let root_virt = crate::mm::xlate::phys_to_virt(root).as_u64();
+    USER_ROOT.store(root_virt, Ordering::Release);
+    // The user half as the kernel table has it now; later entries are
+    // mirrored as they are made.
+    for (index, value) in crate::mm::paging::user_half_top_entries() {
+        mirror_top_entry(index, value);
+    }
+    let mfn = crate::mm::xlate::phys_to_machine(root)
+        .ok_or("the user page table has no machine frame")?
+        .as_u64()
+        >> 12;
+    // SAFETY: a table page of the guest's, read-only in every mapping
+    // (`new_table_page`), holding only the kernel table's user half.
+    unsafe { calls::mmuext_pin_l4(mfn) }.map_err(|_| "Xen refused to pin the user page table")?;
+    // SAFETY: just pinned; it maps user memory only.
+    unsafe { calls::mmuext_new_user_baseptr(mfn) }
+        .map_err(|_| "Xen refused the user page table")?;
+    // SAFETY: the three entry points are kernel text taking Xen's frames.
+    let registered = unsafe {
+        calls::set_callbacks_with_syscall(
+            traps::xen_pv_event_entry_address(),
+            xen_pv_failsafe as *const () as u64,
+            traps::xen_pv_syscall_entry_address(),
+        )
+    };
+    registered.map_err(|_| "Xen refused the syscall callback")?;
+    Ok(DONE)
+}
+
+fn mirror_top_entry(index: usize, value: u64) {
+    let root = USER_ROOT.load(core::sync::atomic::Ordering::Acquire);
+    if root == 0 || index >= 256 {
+        return;
+    }
+    // SAFETY: the entry lies in the user table page; the set_pte op is
+    // Xen's mmu_update here, which validates the value.
+    unsafe { crate::vmops::ops::set_pte((root + index as u64 * 8) as *mut u64, value) };
+}
 
 mod tests {
     use super::*;

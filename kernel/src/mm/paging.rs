@@ -719,7 +719,15 @@ pub fn map_user(
     let mut guard = KERNEL_PAGE_TABLE.lock();
     let tables = guard.as_mut().ok_or(MapError::OutOfFrames)?;
     let table_flags = TABLE_FLAGS | Flags::USER_ACCESSIBLE;
+    let top = entry_ptr(tables.root, page.p4_index());
+    let top_before = read_entry(top);
     let entry = tables.entry_with(page.start_address(), PageTableLevel::One, true, table_flags)?;
+    let top_after = read_entry(top);
+    if top_after != top_before {
+        // A new table for this part of the user half: a platform with a
+        // user-mode table of its own needs it there too.
+        (crate::backend::hooks().user.mirror_top_entry)(usize::from(page.p4_index()), top_after);
+    }
     if read_entry(entry) & Flags::PRESENT.bits() != 0 {
         return Err(MapError::Present(page.start_address()));
     }
@@ -727,6 +735,28 @@ pub fn map_user(
         entry,
         make_entry(frame.start_address(), user_flags(writable, executable))?,
     )
+}
+
+/// A fresh page-table page (zeroed; read-only wherever mapped where the
+/// platform validates tables), for a top-level table of the platform's.
+pub fn new_table_page() -> Result<PhysAddr, MapError> {
+    let mut guard = KERNEL_PAGE_TABLE.lock();
+    let tables = guard.as_mut().ok_or(MapError::OutOfFrames)?;
+    tables.new_table()
+}
+
+/// The present top-level entries of the user half (index, value).
+pub fn user_half_top_entries() -> alloc::vec::Vec<(usize, u64)> {
+    let guard = KERNEL_PAGE_TABLE.lock();
+    let Some(tables) = guard.as_ref() else {
+        return alloc::vec::Vec::new();
+    };
+    (0..256u16)
+        .filter_map(|i| {
+            let value = read_entry(entry_ptr(tables.root, PageTableIndex::new(i)));
+            (value & Flags::PRESENT.bits() != 0).then_some((usize::from(i), value))
+        })
+        .collect()
 }
 
 /// Unmaps the user page `page`; returns its frame (the caller frees it).

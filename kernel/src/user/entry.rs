@@ -76,10 +76,26 @@ pub struct Protection {
     pub smap: bool,
 }
 
+/// The native `UserPlatform::init`: SYSCALL and SMEP/SMAP.
+pub fn init_native() -> Result<&'static str, &'static str> {
+    let protection = init();
+    Ok(match (protection.smep, protection.smap) {
+        (true, true) => "SMEP on, SMAP on",
+        (true, false) => "SMEP on, SMAP off (the CPU has none)",
+        (false, true) => "SMEP off (the CPU has none), SMAP on",
+        (false, false) => "SMEP and SMAP off (the CPU has neither)",
+    })
+}
+
+/// The native FS base: its MSR.
+pub fn set_fs_base_native(base: u64) {
+    // SAFETY: FS_BASE exists on every x86-64 CPU; the kernel does not use
+    // FS, so any canonical value (checked by arch_prctl) is safe.
+    unsafe { write_msr(IA32_FS_BASE, base) };
+}
+
 /// Turns on `syscall` (EFER.SCE, STAR, LSTAR, FMASK) and SMEP/SMAP where
-/// the CPU has them. Native and VMI/KVM only: a Xen PV kernel runs in
-/// ring 3 itself and enters user mode through the hypervisor, which sanos
-/// does not do yet (`user::run` refuses there).
+/// the CPU has them (ring-0 kernels: natively, KVM, VMI, Xen PVH).
 pub fn init() -> Protection {
     use x86_64::registers::control::{Cr4, Cr4Flags};
     let leaf7 = crate::arch::cpu::features().get_extended_feature_info();
@@ -109,8 +125,12 @@ pub fn init() -> Protection {
         });
     }
     SMAP.store(smap, Ordering::Relaxed);
-    READY.store(true, Ordering::Release);
     Protection { smep, smap }
+}
+
+/// Marks entries from user mode as set up (`switch_in` then installs FS).
+pub fn set_ready() {
+    READY.store(true, Ordering::Release);
 }
 
 /// Whether SMAP is on (user accesses need STAC/CLAC).
@@ -124,9 +144,7 @@ pub fn switch_in(kernel_stack_top: u64, fs_base: u64) {
     SANOS_USER_KERNEL_STACK.store(kernel_stack_top, Ordering::Relaxed);
     crate::vmops::ops::load_kernel_stack(kernel_stack_top);
     if READY.load(Ordering::Relaxed) {
-        // SAFETY: FS_BASE exists on every x86-64 CPU; the kernel does not
-        // use FS, so any canonical value (checked by arch_prctl) is safe.
-        unsafe { write_msr(IA32_FS_BASE, fs_base) };
+        (crate::backend::hooks().user.set_fs_base)(fs_base);
     }
 }
 

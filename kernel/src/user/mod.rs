@@ -19,7 +19,6 @@ pub mod syscall;
 pub mod uaccess;
 pub mod vm;
 
-use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::traps::TrapFrame;
 use crate::sched::sync::Event;
 use crate::sched::{self, UserContext};
@@ -129,11 +128,6 @@ pub fn run(
     argv: &[&[u8]],
     envp: &[&[u8]],
 ) -> Result<Ended, RunError> {
-    if crate::backend::hooks().deprivileged {
-        return Err(RunError::Unsupported(
-            "user programs do not run under Xen PV yet (the kernel itself is in ring 3 there)",
-        ));
-    }
     let namespace = crate::fs::namespace(archive, tmpfs);
     let (_, node) = namespace
         .resolve("/", path, true)
@@ -151,7 +145,8 @@ pub fn run(
     };
     let file: &'static [u8] = entry.data;
     let program = elf::parse(file).map_err(RunError::Load)?;
-    let protection = entry::init();
+    let protection = (crate::backend::hooks().user.init)().map_err(RunError::Unsupported)?;
+    entry::set_ready();
     let base = elf::load_base(&program, elf::PIE_BASE);
     with_vm(|vm| load(vm, &program, base, file));
 
@@ -184,15 +179,13 @@ pub fn run(
     files::start(namespace);
     signal::reset();
     log::info!(
-        "user: {path}: {}entry {:#x}, {} segments, SMEP {}, SMAP {}",
+        "user: {path}: {}entry {:#x}, {} segments, {protection}",
         match program.kind {
             elf::Kind::Exec => alloc::string::String::from("static executable, "),
             elf::Kind::StaticPie => alloc::format!("static PIE at base {base:#x}, "),
         },
         base + program.entry,
         program.segments.len(),
-        if protection.smep { "on" } else { "off" },
-        if protection.smap { "on" } else { "off" },
     );
     let frame = TrapFrame {
         rip: base + program.entry,
@@ -242,10 +235,10 @@ pub fn initial_frame() -> TrapFrame {
         vector: 0,
         error_code: 0,
         rip: 0,
-        cs: u64::from(USER_CODE),
+        cs: u64::from(crate::backend::hooks().user.code_segment),
         rflags: 0x202,
         rsp: 0,
-        ss: u64::from(USER_DATA),
+        ss: u64::from(crate::backend::hooks().user.data_segment),
     }
 }
 

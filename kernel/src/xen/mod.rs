@@ -23,12 +23,14 @@ use hv::xen::hypercall::XenError;
 use pure::boot::bootinfo::BootInfo;
 
 /// The shutdown op of both Xen backends: `SCHEDOP_shutdown` with the
-/// reason the toolstack acts on.
+/// reason the toolstack acts on. An exit status becomes a power-off when
+/// it means success (the tests passed, or a program exited with 0) and a
+/// crash otherwise: Xen carries no status.
 pub extern "C" fn shutdown(reason: u64) {
     let reason = match ShutdownReason::decode(reason) {
-        ShutdownReason::PowerOff | ShutdownReason::Exit(crate::ktest::EXIT_PASSED) => {
-            SHUTDOWN_poweroff
-        }
+        ShutdownReason::PowerOff
+        | ShutdownReason::Exit(crate::ktest::EXIT_PASSED)
+        | ShutdownReason::Exit(0) => SHUTDOWN_poweroff,
         ShutdownReason::Reboot => SHUTDOWN_reboot,
         ShutdownReason::Crash | ShutdownReason::Exit(_) => SHUTDOWN_crash,
     };
