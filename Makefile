@@ -101,13 +101,15 @@ test-boot: kernel rom user
 # (PV) guest is stopped by `xl reboot`; the rig types at a fourth one's
 # shell (console ring input) until `poweroff`; a fifth and sixth serve
 # HTTP as PV and PVH (sanos-http.cfg), fetched from dom0 over the bridge
-# and checked by md5. Then Debian's Linux with a busybox
+# and checked by md5; a seventh and eighth run images/user/server.c as
+# init (PV: in ring 3 beside the kernel, PVH: ring 3 under a ring-0
+# kernel) and dom0 fetches a file from it. Then Debian's Linux with a busybox
 # initrd as a PV and a PVH domU, for the table of `xl create` to banner
 # times. Packages are cached under build/xen.
 # The site the Xen HTTP guests serve: images/site and a 1.5 MiB file of
 # one repeated line (its md5 is in images/xen/sanos-http.expect).
 XEN_SITE := $(BUILD)/xen-site
-test-xen: kernel
+test-xen: kernel user
 	rm -rf $(XEN_SITE) && mkdir -p $(XEN_SITE) && cp images/site/* $(XEN_SITE)/
 	yes "sanos serves a large file over netfront" | head -c 1572871 > $(XEN_SITE)/big.bin
 	$(RIG) cpio $(XEN_SITE) $(BUILD)/xen-site.cpio
@@ -121,6 +123,9 @@ test-xen: kernel
 	    --guest sanos-http=images/xen/sanos-http.cfg:build/sanos.elf:build/xen-site.cpio \
 	    --guest sanos-http-pvh=images/xen/sanos-http.cfg:build/sanos.elf:build/xen-site.cpio \
 	    --xl 'sanos-http-pvh=type="pvh"' \
+	    --guest sanos-user-pv=images/xen/sanos-user.cfg:build/sanos.elf:build/user.cpio \
+	    --guest sanos-user-pvh=images/xen/sanos-user.cfg:build/sanos.elf:build/user.cpio \
+	    --xl 'sanos-user-pvh=type="pvh"' \
 	    --linux
 
 clean:
