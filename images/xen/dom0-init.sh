@@ -24,6 +24,10 @@
 #                                        busybox's wget crashes resolving)
 #                                        and checks the body's md5sum; the
 #                                        body must be text (repeatable)
+#                   echo=STRING          once matched, dom0 sends STRING and
+#                                        a newline to 169.254.77.2:80 and
+#                                        must read the same line back (an
+#                                        echo server)
 #                   syslog=STRING        dom0 takes syslog datagrams on
 #                                        169.254.77.1:5514 while the guest
 #                                        runs; one must contain STRING
@@ -108,7 +112,7 @@ wait_gone() {
 run_guest() {
     name=$1
     cfg=/guests/$name.cfg
-    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown fetches= syslog= after_stop=
+    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown fetches= syslog= after_stop= echo=
     if [ -f "/guests/$name.expect" ]; then
         while IFS= read -r kv; do
             case $kv in
@@ -122,6 +126,7 @@ run_guest() {
                 fetch=*) fetches="$fetches${kv#fetch=};" ;;
                 syslog=*) syslog=${kv#syslog=} ;;
                 after_stop=*) after_stop=${kv#after_stop=} ;;
+                echo=*) echo=${kv#echo=} ;;
             esac
         done < "/guests/$name.expect"
     fi
@@ -229,6 +234,18 @@ run_guest() {
                 result=fetch-failed
             fi
         done
+    fi
+
+    # An echo server: the line must come back as it was sent.
+    if [ $result = matched ] && [ -n "$echo" ]; then
+        if printf '%s\n' "$echo" | nc -w 3 169.254.77.2 80 > /tmp/echo 2>/tmp/echo.err &&
+            [ "$(cat /tmp/echo)" = "$echo" ]; then
+            say "guest $name echoed \"$echo\""
+        else
+            say "guest $name echo: sent \"$echo\", got \"$(tr '\n' ' ' < /tmp/echo)\" $(tr '\n' ' ' < /tmp/echo.err)"
+            say "guest $name failed a check"
+            result=echo-failed
+        fi
     fi
 
     if [ -n "$syslog" ]; then

@@ -330,10 +330,17 @@ fn load(vm: &mut AddressSpace, program: &Program, base: u64, file: &'static [u8]
     let brk = elf::brk_start(program, base);
     vm.brk_start = brk;
     vm.brk = brk;
+    // PT_GNU_STACK: executable only when the program asks (without the
+    // header too: Linux x86-64 makes the stack executable only on CPUs
+    // without NX, which sanos does not serve).
+    let stack = Prot {
+        exec: program.stack_executable(),
+        ..Prot::RW
+    };
     vm.insert(
         STACK_TOP - STACK_SIZE,
         STACK_TOP,
-        Prot::RW,
+        stack,
         Backing::Anon,
         Kind::Stack,
     );
