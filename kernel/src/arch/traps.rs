@@ -251,15 +251,24 @@ unsafe extern "C" {
     static __extable_end: u8;
 }
 
-/// Applies the fixup for an exception at `frame.rip`, if there is one.
-fn apply_fixup(frame: &mut TrapFrame) -> bool {
+fn fixups() -> &'static [FixupEntry] {
     let start = (&raw const __extable_start).cast::<FixupEntry>();
     let count =
         ((&raw const __extable_end) as usize - start as usize) / core::mem::size_of::<FixupEntry>();
     // SAFETY: the linker script brackets `.extable` with these symbols; it
     // holds only 16-byte (fault, fixup) pairs, 8-byte aligned, read-only.
-    let table = unsafe { core::slice::from_raw_parts(start, count) };
-    match table.iter().find(|entry| entry.fault == frame.rip) {
+    unsafe { core::slice::from_raw_parts(start, count) }
+}
+
+/// Whether an instruction at `rip` has an exception-table entry (it may
+/// fault by design: an MSR probe, a copy of user memory).
+pub fn has_fixup(rip: u64) -> bool {
+    fixups().iter().any(|entry| entry.fault == rip)
+}
+
+/// Applies the fixup for an exception at `frame.rip`, if there is one.
+fn apply_fixup(frame: &mut TrapFrame) -> bool {
+    match fixups().iter().find(|entry| entry.fault == frame.rip) {
         Some(entry) => {
             frame.rip = entry.fixup;
             frame.rax = FIXUP_FAULTED | frame.vector;
@@ -270,6 +279,10 @@ fn apply_fixup(frame: &mut TrapFrame) -> bool {
 }
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    // A copy of user memory may have been interrupted with SMAP lifted
+    // (RFLAGS.AC): not in here, nor in a thread this trap switches to. The
+    // interrupted code gets its AC back from the frame.
+    crate::user::entry::close_user_access();
     if frame.vector == crate::user::entry::SYSCALL_VECTOR {
         crate::user::syscall::dispatch(frame);
         return;

@@ -104,6 +104,10 @@ pub struct UserPlatform {
     pub code_segment: u16,
     pub data_segment: u16,
     pub set_fs_base: fn(u64),
+    /// Whether a page the program may not touch (`PROT_NONE`) can stay
+    /// present without the USER bit and keep its contents. Xen PV sets
+    /// USER on every guest entry itself: such pages are dropped there.
+    pub keeps_inaccessible_pages: bool,
     /// A new top-level page-table entry of the user half (index, value):
     /// where the platform keeps a user-mode table of its own (Xen PV), it
     /// must have the entry too.

@@ -163,6 +163,7 @@ static NATIVE_USER: super::UserPlatform = super::UserPlatform {
     code_segment: gdt::USER_CODE,
     data_segment: gdt::USER_DATA,
     set_fs_base: crate::user::entry::set_fs_base_native,
+    keeps_inaccessible_pages: true,
     mirror_top_entry: |_, _| {},
 };
 

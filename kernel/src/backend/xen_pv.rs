@@ -521,6 +521,7 @@ static XEN_PV_USER: super::UserPlatform = super::UserPlatform {
             log::error!("xen-pv: set_segment_base(FS, {base:#x}) refused");
         }
     },
+    keeps_inaccessible_pages: false,
     mirror_top_entry,
 };
 

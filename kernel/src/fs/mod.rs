@@ -338,6 +338,13 @@ fn sys() -> Arc<dyn Node> {
     )
 }
 
+/// Whether `node` is a file whose bytes are stored (the boot module, a
+/// tmpfs), which a mapping may be filled from; the kernel's generated
+/// files (`/proc`, `/sys`) and devices are not.
+pub fn holds_data(node: &Arc<dyn Node>) -> bool {
+    !matches!(node.metadata().dev, DEV_PROC | DEV_DEV | DEV_SYS)
+}
+
 /// The namespace for a program: `archive` at `/`, tmpfs at `/tmp` and at
 /// each of `extra_tmpfs` (`mount=` on the command line), `/dev`, `/proc`,
 /// `/sys`.

@@ -10,11 +10,12 @@ use super::MmError;
 use super::PAGE_SIZE;
 use pure::mm::frame_bitmap::{storage_words, FrameBitmap};
 use pure::mm::memmap::{MemoryMap, RegionKind};
-use spin::Mutex;
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
-static FRAMES: Mutex<Option<FrameBitmap<'static>>> = Mutex::new(None);
+/// Interrupt-safe: the page fault handler allocates frames.
+static FRAMES: super::heap::IrqMutex<Option<FrameBitmap<'static>>> =
+    super::heap::IrqMutex::new(None);
 
 /// Physical page 0 is never handed out: a frame at address 0 would look
 /// like a null pointer to every consumer.

@@ -46,6 +46,10 @@ unsafe impl Source for FrameSource {
     }
 }
 
+/// A mutex over [`IrqSpinlock`]: for data the page fault handler or an
+/// interrupt handler may need while a preemptible thread holds it.
+pub type IrqMutex<T> = talc::lock_api::Mutex<IrqSpinlock, T>;
+
 /// A spin lock that masks interrupts while held and restores them after.
 pub struct IrqSpinlock {
     locked: AtomicBool,

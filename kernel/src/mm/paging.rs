@@ -40,7 +40,8 @@ use x86_64::structures::paging::{Page, PageSize, PageTableIndex, PhysFrame, Size
 use x86_64::{PhysAddr, VirtAddr};
 
 /// The kernel's tables, by the physical address of their root (PML4).
-static KERNEL_PAGE_TABLE: Mutex<Option<Tables>> = Mutex::new(None);
+/// Interrupt-safe: the page fault handler maps user pages.
+static KERNEL_PAGE_TABLE: super::heap::IrqMutex<Option<Tables>> = super::heap::IrqMutex::new(None);
 static NX_ENABLED: AtomicBool = AtomicBool::new(false);
 static GLOBAL_ENABLED: AtomicBool = AtomicBool::new(false);
 static NEXT_MMIO: AtomicU64 = AtomicU64::new(MMIO_BASE);

@@ -133,6 +133,15 @@ pub fn set_ready() {
     READY.store(true, Ordering::Release);
 }
 
+/// Clears RFLAGS.AC where SMAP is on (entering a trap).
+#[inline]
+pub fn close_user_access() {
+    if SMAP.load(Ordering::Relaxed) {
+        // SAFETY: CLAC exists where SMAP does; it only clears AC.
+        unsafe { core::arch::asm!("clac", options(nomem, nostack)) };
+    }
+}
+
 /// Whether SMAP is on (user accesses need STAC/CLAC).
 pub fn smap() -> bool {
     SMAP.load(Ordering::Relaxed)

@@ -93,7 +93,9 @@ impl OpenFile {
     /// writable shared mapping is refused (`ENODEV`): pages are private
     /// copies, and writes would not reach the file.
     pub fn mappable(&self, shared_write: bool) -> Result<()> {
-        if !matches!(self.special, Special::None) || self.node.metadata().kind != FileType::Regular
+        if !matches!(self.special, Special::None)
+            || self.node.metadata().kind != FileType::Regular
+            || !crate::fs::holds_data(&self.node)
         {
             return Err(Errno::ENODEV);
         }
@@ -352,8 +354,11 @@ fn read_file(file: &OpenFile, buffer: u64, count: u64, offset: Option<u64>) -> R
         done += n;
         position += n as u64;
         // A short read (end of file, a pipe's or the console's available
-        // bytes) ends the call.
-        if n < want {
+        // bytes) ends the call; so does any read of a stream or device:
+        // more may only come after the caller answers.
+        let stream = !matches!(file.special, Special::None)
+            || file.node.metadata().kind == FileType::CharDevice;
+        if n < want || stream {
             break;
         }
     }
@@ -843,6 +848,7 @@ const FD_CLOEXEC: u64 = 1;
 
 pub fn fcntl(fd: u64, command: u64, argument: u64) -> Result<u64> {
     let file = get(fd)?;
+    let fd = fd as u32 as u64;
     match command {
         F_DUPFD | F_DUPFD_CLOEXEC => {
             if argument as usize >= MAX_FDS {
@@ -898,12 +904,19 @@ pub fn sendfile(out_fd: u64, in_fd: u64, offset: u64, count: u64) -> Result<u64>
     let count = count.min(MAX_IO) as usize;
     let mut chunk = vec![0u8; count.min(64 << 10)];
     let mut done = 0usize;
-    while done < count {
+    // Progress made is kept: an error after some bytes went out ends the
+    // call with their count, and the offsets say where it stopped.
+    let mut failed = None;
+    'copy: while done < count {
         let want = (count - done).min(chunk.len());
-        let n = read_some(&input, position, &mut chunk[..want])?;
-        if n == 0 {
-            break;
-        }
+        let n = match read_some(&input, position, &mut chunk[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) => {
+                failed = Some(error);
+                break;
+            }
+        };
         let mut written = 0;
         while written < n {
             let out_position = if output.flags() & O_APPEND != 0 {
@@ -911,12 +924,24 @@ pub fn sendfile(out_fd: u64, in_fd: u64, offset: u64, count: u64) -> Result<u64>
             } else {
                 *output.offset.lock()
             };
-            let w = write_some(&output, out_position, &chunk[written..n])?;
-            *output.offset.lock() = out_position + w as u64;
-            written += w;
+            match write_some(&output, out_position, &chunk[written..n]) {
+                Ok(w) => {
+                    *output.offset.lock() = out_position + w as u64;
+                    written += w;
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    done += written;
+                    position += written as u64;
+                    break 'copy;
+                }
+            }
         }
         done += n;
         position += n as u64;
+    }
+    if let (0, Some(error)) = (done, failed) {
+        return Err(error);
     }
     match offset {
         0 => *input.offset.lock() = position,

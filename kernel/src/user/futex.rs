@@ -10,12 +10,16 @@
 use super::uaccess;
 use crate::sched::sync::Event;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use pure::user::linux::Errno;
 
 struct Waiter {
     bitset: u32,
     event: Event,
+    /// The address it waits on now (a requeue moves it).
+    key: Arc<AtomicU64>,
 }
 
 static TABLE: spin::Mutex<BTreeMap<u64, Vec<Waiter>>> = spin::Mutex::new(BTreeMap::new());
@@ -126,6 +130,7 @@ fn absolute_deadline(timeout: u64, realtime: bool) -> Result<Option<u64>, Errno>
 
 fn wait(address: u64, expected: u32, bitset: u32, deadline: Option<u64>) -> Result<u64, Errno> {
     let event = Event::new(true, false);
+    let key = Arc::new(AtomicU64::new(address));
     // Read the word and queue under the table's lock: a waker that stored
     // a new value and then woke cannot slip in between.
     with_table(|table| {
@@ -136,6 +141,7 @@ fn wait(address: u64, expected: u32, bitset: u32, deadline: Option<u64>) -> Resu
         table.entry(address).or_default().push(Waiter {
             bitset,
             event: event.clone(),
+            key: key.clone(),
         });
         Ok(())
     })?;
@@ -144,8 +150,11 @@ fn wait(address: u64, expected: u32, bitset: u32, deadline: Option<u64>) -> Resu
     if woken {
         return Ok(0);
     }
-    // Timed out: leave the queue, unless a waker took us meanwhile.
+    // Timed out: leave the queue (wherever a requeue put us), unless a
+    // waker took us meanwhile. The key is read under the table's lock,
+    // which requeue holds while it moves waiters.
     let removed = with_table(|table| {
+        let address = key.load(Ordering::Relaxed);
         let Some(queue) = table.get_mut(&address) else {
             return false;
         };
@@ -216,6 +225,9 @@ fn requeue(
             table.insert(address, queue);
         }
         let moved_count = moved.len();
+        for waiter in &moved {
+            waiter.key.store(address2, Ordering::Relaxed);
+        }
         if !moved.is_empty() {
             table.entry(address2).or_default().extend(moved);
         }
@@ -225,7 +237,12 @@ fn requeue(
     for event in &woken {
         event.set();
     }
-    Ok((woken.len() + moved) as u64)
+    // FUTEX_CMP_REQUEUE answers woken + moved; FUTEX_REQUEUE the woken.
+    Ok(if expected.is_some() {
+        woken.len() + moved
+    } else {
+        woken.len()
+    } as u64)
 }
 
 /// Wakes every waiter (the program is ending).

@@ -461,11 +461,35 @@ pub fn page_fault(frame: &mut TrapFrame) -> bool {
         }
         return false;
     }
+    // From the kernel, only the copies of `uaccess` (which have an
+    // exception-table entry) may touch user memory: anything else is a
+    // kernel bug, not a page to bring in.
+    if !from_user && !crate::arch::traps::has_fixup(frame.rip) {
+        return false;
+    }
     let access = vm::Access {
         write: frame.error_code & 2 != 0,
         exec: frame.error_code & 16 != 0,
     };
-    match with_vm(|vm| vm.fault(address, access)) {
+    let resolved = match with_vm(|vm| vm.plan_fault(address, access)) {
+        Ok(None) => Ok(()),
+        Ok(Some(plan)) => {
+            // Filling may read a file and wait for its lock: with
+            // interrupts on when the faulting code had them on (as Linux
+            // does), so a preempted holder can run.
+            let interruptible = frame.rflags & (1 << 9) != 0;
+            if interruptible {
+                crate::arch::cpu::irq_enable();
+            }
+            let filled = vm::fill_fault(&plan);
+            if interruptible {
+                crate::arch::cpu::irq_disable();
+            }
+            filled.and_then(|page| with_vm(|vm| vm.complete_fault(&plan, page)))
+        }
+        Err(error) => Err(error),
+    };
+    match resolved {
         Ok(()) => true,
         Err(_) if from_user => fatal(frame, SIGSEGV, address),
         Err(_) => false,

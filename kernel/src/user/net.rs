@@ -136,27 +136,38 @@ impl Socket {
     pub fn receive(&self, file: &OpenFile, buf: &mut [u8]) -> Result<usize> {
         let timeout = self.timeout(file, true);
         if let Some(stream) = self.stream() {
-            return stream.read(buf, timeout).map_err(errno);
+            return blocking(timeout, |t| stream.read(buf, t));
         }
         if !self.stream {
-            return self
-                .udp()?
-                .recv_from(buf, timeout)
-                .map(|(n, _)| n)
-                .map_err(errno);
+            let udp = self.udp()?;
+            return blocking(timeout, |t| udp.recv_from(buf, t)).map(|(n, _)| n);
         }
         Err(Errno::ENOTCONN)
     }
 
-    /// `write`/`send` on a connected stream, or a connected datagram socket.
+    /// `write`/`send` on a connected stream, or a connected datagram
+    /// socket. A blocking stream send without a timeout queues all of
+    /// `buf`, as Linux does; otherwise what fits.
     pub fn send(&self, file: &OpenFile, buf: &[u8]) -> Result<usize> {
         let timeout = self.timeout(file, false);
         if let Some(stream) = self.stream() {
-            return stream.write(buf, timeout).map_err(errno);
+            if timeout.is_none() {
+                let mut sent = 0;
+                while sent < buf.len() {
+                    match blocking(None, |t| stream.write(&buf[sent..], t)) {
+                        Ok(n) => sent += n,
+                        Err(error) if sent == 0 => return Err(error),
+                        Err(_) => break,
+                    }
+                }
+                return Ok(sent);
+            }
+            return blocking(timeout, |t| stream.write(buf, t));
         }
         if !self.stream {
             let peer = (*with(&self.udp_peer)).ok_or(Errno::EDESTADDRREQ)?;
-            self.udp()?.send_to(buf, peer, timeout).map_err(errno)?;
+            let udp = self.udp()?;
+            blocking(timeout, |t| udp.send_to(buf, peer, t))?;
             return Ok(buf.len());
         }
         Err(Errno::ENOTCONN)
@@ -184,6 +195,38 @@ impl Node for Socket {
 
     fn write_at(&self, _offset: u64, _buf: &[u8]) -> vfs::Result<usize> {
         Err(Errno::EINVAL)
+    }
+}
+
+/// Runs a socket call that may wait until `timeout` (`None`: forever) in
+/// slices of 100 ms, so that a program that is ending (another thread
+/// called `exit_group`) is not held by a thread waiting on the network:
+/// it gets `EINTR` then.
+fn blocking<T>(
+    timeout: Option<u64>,
+    mut call: impl FnMut(Option<u64>) -> core::result::Result<T, SocketError>,
+) -> Result<T> {
+    const SLICE: u64 = 100_000_000;
+    if timeout == Some(0) {
+        return call(Some(0)).map_err(errno);
+    }
+    let deadline = timeout.map(|t| crate::time::since_boot_ns().saturating_add(t));
+    loop {
+        let slice = match deadline {
+            Some(at) => at.saturating_sub(crate::time::since_boot_ns()).min(SLICE),
+            None => SLICE,
+        };
+        match call(Some(slice.max(1))) {
+            Err(SocketError::TimedOut) => {
+                if super::exiting() {
+                    return Err(Errno::EINTR);
+                }
+                if deadline.is_some_and(|at| crate::time::since_boot_ns() >= at) {
+                    return Err(Errno::EAGAIN);
+                }
+            }
+            other => return other.map_err(errno),
+        }
     }
 }
 
@@ -331,7 +374,7 @@ pub fn accept(fd: u64, address: u64, len: u64, flags: u64) -> Result<u64> {
     let (file, socket) = socket_of(fd)?;
     let listener = socket.listener().ok_or(Errno::EINVAL)?;
     let timeout = socket.timeout(&file, true);
-    let stream = listener.accept(timeout).map_err(errno)?;
+    let stream = blocking(timeout, |t| listener.accept(t))?;
     let peer = stream.endpoints().map(|(_, remote)| remote);
     let new = new_socket(true, State::Stream(Arc::new(stream)));
     *with(&new.options) = *with(&socket.options);
@@ -360,6 +403,8 @@ pub fn connect(fd: u64, address: u64, len: u64) -> Result<u64> {
     } else {
         socket.timeout(&file, false)
     };
+    // One call: a slice that timed out would drop the half-open
+    // connection and start another.
     let stream = TcpStream::connect(ip, endpoint.port, timeout).map_err(errno)?;
     let in_progress = nonblocking && {
         let ready =
@@ -389,7 +434,7 @@ pub fn sendto(
     if flags & !(MSG_DONTWAIT | MSG_NOSIGNAL) != 0 {
         return Err(Errno::EOPNOTSUPP);
     }
-    let mut data = vec![0u8; len.min(1 << 20) as usize];
+    let mut data = vec![0u8; len.min(MAX_GATHER as u64) as usize];
     uaccess::copy_from_user(&mut data, buffer)?;
     let timeout = if flags & MSG_DONTWAIT != 0 {
         Some(0)
@@ -398,7 +443,8 @@ pub fn sendto(
     };
     if !socket.stream && address != 0 {
         let to = read_address(address, address_len)?;
-        socket.udp()?.send_to(&data, to, timeout).map_err(errno)?;
+        let udp = socket.udp()?;
+        blocking(timeout, |t| udp.send_to(&data, to, t))?;
         return Ok(data.len() as u64);
     }
     if flags & MSG_DONTWAIT != 0 {
@@ -424,7 +470,7 @@ pub fn recvfrom(
     if flags & MSG_PEEK != 0 || flags & !(MSG_DONTWAIT | MSG_PEEK) != 0 {
         return Err(Errno::EOPNOTSUPP);
     }
-    let mut data = vec![0u8; len.min(1 << 20) as usize];
+    let mut data = vec![0u8; len.min(MAX_GATHER as u64) as usize];
     let timeout = if flags & MSG_DONTWAIT != 0 {
         Some(0)
     } else {
@@ -432,10 +478,11 @@ pub fn recvfrom(
     };
     let (n, from) = if socket.stream {
         let stream = socket.stream().ok_or(Errno::ENOTCONN)?;
-        let n = stream.read(&mut data, timeout).map_err(errno)?;
+        let n = blocking(timeout, |t| stream.read(&mut data, t))?;
         (n, stream.endpoints().map(|(_, remote)| remote))
     } else {
-        let (n, from) = socket.udp()?.recv_from(&mut data, timeout).map_err(errno)?;
+        let udp = socket.udp()?;
+        let (n, from) = blocking(timeout, |t| udp.recv_from(&mut data, t))?;
         (n.min(data.len()), Some(from))
     };
     uaccess::copy_to_user(buffer, &data[..n])?;
@@ -444,6 +491,9 @@ pub fn recvfrom(
     }
     Ok(n as u64)
 }
+
+/// Most bytes one sendmsg/sendto/recvfrom moves through the kernel.
+const MAX_GATHER: usize = 1 << 20;
 
 /// `struct msghdr` (x86-64).
 #[repr(C)]
@@ -472,13 +522,20 @@ pub fn sendmsg(fd: u64, message: u64, flags: u64) -> Result<u64> {
     if header.iov_len > 1024 {
         return Err(Errno::EMSGSIZE);
     }
-    // Gather, then one send: a datagram stays one datagram.
+    // Gather, then one send: a datagram stays one datagram. At most
+    // MAX_GATHER bytes in all (a stream sends that part; a larger
+    // datagram than a UDP socket takes is EMSGSIZE anyway).
     let mut data = alloc::vec::Vec::new();
     for i in 0..header.iov_len {
         let v: IoVec = uaccess::read(header.iov + i * 16)?;
+        let take = (v.len as usize).min(MAX_GATHER - data.len());
         let start = data.len();
-        data.resize(start + v.len.min(1 << 20) as usize, 0);
+        data.try_reserve(take).map_err(|_| Errno::ENOBUFS)?;
+        data.resize(start + take, 0);
         uaccess::copy_from_user(&mut data[start..], v.base)?;
+        if data.len() == MAX_GATHER {
+            break;
+        }
     }
     let (file, socket) = socket_of(fd)?;
     let timeout = if flags & MSG_DONTWAIT != 0 {
@@ -488,7 +545,8 @@ pub fn sendmsg(fd: u64, message: u64, flags: u64) -> Result<u64> {
     };
     if !socket.stream && header.name != 0 {
         let to = read_address(header.name, u64::from(header.name_len))?;
-        socket.udp()?.send_to(&data, to, timeout).map_err(errno)?;
+        let udp = socket.udp()?;
+        blocking(timeout, |t| udp.send_to(&data, to, t))?;
         return Ok(data.len() as u64);
     }
     socket.send(&file, &data).map(|n| n as u64)
@@ -503,11 +561,11 @@ pub fn recvmsg(fd: u64, message: u64, flags: u64) -> Result<u64> {
     let mut vectors = alloc::vec::Vec::new();
     for i in 0..header.iov_len {
         let v: IoVec = uaccess::read(header.iov + i * 16)?;
-        total += v.len;
+        total = total.saturating_add(v.len);
         vectors.push(v);
     }
     let (file, socket) = socket_of(fd)?;
-    let mut data = vec![0u8; total.min(1 << 20) as usize];
+    let mut data = vec![0u8; total.min(MAX_GATHER as u64) as usize];
     let timeout = if flags & MSG_DONTWAIT != 0 {
         Some(0)
     } else {
@@ -515,9 +573,10 @@ pub fn recvmsg(fd: u64, message: u64, flags: u64) -> Result<u64> {
     };
     let (n, from) = if socket.stream {
         let stream = socket.stream().ok_or(Errno::ENOTCONN)?;
-        (stream.read(&mut data, timeout).map_err(errno)?, None)
+        (blocking(timeout, |t| stream.read(&mut data, t))?, None)
     } else {
-        let (n, from) = socket.udp()?.recv_from(&mut data, timeout).map_err(errno)?;
+        let udp = socket.udp()?;
+        let (n, from) = blocking(timeout, |t| udp.recv_from(&mut data, t))?;
         (n.min(data.len()), Some(from))
     };
     let mut at = 0;
@@ -591,7 +650,9 @@ fn read_timeval(value: u64, len: u64) -> Result<Option<u64>> {
     if sec < 0 || !(0..1_000_000).contains(&usec) {
         return Err(Errno::EDOM);
     }
-    let ns = (sec as u64) * 1_000_000_000 + (usec as u64) * 1000;
+    let ns = (sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add((usec as u64) * 1000);
     Ok((ns > 0).then_some(ns))
 }
 

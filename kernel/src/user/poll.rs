@@ -233,7 +233,9 @@ pub fn select(count: u64, read: u64, write: u64, except: u64, timeout: u64) -> R
                 return Err(Errno::EINVAL);
             }
             Some(deadline_after(
-                sec as u64 * 1_000_000_000 + usec as u64 * 1000,
+                (sec as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(usec as u64 * 1000),
             ))
         }
     };
@@ -267,57 +269,93 @@ struct Interest {
     data: u64,
     /// A one-shot interest that fired, until `EPOLL_CTL_MOD` re-arms it.
     disarmed: bool,
+    /// Edge-triggered (`EPOLLET`): the events last seen ready; only those
+    /// that became ready since are reported.
+    seen: u32,
 }
 
 /// An epoll instance: the interest list, by descriptor.
 pub struct Epoll {
     ino: u64,
+    /// Where the next scan starts: ready descriptors take turns when more
+    /// are ready than a wait returns.
+    next: AtomicU64,
     interest: spin::Mutex<BTreeMap<u64, Interest>>,
 }
 
 impl Epoll {
-    /// Up to `max` (events, data) pairs that are ready now; one-shot
-    /// interests that report are disarmed when `deliver`.
+    /// Up to `max` (events, data) pairs that are ready now; when
+    /// `deliver`, one-shot interests that report are disarmed and
+    /// edge-triggered ones remember what they reported. Readiness is read
+    /// from a snapshot, without the interest lock (a file's readiness may
+    /// take other locks), and what changed is written back only to the
+    /// interests still registered as they were.
     fn collect(&self, max: usize, deliver: bool) -> Vec<(u32, u64)> {
+        let snapshot: Vec<(u64, Weak<OpenFile>, u32, u64, bool, u32)> =
+            crate::arch::cpu::without_interrupts(|| {
+                let mut interest = self.interest.lock();
+                interest.retain(|_, i| i.file.strong_count() > 0);
+                interest
+                    .iter()
+                    .map(|(&fd, i)| (fd, i.file.clone(), i.events, i.data, i.disarmed, i.seen))
+                    .collect()
+            });
+        let start = self.next.load(Ordering::Relaxed);
+        let first = snapshot.partition_point(|entry| entry.0 < start);
         let mut found = Vec::new();
-        let mut interest =
-            crate::arch::cpu::without_interrupts(|| core::mem::take(&mut *self.interest.lock()));
-        interest.retain(|_, i| i.file.strong_count() > 0);
-        for entry in interest.values_mut() {
-            if found.len() >= max || entry.disarmed {
+        let mut updates = Vec::new();
+        for (fd, file, events, data, disarmed, seen) in
+            snapshot[first..].iter().chain(&snapshot[..first])
+        {
+            if found.len() >= max || *disarmed {
                 continue;
             }
-            let Some(file) = entry.file.upgrade() else {
+            let Some(file) = file.upgrade() else {
                 continue;
             };
             let ready = readiness(&file);
-            let mut events = 0;
+            let mut now = 0;
             if ready.readable {
-                events |= entry.events & EPOLLIN;
+                now |= events & EPOLLIN;
             }
             if ready.writable {
-                events |= entry.events & EPOLLOUT;
+                now |= events & EPOLLOUT;
             }
             if ready.hangup {
-                events |= EPOLLHUP | (entry.events & EPOLLRDHUP);
+                now |= EPOLLHUP | (events & EPOLLRDHUP);
             }
             if ready.error {
-                events |= EPOLLERR;
+                now |= EPOLLERR;
             }
-            if events != 0 {
-                found.push((events, entry.data));
-                if deliver && entry.events & EPOLLONESHOT != 0 {
-                    entry.disarmed = true;
+            let report = if events & EPOLLET != 0 {
+                now & !seen
+            } else {
+                now
+            };
+            if deliver && events & EPOLLET != 0 && now != *seen {
+                updates.push((*fd, now, false));
+            }
+            if report != 0 {
+                found.push((report, *data));
+                if deliver {
+                    self.next.store(fd + 1, Ordering::Relaxed);
+                    if events & EPOLLONESHOT != 0 {
+                        updates.push((*fd, now, true));
+                    }
                 }
             }
         }
-        crate::arch::cpu::without_interrupts(|| {
-            let mut current = self.interest.lock();
-            // Keep what was added meanwhile; ours is the older record.
-            for (fd, entry) in interest {
-                current.entry(fd).or_insert(entry);
-            }
-        });
+        if !updates.is_empty() {
+            crate::arch::cpu::without_interrupts(|| {
+                let mut interest = self.interest.lock();
+                for (fd, seen, disarm) in updates {
+                    if let Some(entry) = interest.get_mut(&fd) {
+                        entry.seen = seen;
+                        entry.disarmed |= disarm;
+                    }
+                }
+            });
+        }
         found
     }
 }
@@ -354,6 +392,7 @@ pub fn epoll_create1(flags: u64) -> Result<u64> {
     }
     let epoll = Arc::new(Epoll {
         ino: next_ino(),
+        next: AtomicU64::new(0),
         interest: spin::Mutex::new(BTreeMap::new()),
     });
     let file = OpenFile::special(epoll.clone(), Special::Epoll(epoll), 2);
@@ -428,6 +467,7 @@ pub fn epoll_ctl(epfd: u64, op: u64, fd: u64, event: u64) -> Result<u64> {
                         events,
                         data,
                         disarmed: false,
+                        seen: 0,
                     },
                 );
                 Ok(0)
@@ -473,10 +513,19 @@ const EFD_NONBLOCK: u64 = 0o4000;
 const EFD_CLOEXEC: u64 = 0o2000000;
 
 impl EventFd {
+    /// Runs `f` on the counter; wakes waiters and pollers only when it
+    /// changed (a waiter that found nothing must not wake itself).
     fn with<R>(&self, f: impl FnOnce(&mut u64) -> R) -> R {
-        let result = crate::arch::cpu::without_interrupts(|| f(&mut self.counter.lock()));
-        self.changed.set();
-        changed();
+        let (result, moved) = crate::arch::cpu::without_interrupts(|| {
+            let mut counter = self.counter.lock();
+            let before = *counter;
+            let result = f(&mut counter);
+            (result, *counter != before)
+        });
+        if moved {
+            self.changed.set();
+            changed();
+        }
         result
     }
 

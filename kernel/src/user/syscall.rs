@@ -176,6 +176,7 @@ fn call(number: u64, a: [u64; 6]) -> Result<u64> {
     }
 }
 
+const MMAP_MIN_ADDR: u64 = 0x10000;
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_FIXED: u64 = 0x10;
@@ -188,6 +189,9 @@ fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> 
         return Err(Errno::EINVAL);
     }
     let len = vm::page_up(len).ok_or(Errno::ENOMEM)?;
+    if offset.checked_add(len).is_none() {
+        return Err(Errno::EOVERFLOW);
+    }
     if flags & (MAP_SHARED | MAP_PRIVATE) == 0 {
         return Err(Errno::EINVAL);
     }
@@ -207,6 +211,11 @@ fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> 
             let end = address.checked_add(len).ok_or(Errno::ENOMEM)?;
             if end > USER_END {
                 return Err(Errno::ENOMEM);
+            }
+            // Linux's mmap_min_addr: the lowest 64 KiB stay unmapped, so a
+            // kernel null dereference never reads what a program put there.
+            if address < MMAP_MIN_ADDR {
+                return Err(Errno::EPERM);
             }
             if flags & MAP_FIXED_NOREPLACE != 0
                 && vm.areas().any(|(s, v)| s < end && v.end > address)

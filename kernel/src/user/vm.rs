@@ -237,8 +237,16 @@ impl AddressSpace {
         }
         self.split(start);
         self.split(end);
+        let keep = crate::backend::hooks().user.keeps_inaccessible_pages;
         for (&area, vma) in self.vmas.range_mut(start..end) {
             vma.prot = prot;
+            if !prot.accessible() && !keep {
+                // Cannot be present and inaccessible here: the pages go,
+                // and read back as the area started if made accessible
+                // again (unlike Linux, which keeps them).
+                free_pages(area, vma.end);
+                continue;
+            }
             let mut page = area;
             while page < vma.end {
                 paging::protect_user(
@@ -286,12 +294,19 @@ impl AddressSpace {
             .checked_add(new_len)
             .filter(|&e| e <= USER_END)
             .ok_or(Errno::ENOMEM)?;
-        let offset_at = |address: u64| match &vma.backing {
+        // The backing as seen from `address`, for an area that will start
+        // at `new_start`.
+        let rebased = |address: u64, new_start: u64| match &vma.backing {
             Backing::Node { node, offset } => Backing::Node {
                 node: node.clone(),
                 offset: offset + (address - start),
             },
-            other => other.clone(),
+            Backing::File { data, offset, end } => Backing::File {
+                data,
+                offset: offset + (address - start),
+                end: new_start + end.saturating_sub(address),
+            },
+            Backing::Anon => Backing::Anon,
         };
         let free_after = old_end == vma.end && !self.vmas.range(old_end..new_end).any(|_| true);
         if free_after {
@@ -300,7 +315,7 @@ impl AddressSpace {
                 Vma {
                     end: new_end,
                     prot: vma.prot,
-                    backing: offset_at(old_end),
+                    backing: rebased(old_end, old_end),
                     kind: vma.kind,
                 },
             );
@@ -315,7 +330,11 @@ impl AddressSpace {
         while page < old_end {
             if let Some(frame) = paging::unmap_user(VirtAddr::new(page)) {
                 let to = VirtAddr::new(target + (page - old));
-                if paging::map_user(to, frame, vma.prot.write, vma.prot.exec).is_err() {
+                let prot = vma.prot;
+                let moved = paging::map_user(to, frame, prot.write, prot.exec).and_then(|()| {
+                    paging::protect_user(to, prot.accessible(), prot.write, prot.exec)
+                });
+                if moved.is_err() {
                     frames::free(frame);
                 }
             }
@@ -329,7 +348,7 @@ impl AddressSpace {
             Vma {
                 end: target + new_len,
                 prot: vma.prot,
-                backing: offset_at(old),
+                backing: rebased(old, target),
                 kind: vma.kind,
             },
         );
@@ -349,9 +368,15 @@ impl AddressSpace {
         (top >= MMAP_BOTTOM + len).then(|| top - len)
     }
 
-    /// Resolves a fault at `address`: maps and fills the page if the area
-    /// allows the access.
-    pub fn fault(&mut self, address: u64, access: Access) -> Result<(), FaultError> {
+    /// What resolving a fault at `address` takes: `None` when the page is
+    /// present already, else the page to fill and how. The filling happens
+    /// outside the address space's lock ([`fill_fault`]), since reading a
+    /// file may wait for that file's own lock.
+    pub fn plan_fault(
+        &self,
+        address: u64,
+        access: Access,
+    ) -> Result<Option<FaultPlan>, FaultError> {
         let (start, vma) = self.find(address).ok_or(FaultError::Unmapped)?;
         let prot = vma.prot;
         let allowed =
@@ -361,13 +386,32 @@ impl AddressSpace {
         }
         let page = page_down(address);
         if paging::user_mapping(VirtAddr::new(page)).is_some() {
-            // Present and allowed: another path mapped it meanwhile.
-            return Ok(());
+            return Ok(None);
         }
-        let backing = vma.backing.clone();
-        let frame = frames::alloc().ok_or(FaultError::OutOfMemory)?;
-        fill(frame, page, start, &backing);
-        if paging::map_user(VirtAddr::new(page), frame, prot.write, prot.exec).is_err() {
+        Ok(Some(FaultPlan {
+            page,
+            start,
+            backing: vma.backing.clone(),
+        }))
+    }
+
+    /// Maps `frame`, filled by [`fill_fault`] for `plan`, if the area is
+    /// still there with the same backing start and the page still absent;
+    /// otherwise frees the frame (the program changed its mappings
+    /// meanwhile: the faulting access is tried again).
+    pub fn complete_fault(&mut self, plan: &FaultPlan, frame: PhysFrame) -> Result<(), FaultError> {
+        let current = self.find(plan.page).map(|(start, vma)| (start, vma.prot));
+        let still = matches!(current, Some((start, _)) if start == plan.start);
+        let present = paging::user_mapping(VirtAddr::new(plan.page)).is_some();
+        let Some((_, prot)) = current.filter(|_| still && !present) else {
+            frames::free(frame);
+            return if present {
+                Ok(())
+            } else {
+                Err(FaultError::Unmapped)
+            };
+        };
+        if paging::map_user(VirtAddr::new(plan.page), frame, prot.write, prot.exec).is_err() {
             frames::free(frame);
             return Err(FaultError::OutOfMemory);
         }
@@ -423,6 +467,20 @@ impl AddressSpace {
         self.brk_start = 0;
         self.brk = 0;
     }
+}
+
+/// A page fault to resolve: the page, its area's start, what backs it.
+pub struct FaultPlan {
+    page: u64,
+    start: u64,
+    backing: Backing,
+}
+
+/// A fresh frame holding what `plan`'s page starts as.
+pub fn fill_fault(plan: &FaultPlan) -> Result<PhysFrame, FaultError> {
+    let frame = frames::alloc().ok_or(FaultError::OutOfMemory)?;
+    fill(frame, plan.page, plan.start, &plan.backing);
+    Ok(frame)
 }
 
 /// Writes the page at user address `page` of an area starting at `start`

@@ -452,6 +452,7 @@ impl Errno {
     pub const ENOPROTOOPT: Errno = Errno(92);
     pub const EPROTONOSUPPORT: Errno = Errno(93);
     pub const EOPNOTSUPP: Errno = Errno(95);
+    pub const ENOBUFS: Errno = Errno(105);
     pub const EAFNOSUPPORT: Errno = Errno(97);
     pub const EADDRINUSE: Errno = Errno(98);
     pub const EADDRNOTAVAIL: Errno = Errno(99);
@@ -515,6 +516,7 @@ impl Errno {
             92 => ("ENOPROTOOPT", "protocol not available"),
             93 => ("EPROTONOSUPPORT", "protocol not supported"),
             95 => ("EOPNOTSUPP", "operation not supported"),
+            105 => ("ENOBUFS", "no buffer space available"),
             97 => ("EAFNOSUPPORT", "address family not supported by protocol"),
             98 => ("EADDRINUSE", "address already in use"),
             99 => ("EADDRNOTAVAIL", "cannot assign requested address"),
