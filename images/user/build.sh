@@ -11,6 +11,7 @@
 #                     PIE crt objects, -static-pie.
 #   bin/bad-truncated the first 200 bytes of bin/hello
 #   bin/bad-machine   bin/hello claiming to be i386 code (e_machine 3)
+#   bin/bad-overlap   bin/hello with two PT_LOAD segments overlapping
 #   bin/bad-dynamic   hello linked dynamically against glibc
 #
 # usage: build.sh OUT_DIR ARCHIVE RIG...   (RIG: the command that runs
@@ -39,6 +40,12 @@ for c in "$src"/*.c; do
         "$(gcc -print-file-name=crtendS.o)" "$musl/crtn.o"
 done
 head -c 200 "$out/bin/hello" >"$out/bin/bad-truncated"
+# bad-overlap: bin/hello with its third PT_LOAD (rodata, at 0x408000)
+# moved to 0x405000, into the text segment (0x401000-0x4078ff): program
+# header 2's p_vaddr, at 64 + 2 * 56 + 16.
+cp "$out/bin/hello" "$out/bin/bad-overlap"
+printf '\000\120\100\000\000\000\000\000' |
+    dd of="$out/bin/bad-overlap" bs=1 seek=192 conv=notrunc status=none
 cp "$out/bin/hello" "$out/bin/bad-machine"
 printf '\003\000' | dd of="$out/bin/bad-machine" bs=1 seek=18 conv=notrunc status=none
 gcc "${cflags[@]}" -o "$out/bin/bad-dynamic" "$src/hello.c"

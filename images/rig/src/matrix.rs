@@ -798,6 +798,14 @@ pub const MATRIX: &[Config] = &[
         )],
     ),
     program_config(
+        "qemu-tcg-user-bad-overlap",
+        "init=/bin/bad-overlap",
+        exit_device_status(127),
+        &[Pattern::Glob(
+            "*init: cannot run /bin/bad-overlap: *overlap*",
+        )],
+    ),
+    program_config(
         "qemu-tcg-user-bad-dynamic",
         "init=/bin/bad-dynamic",
         exit_device_status(127),
@@ -1363,6 +1371,7 @@ mod tests {
                 "qemu-tcg-user-crash-kernel",
                 "qemu-tcg-user-bad-truncated",
                 "qemu-tcg-user-bad-machine",
+                "qemu-tcg-user-bad-overlap",
                 "qemu-tcg-user-bad-dynamic",
                 "xen-pv-dom0-user-musl",
                 "xen-pv-dom0-user-threads",
