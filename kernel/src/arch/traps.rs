@@ -279,14 +279,15 @@ fn apply_fixup(frame: &mut TrapFrame) -> bool {
 }
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    // A copy of user memory may have been interrupted with SMAP lifted
-    // (RFLAGS.AC): not in here, nor in a thread this trap switches to. The
-    // interrupted code gets its AC back from the frame.
-    crate::user::entry::close_user_access();
+    // (SYSCALL clears RFLAGS.AC itself: FMASK.)
     if frame.vector == crate::user::entry::SYSCALL_VECTOR {
         crate::user::syscall::dispatch(frame);
         return;
     }
+    // A copy of user memory may have been interrupted with SMAP lifted
+    // (RFLAGS.AC): not in here, nor in a thread this trap switches to. The
+    // interrupted code gets its AC back from the frame.
+    crate::user::entry::close_user_access();
     let vector = frame.vector as u8;
     // User memory first: demand paging (for the program, and for the
     // kernel copying to or from it), and the program's own faults.

@@ -50,6 +50,8 @@ const PRIORITY_IDLE: u8 = 0;
 pub const SLICE_NS: u64 = 10_000_000;
 /// Kernel stack of a new thread, in pages.
 const STACK_PAGES: u64 = 16;
+/// Stacks of ended threads kept for new ones (the rest are freed).
+const STACK_CACHE: usize = 16;
 /// Thread-local storage slots per thread.
 pub const TLS_SLOTS: usize = 64;
 
@@ -189,6 +191,8 @@ pub(crate) struct Scheduler {
     next_id: ThreadId,
     /// Dead threads whose stacks can go once another thread runs.
     dead: Vec<ThreadId>,
+    /// Stacks of reaped threads, for the next ones (at most STACK_CACHE).
+    stacks: Vec<KernelStack>,
     tls_allocated: u64,
 }
 
@@ -435,8 +439,14 @@ impl Scheduler {
         for id in dead {
             if id == running {
                 self.dead.push(id);
-            } else {
-                self.threads.remove(&id);
+            } else if let Some(mut thread) = self.threads.remove(&id) {
+                // Its stack serves the next thread: mapping and unmapping
+                // 16 pages per thread is most of what creating one costs.
+                if let Some(stack) = thread._stack.take() {
+                    if self.stacks.len() < STACK_CACHE {
+                        self.stacks.push(stack);
+                    }
+                }
             }
         }
     }
@@ -448,7 +458,10 @@ impl Scheduler {
         fpu: bool,
         entry: Box<dyn FnOnce() -> u64 + Send>,
     ) -> Result<Thread, SpawnError> {
-        let stack = KernelStack::new(STACK_PAGES).ok_or(SpawnError::OutOfMemory)?;
+        let stack = match self.stacks.pop() {
+            Some(stack) => stack,
+            None => KernelStack::new(STACK_PAGES).ok_or(SpawnError::OutOfMemory)?,
+        };
         let id = self.next_id;
         self.next_id += 1;
         let shared = Arc::new(ThreadShared {
@@ -822,6 +835,7 @@ pub fn init() {
             slice_end: now + SLICE_NS,
             next_id: 2,
             dead: Vec::new(),
+            stacks: Vec::new(),
             tls_allocated: 0,
         });
         let s = guard.sched();
