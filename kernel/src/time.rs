@@ -155,6 +155,17 @@ pub fn set_wall_clock(unix_ns: u64, at_ns: u64) -> Option<i64> {
     before.map(|before| now as i64 - before as i64)
 }
 
+/// The machine was stopped for `ns` that the platform clock did not count
+/// (a Xen domain saved and restored, or migrated): a wall clock set by NTP
+/// moves on by as much, as Linux's timekeeping adds the time it slept. The
+/// platform's own wall clock needs nothing (it is read afresh).
+pub fn clock_skipped(ns: u64) {
+    let offset = NTP_OFFSET_NS.load(Ordering::Acquire);
+    if offset != 0 {
+        NTP_OFFSET_NS.store(offset + ns, Ordering::Release);
+    }
+}
+
 /// Busy-waits for `ns` nanoseconds of TSC time.
 pub fn spin_delay_ns(ns: u64) {
     let ticks = (u128::from(ns) * u128::from(tsc_hz()) / 1_000_000_000) as u64;

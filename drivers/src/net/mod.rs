@@ -127,6 +127,18 @@ pub trait NetDevice: Send {
     ) -> Result<(), &'static str> {
         Ok(())
     }
+
+    /// The machine was suspended and resumed somewhere else (a Xen domain
+    /// restored or migrated): whatever the device shared with the old
+    /// machine is gone. A Xen front end connects to its new backend; a PCI
+    /// NIC needs nothing here (the default).
+    fn resume(
+        &mut self,
+        _hal: &dyn crate::hal::Hal,
+        _xen: Option<&dyn crate::hal::XenBus>,
+    ) -> Result<(), &'static str> {
+        Ok(())
+    }
 }
 
 /// The probe of every PCI NIC driver: the device's own set-up (`new`,

@@ -131,12 +131,21 @@
 //! is counted once, [`receive`](NetDevice::receive) returns `None` and
 //! [`transmit`](NetDevice::transmit) [`NetError::Device`] with the reason.
 //!
+//! # Resume
+//!
+//! After the domain is restored or migrated ([`NetDevice::resume`]), the
+//! old backend, event channel and grants are gone: the interface ends its
+//! old grants (the new grant table is empty, so they end at once), reads
+//! its backend path and domain again, and connects from the start with
+//! fresh pages, as Linux's `netfront_resume` does; then the old pages are
+//! freed. Frames that were in flight are lost; the counters carry on. A
+//! resume that cannot connect leaves the interface broken.
+//!
 //! Not done: multiple queues, split event channels, scatter-gather, GSO,
 //! checksum offload, the control ring (hashing, multicast filters),
 //! watching the backend after connection (a backend that closes later is
-//! not noticed; [`NetDevice::link_up`] always says up), suspend, resume
-//! and reconnection, and resetting a front end a previous kernel left
-//! Connected. Shutdown is not done either: dropping a [`Netfront`] leaves
+//! not noticed; [`NetDevice::link_up`] always says up), and resetting a
+//! front end a previous kernel left Connected. Shutdown is not done either: dropping a [`Netfront`] leaves
 //! the backend connected and leaks its pages, grants, event channel and
 //! binding (it holds neither the `Hal` nor the `XenBus`); since nothing is
 //! freed, whatever the backend still writes lands in memory nobody else
@@ -296,6 +305,8 @@ pub const BACKEND_CLOSED: &str = "netfront: the backend closed instead of connec
 pub const CLOSE_TIMEOUT: &str = "netfront: the backend did not close in time";
 /// How long a close waits for each of the backend's states.
 pub const CLOSE_TIMEOUT_NS: u64 = 2_000_000_000;
+/// A reconnection after a resume that did not work.
+pub const RECONNECT_FAILED: &str = "netfront: no connection to the backend after the resume";
 /// A backend without `feature-rx-copy`.
 pub const NO_RX_COPY: &str = "netfront: the backend cannot copy received frames (feature-rx-copy)";
 /// The broken-interface reasons.
@@ -682,6 +693,8 @@ struct RxChain {
 /// A connected netfront interface.
 pub struct Netfront {
     name: String,
+    /// The vif's id (`device/vif/<id>`), to read its nodes again.
+    id: u32,
     /// `device/vif/<id>` and the backend's directory, for the close.
     front: String,
     backend: String,
@@ -828,6 +841,7 @@ impl Netfront {
         } = pages;
         Ok(Netfront {
             name: format!("netfront {}", device.frontend_path),
+            id: device.id,
             front: device.frontend_path.clone(),
             backend: device.backend_path.clone(),
             closed: false,
@@ -1226,6 +1240,74 @@ impl NetDevice for Netfront {
 
     fn counters(&self) -> NetCounters {
         self.counters
+    }
+
+    /// After a resume in a new domain (Xen save/restore, migration) the
+    /// backend, the event channel and every grant died with the old
+    /// domain, and under PV the pages' machine frames changed: as Linux's
+    /// `netfront_resume`, the interface connects again from the start
+    /// (the toolstack set the front end Initialising and made a new
+    /// backend, whose path is read again). The counters carry on; frames
+    /// in flight are lost (TCP sends them again).
+    fn resume(&mut self, hal: &dyn Hal, xen: Option<&dyn XenBus>) -> Result<(), &'static str> {
+        self.resume_with(hal, xen, &Setup::DEFAULT)
+    }
+}
+
+impl Netfront {
+    /// Every page the interface granted.
+    fn pages(&self) -> impl Iterator<Item = &GrantedPage> {
+        [&self.tx_ring_page, &self.rx_ring_page]
+            .into_iter()
+            .chain(&self.rx_buffers)
+            .chain(&self.tx_buffers)
+    }
+
+    fn resume_with(
+        &mut self,
+        hal: &dyn Hal,
+        xen: Option<&dyn XenBus>,
+        setup: &Setup,
+    ) -> Result<(), &'static str> {
+        let Some(xen) = xen else {
+            return Err("netfront: no Xen bus to reconnect through");
+        };
+        if self.closed {
+            return Err("netfront: closed");
+        }
+        // The grant table is new and empty: ending the old references
+        // cannot find them in use, and frees them for the new connection.
+        for page in self.pages() {
+            let _ = xen.end_access(page.grant);
+        }
+        let connected = XenDevice::read(xen, VIF_KIND, self.id)
+            .map_err(ProbeError::from)
+            .and_then(|device| Self::connect(&device, hal, xen, self.sender, setup));
+        match connected {
+            Ok(fresh) => {
+                let old = core::mem::replace(self, fresh);
+                self.counters = old.counters;
+                // Their grants ended above; nothing else refers to them.
+                for page in [old.tx_ring_page, old.rx_ring_page]
+                    .into_iter()
+                    .chain(old.rx_buffers)
+                    .chain(old.tx_buffers)
+                {
+                    hal.dma_free(page.dma);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                // The old pages stay allocated (the old rings point into
+                // them); the interface is broken for good.
+                let why = match error {
+                    ProbeError::Device(why) => why,
+                    _ => RECONNECT_FAILED,
+                };
+                self.fail(RECONNECT_FAILED);
+                Err(why)
+            }
+        }
     }
 }
 
@@ -1900,6 +1982,77 @@ mod tests {
         assert_eq!(
             rig.try_connect(&setup).err(),
             Some(ProbeError::Device(INIT_WAIT_TIMEOUT))
+        );
+    }
+
+    /// What the toolstack leaves after restoring the domain: the front end
+    /// Initialising, a new backend Initialising too (the scripted one),
+    /// and none of the old grants mapped.
+    fn restore_domain(rig: &Rig) {
+        rig.xen.set(&format!("{BACKEND}/state"), "1");
+        rig.xen.write(&format!("{FRONT}/state"), "1").unwrap();
+        rig.script.seen.borrow_mut().clear();
+    }
+
+    #[test]
+    fn resume_connects_again_and_the_data_path_works() {
+        let rig = Rig::new();
+        let mut net = rig.connect();
+        {
+            let mut backend = FakeNetback::attach(&rig);
+            net.transmit(&frame(1, 80)).unwrap();
+            let request = backend.take_tx().unwrap();
+            backend.respond_tx(request.id, netif::NETIF_RSP_OKAY);
+            // One frame left in flight: lost with the old domain.
+            net.transmit(&frame(2, 80)).unwrap();
+        }
+        assert!(net.can_transmit());
+        let (old_tx, old_rx) = net.ring_refs();
+        let old_port = net.event_channel();
+        restore_domain(&rig);
+        assert_eq!(net.resume(&rig.hal, Some(rig.xen)), Ok(()));
+        assert_eq!(*rig.script.seen.borrow(), ["1", "4"]);
+        assert_eq!(rig.front("state").as_deref(), Some("4"));
+        assert_ne!(net.event_channel(), old_port);
+        assert_eq!(
+            rig.front("event-channel"),
+            Some(net.event_channel().to_string())
+        );
+        assert_ne!(net.ring_refs(), (old_tx, old_rx));
+        // The old pages went back, the new ones are the same number.
+        assert_eq!(rig.hal.fake.live_dma(), GRANTS as usize);
+        assert_eq!(net.counters().tx_packets, 1, "counters carry on");
+        assert_eq!(net.broken(), None);
+        // The new backend sees the new rings and every receive page.
+        let mut backend = FakeNetback::attach(&rig);
+        assert_eq!(backend.rx_pending(), 256);
+        backend.deliver(&frame(3, 64));
+        let mut buf = [0u8; MAX_FRAME];
+        assert_eq!(net.receive(&mut buf), Some(64));
+        assert_eq!(&buf[..64], &frame(3, 64)[..]);
+        net.transmit(&frame(4, 90)).unwrap();
+        let request = backend.take_tx().unwrap();
+        assert_eq!(backend.tx_frame(&request), frame(4, 90));
+    }
+
+    #[test]
+    fn a_resume_the_backend_does_not_answer_breaks_the_interface() {
+        let rig = Rig::new();
+        let mut net = rig.connect();
+        rig.script.init_wait.set(false);
+        restore_domain(&rig);
+        rig.hal.step.set(1_000_000);
+        assert_eq!(net.resume(&rig.hal, Some(rig.xen)), Err(INIT_WAIT_TIMEOUT));
+        assert_eq!(net.broken(), Some(RECONNECT_FAILED));
+        assert_eq!(
+            net.transmit(&frame(0, 60)),
+            Err(NetError::Device(RECONNECT_FAILED))
+        );
+        let mut buf = [0u8; MAX_FRAME];
+        assert_eq!(net.receive(&mut buf), None);
+        assert_eq!(
+            net.resume(&rig.hal, None),
+            Err("netfront: no Xen bus to reconnect through")
         );
     }
 

@@ -618,10 +618,8 @@ mod typed {
     /// `enum sched_shutdown_reason`). Does not return when Xen takes it; an
     /// error is Xen refusing it.
     ///
-    /// `SHUTDOWN_suspend` is refused with `EINVAL`, without a call: a PV
-    /// guest must pass its start info's MFN with it (a third argument), and
-    /// it may return in a new domain whose machine frames differ, which
-    /// nothing here prepares for.
+    /// `SHUTDOWN_suspend` is refused with `EINVAL`, without a call: it
+    /// takes a third argument and returns, which [`sched_suspend`] handles.
     pub fn sched_shutdown(reason: u32) -> Result<(), XenError> {
         if reason == SHUTDOWN_suspend {
             return Err(XenError::EINVAL);
@@ -631,6 +629,50 @@ mod typed {
         // stack, which Xen only reads; SHUTDOWN_suspend, the one reason
         // taking a third argument, was refused above.
         unsafe { cmd_op(__HYPERVISOR_sched_op, SCHEDOP_shutdown, &mut shutdown) }.map(drop)
+    }
+
+    /// How a suspend ended ([`sched_suspend`]).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Resumed {
+        /// In a new domain (after `xl restore` or a migration): every
+        /// event channel, grant and registration is gone, and under PV the
+        /// machine frames changed.
+        NewDomain,
+        /// In the same domain (`xl save -c`, a failed save or migration):
+        /// the toolstack made the call return 1 (`XEN_ELFNOTE_SUSPEND_CANCEL`).
+        Cancelled,
+    }
+
+    /// `HYPERVISOR_sched_op(SCHEDOP_shutdown, &{SHUTDOWN_suspend}, arg)`
+    /// (`xen/include/public/sched.h`): the domain stops here for the
+    /// toolstack to save it, and the call returns when it runs again. A PV
+    /// guest passes its start info's machine frame as `frame` (the toolstack
+    /// finds the start info through it, and rewrites it for the new
+    /// domain); PVH passes 0. The return value tells where it runs now.
+    ///
+    /// # Safety
+    /// The caller must have made the domain ready to be saved (for PV:
+    /// no mapping of a frame it does not own) and must redo, after a
+    /// [`Resumed::NewDomain`], everything a new domain lacks.
+    pub unsafe fn sched_suspend(frame: u64) -> Result<Resumed, XenError> {
+        let mut shutdown = sched_shutdown {
+            reason: SHUTDOWN_suspend,
+        };
+        // SAFETY: SCHEDOP_shutdown takes a sched_shutdown, on the stack,
+        // which Xen only reads; SHUTDOWN_suspend's third argument is a
+        // frame number Xen does not dereference (the toolstack reads it);
+        // the caller prepared the domain.
+        let result = unsafe {
+            invoke(Hypercall {
+                op: __HYPERVISOR_sched_op,
+                args: [u64::from(SCHEDOP_shutdown), arg(&mut shutdown), frame, 0, 0],
+            })
+        }?;
+        Ok(if result == 0 {
+            Resumed::NewDomain
+        } else {
+            Resumed::Cancelled
+        })
     }
 
     /// `HYPERVISOR_sched_op(SCHEDOP_block, NULL)` (`xen/include/public/
@@ -1452,6 +1494,29 @@ mod tests {
         let (result, calls) = fake::with(|_| 0, || sched_shutdown(SHUTDOWN_suspend));
         assert_eq!(result, Err(XenError::EINVAL));
         assert!(calls.is_empty());
+        // sched_suspend passes the reason and the frame; 0 is a new
+        // domain, 1 a cancelled suspend, a negative value an error.
+        for (answer, expected) in [
+            (0, Ok(Resumed::NewDomain)),
+            (1, Ok(Resumed::Cancelled)),
+            (-22, Err(XenError::EINVAL)),
+        ] {
+            let (result, calls) = fake::with(
+                move |call| {
+                    assert_eq!(call.op, __HYPERVISOR_sched_op);
+                    assert_eq!(call.args[0], u64::from(SCHEDOP_shutdown));
+                    assert_eq!(call.args[2], 0x1234);
+                    // SAFETY: the sched_shutdown, live during the call.
+                    let shutdown: &mut sched_shutdown = unsafe { pointee(&call, 1) };
+                    assert_eq!(shutdown.reason, SHUTDOWN_suspend);
+                    answer
+                },
+                // SAFETY: the fake makes no real call.
+                || unsafe { sched_suspend(0x1234) },
+            );
+            assert_eq!(result, expected);
+            assert_eq!(calls.len(), 1);
+        }
         // No ports, no timeout: the PV halt with events masked.
         let (result, calls) = fake::with(
             |call| {

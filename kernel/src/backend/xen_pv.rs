@@ -476,11 +476,198 @@ fn map_grant_frames(frames: u32) -> Result<*mut grant_entry_v1, grant::GrantErro
     Ok(first.as_mut_ptr())
 }
 
+/// Before a suspend: the grant-table frames (Xen's) unmapped.
+fn release_grant_frames(entries: *mut grant_entry_v1, frames: u32) {
+    for i in 0..frames.min(MAX_GRANT_FRAMES as u32) {
+        let virt = VirtAddr::from_ptr(entries) + u64::from(i) * PAGE_SIZE;
+        // Failing leaves a mapping the save refuses ("bad mfn"), which
+        // cancels the suspend: the domain runs on.
+        let _ = crate::mm::paging::remap_machine_frame(virt, None);
+    }
+}
+
+/// After a resume: the table's frames (new ones in a new domain) mapped at
+/// the same addresses.
+fn remap_grant_frames(entries: *mut grant_entry_v1, frames: u32) -> Result<(), grant::GrantError> {
+    let frames = (frames as usize).min(MAX_GRANT_FRAMES);
+    let mut list = [0 as xen_pfn_t; MAX_GRANT_FRAMES];
+    calls::gnttab_setup_table(&mut list[..frames]).map_err(grant::GrantError::Table)?;
+    for (i, &mfn) in list[..frames].iter().enumerate() {
+        let virt = VirtAddr::from_ptr(entries) + i as u64 * PAGE_SIZE;
+        crate::mm::paging::remap_machine_frame(virt, Some(MachineAddr::from_frame_number(mfn)))
+            .map_err(|_| grant::GrantError::Unavailable)?;
+    }
+    Ok(())
+}
+
+/// The toolstack saves a PV guest's memory by walking its P2M through
+/// `pfn_to_mfn_frame_list_list` in shared_info: a page of the machine
+/// frames of the frame-list pages, which hold the machine frames of the
+/// P2M's own pages (`arch_shared_info`, `xen/include/public/arch-x86/
+/// xen.h`). Kept valid from boot on, rebuilt after a resume (every
+/// machine frame changes in a new domain).
+struct P2mFrameList {
+    /// The top page, and the frame-list pages.
+    top: PhysFrame,
+    lists: alloc::vec::Vec<PhysFrame>,
+}
+
+static P2M_FRAME_LIST: spin::Mutex<Option<P2mFrameList>> = spin::Mutex::new(None);
+
+/// Machine frame numbers per page.
+const FRAMES_PER_PAGE: u64 = PAGE_SIZE / 8;
+
+fn machine_frame_of(phys: PhysAddr) -> Option<u64> {
+    xlate::phys_to_machine(phys).map(MachineAddr::frame_number)
+}
+
+/// Fills the frame lists from the P2M and publishes them in shared_info.
+fn publish_p2m(list: &P2mFrameList) -> Result<(), &'static str> {
+    let si = start_info();
+    let p2m_pages = si.nr_pages.div_ceil(FRAMES_PER_PAGE);
+    for page in 0..p2m_pages {
+        let virt = VirtAddr::new(si.mfn_list + page * PAGE_SIZE);
+        let mfn = xlate::virt_to_phys(virt)
+            .and_then(machine_frame_of)
+            .ok_or("a P2M page without a machine frame")?;
+        let holder = list.lists[(page / FRAMES_PER_PAGE) as usize];
+        let slot = xlate::phys_to_virt(holder.start_address()) + (page % FRAMES_PER_PAGE) * 8;
+        // SAFETY: a slot of a frame-list page this module allocated and
+        // alone writes.
+        unsafe { slot.as_mut_ptr::<u64>().write_volatile(mfn) };
+    }
+    let top = xlate::phys_to_virt(list.top.start_address());
+    for (i, holder) in list.lists.iter().enumerate() {
+        let mfn = machine_frame_of(holder.start_address())
+            .ok_or("a frame list without a machine frame")?;
+        // SAFETY: a slot of the top page, which this module alone writes.
+        unsafe { (top + i as u64 * 8).as_mut_ptr::<u64>().write_volatile(mfn) };
+    }
+    let top_mfn = machine_frame_of(list.top.start_address())
+        .ok_or("the frame-list page has no machine frame")?;
+    let shared = shared_info_address() as *mut shared_info;
+    // SAFETY: shared_info is mapped at its image page; the arch part is
+    // the guest's to write and the toolstack's to read.
+    unsafe {
+        (&raw mut (*shared).arch.max_pfn).write_volatile(si.nr_pages);
+        (&raw mut (*shared).arch.pfn_to_mfn_frame_list_list).write_volatile(top_mfn);
+    }
+    Ok(())
+}
+
+/// Allocates the frame lists and publishes them (once memory is up).
+fn start_p2m_frame_list() {
+    let si = start_info();
+    let p2m_pages = si.nr_pages.div_ceil(FRAMES_PER_PAGE);
+    let list_pages = p2m_pages.div_ceil(FRAMES_PER_PAGE);
+    if list_pages > FRAMES_PER_PAGE {
+        log::error!(
+            "xen-pv: {} pages are too many for one frame-list page; the domain cannot be saved",
+            si.nr_pages
+        );
+        return;
+    }
+    let mut frames = alloc::vec::Vec::new();
+    for _ in 0..=list_pages {
+        match crate::mm::frames::alloc() {
+            Some(frame) => frames.push(frame),
+            None => {
+                log::error!("xen-pv: no memory for the P2M frame list; the domain cannot be saved");
+                return;
+            }
+        }
+    }
+    let top = frames.remove(0);
+    let list = P2mFrameList { top, lists: frames };
+    match publish_p2m(&list) {
+        Ok(()) => *P2M_FRAME_LIST.lock() = Some(list),
+        Err(why) => log::error!("xen-pv: P2M frame list: {why}; the domain cannot be saved"),
+    }
+}
+
+fn start_info_mut() -> *mut start_info {
+    START_INFO.load(Ordering::Acquire) as *mut start_info
+}
+
+/// Before the suspend (events masked): the start info's store and console
+/// frames made pseudo-physical (the toolstack makes them machine frames
+/// of the new domain), and shared_info, Xen's frame, replaced by the image
+/// page's own frame, with events marked masked (the inline `irq_disable`
+/// stores keep landing there). Returns the start info's machine frame,
+/// the third argument of `SHUTDOWN_suspend`.
+fn prepare_suspend() -> Result<u64, &'static str> {
+    let si = start_info_mut();
+    let info_mfn = xlate::virt_to_phys(VirtAddr::new(si as u64))
+        .and_then(machine_frame_of)
+        .ok_or("the start info has no machine frame")?;
+    let own = xlate::virt_to_phys(VirtAddr::new(shared_info_address()))
+        .and_then(xlate::phys_to_machine)
+        .ok_or("the shared_info page has no frame of its own")?;
+    let to_pfn =
+        |mfn: u64| xlate::machine_to_phys(MachineAddr::from_frame_number(mfn)).as_u64() / PAGE_SIZE;
+    // SAFETY: the start info lies in the bootstrap mapping; only this
+    // vCPU, with events masked, touches it now; map_at's page is the one
+    // reserved for shared_info.
+    unsafe {
+        (*si).store_mfn = to_pfn((*si).store_mfn);
+        (*si).console.domU.mfn = to_pfn((*si).console.domU.mfn);
+        map_at(shared_info_address(), own).map_err(|_| "shared_info not unmapped")?;
+    }
+    event_mask().store(1, Ordering::Release);
+    Ok(info_mfn)
+}
+
+/// After the resume (events masked): shared_info mapped again (a new
+/// frame in a new domain, whose start info the toolstack rewrote; in the
+/// same domain the store and console frames are turned back), the
+/// software CR3 and the P2M frame list made of the new machine frames.
+fn restore_after_suspend(resumed: calls::Resumed) -> Result<(), &'static str> {
+    let si = start_info_mut();
+    let to_mfn = |pfn: u64| machine_frame_of(PhysAddr::new(pfn * PAGE_SIZE)).unwrap_or(0);
+    // SAFETY: as in prepare_suspend; the frame is this domain's
+    // shared_info (Xen checks).
+    unsafe {
+        if resumed == calls::Resumed::Cancelled {
+            (*si).store_mfn = to_mfn((*si).store_mfn);
+            (*si).console.domU.mfn = to_mfn((*si).console.domU.mfn);
+        }
+        map_at(shared_info_address(), MachineAddr::new((*si).shared_info))
+            .map_err(|_| "shared_info not mapped again")?;
+    }
+    let root = xlate::phys_to_machine(bootstrap_root(start_info())).map_or(0, MachineAddr::as_u64);
+    // SAFETY: the software copy of the page-table base Xen restored (the
+    // same pseudo-physical root, another machine frame).
+    unsafe { (&raw mut xen_pv_cr3).write_volatile(root) };
+    match P2M_FRAME_LIST.lock().as_ref() {
+        Some(list) => publish_p2m(list),
+        None => Err("no P2M frame list: the next save will fail"),
+    }
+}
+
+/// The store's and the console's event channels, from the start info.
+fn ports() -> Result<(u32, u32), XenError> {
+    let si = start_info();
+    // SAFETY: a domU's start info holds the console union member.
+    Ok((si.store_evtchn, unsafe { si.console.domU.evtchn }))
+}
+
+static PARTS: xen::GuestParts = xen::GuestParts {
+    store,
+    map_grant_frames,
+    suspend: xen::SuspendParts {
+        prepare: prepare_suspend,
+        restore: restore_after_suspend,
+        release_grant_frames,
+        remap_grant_frames,
+        ports,
+    },
+};
+
 fn after_threads() {
-    xen::start_bus(&xen::GuestParts {
-        store,
-        map_grant_frames,
-    });
+    if start_info().flags & SIF_INITDOMAIN == 0 {
+        start_p2m_frame_list();
+    }
+    xen::start_bus(&PARTS);
 }
 
 fn no_cpu_tables() {}

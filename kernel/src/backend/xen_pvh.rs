@@ -129,15 +129,62 @@ fn store() -> Result<(u64, u32), XenError> {
 fn map_grant_frames(frames: u32) -> Result<*mut grant_entry_v1, grant::GrantError> {
     let first =
         crate::mm::frames::alloc_contiguous(frames as usize).ok_or(grant::GrantError::Full)?;
+    let entries = xlate::phys_to_virt(first.start_address()).as_mut_ptr();
+    remap_grant_frames(entries, frames)?;
+    Ok(entries)
+}
+
+/// Puts the `frames` grant-table frames over our frames at `entries`
+/// (at boot, and again after a resume: Linux's `gnttab_resume` does the
+/// same on HVM).
+fn remap_grant_frames(entries: *mut grant_entry_v1, frames: u32) -> Result<(), grant::GrantError> {
+    let phys = xlate::virt_to_phys(x86_64::VirtAddr::from_ptr(entries))
+        .ok_or(grant::GrantError::Unavailable)?;
     for i in 0..frames {
-        let gpfn = first.pfn() + u64::from(i);
-        // SAFETY: the frames are fresh from the allocator: nothing else
-        // refers to what Xen replaces with the grant table.
+        let gpfn = phys.as_u64() / PAGE_SIZE + u64::from(i);
+        // SAFETY: the frames were taken from the allocator for the grant
+        // table: nothing else refers to what Xen puts there.
         unsafe { calls::add_to_physmap(XENMAPSPACE_grant_table, u64::from(i), gpfn) }
             .map_err(grant::GrantError::Xen)?;
     }
-    Ok(xlate::phys_to_virt(first.start_address()).as_mut_ptr())
+    Ok(())
 }
+
+/// PVH needs nothing before a suspend: the save is by guest frame, and
+/// what Xen maps into the physical space is mapped again after it.
+fn prepare_suspend() -> Result<u64, &'static str> {
+    Ok(0)
+}
+
+/// After a resume, in a new domain or not (as Linux's
+/// `xen_hvm_post_suspend`): shared_info and the callback vector again.
+fn restore_after_suspend(_resumed: calls::Resumed) -> Result<(), &'static str> {
+    events::remap_shared_info_hvm().map_err(|_| "shared_info not mapped again")?;
+    events::start_upcalls_hvm().map_err(|_| "no event upcalls after the resume")
+}
+
+/// The grant frames stay where they are until the resume maps them again.
+fn keep_grant_frames(_entries: *mut grant_entry_v1, _frames: u32) {}
+
+/// The store's and the console's event channels, from the HVM params.
+fn ports() -> Result<(u32, u32), XenError> {
+    Ok((
+        calls::hvm_get_param(HVM_PARAM_STORE_EVTCHN)? as u32,
+        calls::hvm_get_param(HVM_PARAM_CONSOLE_EVTCHN)? as u32,
+    ))
+}
+
+static PARTS: xen::GuestParts = xen::GuestParts {
+    store,
+    map_grant_frames,
+    suspend: xen::SuspendParts {
+        prepare: prepare_suspend,
+        restore: restore_after_suspend,
+        release_grant_frames: keep_grant_frames,
+        remap_grant_frames,
+        ports,
+    },
+};
 
 /// Once threads run: shared_info, events through the callback vector,
 /// Xen time, then the bus; the UART's input stays (QEMU may give one).
@@ -155,10 +202,7 @@ fn after_threads() {
             log::error!("xen: keeping the TSC and LAPIC for time: {error}");
         }
     }
-    xen::start_bus(&xen::GuestParts {
-        store,
-        map_grant_frames,
-    });
+    xen::start_bus(&PARTS);
     native::after_threads();
 }
 

@@ -120,6 +120,23 @@ fn kernel_main(boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
     if let Some(kind) = options.crash {
         crash(kind);
     }
+    if let Some(ms) = options.heartbeat_ms {
+        let period = u64::from(ms) * 1_000_000;
+        let beat = move || -> u64 {
+            loop {
+                let now = crate::vmops::ops::clock_ns();
+                crate::kprintln!(
+                    "heartbeat {}.{:06}",
+                    now / 1_000_000_000,
+                    now % 1_000_000_000 / 1000
+                );
+                sched::sleep_ns(period - now % period);
+            }
+        };
+        if let Err(error) = sched::spawn("heartbeat", beat) {
+            log::error!("heartbeat: cannot start: {error:?}");
+        }
+    }
     if options.bench {
         crate::bench::run();
         cpu::debug_exit(ktest::EXIT_PASSED);

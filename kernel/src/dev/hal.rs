@@ -271,6 +271,18 @@ fn free_event_context(port: u32) {
     cpu::without_interrupts(|| *EVENT_TARGETS.lock() = targets);
 }
 
+/// Forgets every event-channel binding (after a Xen resume in a new
+/// domain, where the ports they name are gone and their numbers will be
+/// handed out again); call after `events::forget_ports`, so no port
+/// delivers to a freed context.
+pub fn forget_event_bindings() {
+    let targets = cpu::without_interrupts(|| core::mem::take(&mut *EVENT_TARGETS.lock()));
+    for (_, target) in targets {
+        // SAFETY: a box `pack` leaked, whose port no longer delivers.
+        drop(unsafe { alloc::boxed::Box::from_raw(target as *mut EventTarget) });
+    }
+}
+
 /// The Xen bus, where this domain has one (a domU with xenstore).
 pub struct KernelXenBus;
 

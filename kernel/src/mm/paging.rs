@@ -682,6 +682,23 @@ pub fn map_machine_frame(frame: MachineAddr) -> Result<VirtAddr, MapError> {
     Ok(virt)
 }
 
+/// Points a page [`map_machine_frame`] made at machine frame `frame`, or
+/// unmaps it (`None`); Xen PV only. A suspend needs it: no page-table
+/// entry may point at a frame the domain does not own while it is saved,
+/// and a grant-table frame is Xen's.
+pub fn remap_machine_frame(virt: VirtAddr, frame: Option<MachineAddr>) -> Result<(), MapError> {
+    let mut guard = KERNEL_PAGE_TABLE.lock();
+    let tables = guard.as_mut().ok_or(MapError::OutOfFrames)?;
+    let entry = tables.entry(virt, PageTableLevel::One, false)?;
+    let flags = no_exec(Flags::PRESENT | Flags::WRITABLE);
+    write_entry(
+        entry,
+        frame.map_or(0, |frame| frame.as_u64() & ADDR_MASK | flags.bits()),
+    )?;
+    ops::flush_tlb_page(virt.as_u64());
+    Ok(())
+}
+
 /// One past the highest user address: the lower half of the address space
 /// (PML4 slots 0-255) less its last page, as on Linux (`TASK_SIZE_MAX`).
 pub const USER_END: u64 = 0x0000_7fff_ffff_f000;

@@ -402,6 +402,42 @@ pub fn shutdown(hal: &dyn drivers::hal::Hal, xen: Option<&dyn drivers::hal::XenB
     });
 }
 
+/// Runs `suspend` (a Xen suspend, see `xen::suspend`) with the stack held,
+/// so no thread touches the interface meanwhile; when it says the machine
+/// came back in a new domain, the interface reconnects before the stack
+/// runs again. Without a NIC, `suspend` just runs.
+pub fn suspend_around<R: SuspendOutcome>(
+    suspend: impl FnOnce() -> Result<R, &'static str>,
+    hal: &dyn drivers::hal::Hal,
+    xen: Option<&dyn drivers::hal::XenBus>,
+) -> Result<R, &'static str> {
+    let mut suspend = Some(suspend);
+    let held = with_stack(|stack| {
+        let suspend = suspend.take()?;
+        let outcome = suspend();
+        if outcome.as_ref().is_ok_and(SuspendOutcome::new_domain) {
+            let name = alloc::string::String::from(stack.phy.device.name());
+            match stack.phy.device.resume(hal, xen) {
+                Ok(()) => log::info!("net: {name} reconnected"),
+                Err(why) => log::error!("net: {name} not reconnected: {why}"),
+            }
+        }
+        Some(outcome)
+    })
+    .flatten();
+    match (held, suspend.take()) {
+        (Some(outcome), _) => outcome,
+        (None, Some(suspend)) => suspend(),
+        (None, None) => Err("the network stack refused the suspend"),
+    }
+}
+
+/// What [`suspend_around`] needs to know of a suspend's outcome.
+pub trait SuspendOutcome {
+    /// Whether the machine runs in a new domain now (devices reconnect).
+    fn new_domain(&self) -> bool;
+}
+
 /// Waits (at most `timeout_ns`) until every closed connection has sent
 /// what its owner wrote before closing it and had its FIN acknowledged,
 /// so that powering off right after a program or server ends does not cut

@@ -18,6 +18,9 @@ static XEN_TIME: AtomicBool = AtomicBool::new(false);
 /// kernel's clock runs on without a jump.
 static XEN_CLOCK_OFFSET: AtomicU64 = AtomicU64::new(0);
 static RUNSTATE: AtomicU64 = AtomicU64::new(0);
+/// Stolen time of earlier domains: a resume in a new domain starts the
+/// runstate area from zero, and stolen time must not go backwards.
+static STEAL_BASE: AtomicU64 = AtomicU64::new(0);
 
 /// A consistent read of vCPU 0's pvclock, in Xen system time.
 pub fn system_time(shared: *mut shared_info) -> u64 {
@@ -84,6 +87,10 @@ pub fn set_timer(deadline_ns: u64) {
 
 /// The stolen-time op: runnable or offline while Xen ran something else.
 pub extern "C" fn steal_ns() -> u64 {
+    STEAL_BASE.load(Ordering::Acquire) + runstate_steal_ns()
+}
+
+fn runstate_steal_ns() -> u64 {
     let runstate = RUNSTATE.load(Ordering::Acquire) as *const vcpu_runstate_info;
     if runstate.is_null() {
         return 0;
@@ -124,11 +131,9 @@ static RUNSTATE_AREA: RunstateArea =
         time: [0; 4],
     }));
 
-/// Moves clock, timer and stolen time to Xen's (events must run).
-/// `retire` stops the timer the backend used until now, with interrupts
-/// masked, before the first Xen timer is armed.
-pub fn start(retire: fn()) -> Result<(), XenError> {
-    let shared = shared_info().ok_or(XenError::EINVAL)?;
+/// Binds VIRQ_TIMER, registers the runstate area and stops Xen's periodic
+/// timer: what a vCPU of a new domain lacks. Returns the timer's port.
+fn bind_vcpu_time() -> Result<u32, XenError> {
     let port = calls::evtchn_bind_virq(VIRQ_TIMER, 0)?;
     // SAFETY: the area is a static that lives as long as the kernel and
     // that nothing but Xen writes.
@@ -141,6 +146,57 @@ pub fn start(retire: fn()) -> Result<(), XenError> {
     if let Err(error) = calls::vcpu_stop_periodic_timer(0) {
         log::warn!("xen: periodic timer not stopped ({error}); ticks while running");
     }
+    Ok(port)
+}
+
+/// What the clock was when the domain suspended ([`suspend`]).
+pub struct Suspended {
+    clock_ns: u64,
+    steal_ns: u64,
+}
+
+/// Notes the clock and stolen time before a suspend (events masked).
+pub fn suspend() -> Suspended {
+    Suspended {
+        clock_ns: clock_ns(),
+        steal_ns: steal_ns(),
+    }
+}
+
+/// After a resume (events masked). In a new domain Xen's system time is
+/// another host's or has run on while the domain was saved: the clock
+/// continues from where it stopped (the downtime is not counted, as
+/// Linux's CLOCK_MONOTONIC does not count it), and VIRQ_TIMER, the
+/// runstate area and stolen time start again. In the same domain (a
+/// cancelled suspend) nothing was lost and the clock ran on. Either way
+/// the timer is armed at once, so the scheduler programs its next
+/// deadline (timers due meanwhile fire).
+pub fn resume(before: &Suspended, new_domain: bool) -> Result<(), XenError> {
+    if !running() {
+        return Ok(());
+    }
+    let shared = shared_info().ok_or(XenError::EINVAL)?;
+    if new_domain {
+        RUNSTATE.store(0, Ordering::Release);
+        STEAL_BASE.store(before.steal_ns, Ordering::Release);
+        let port = bind_vcpu_time()?;
+        let xen_now = system_time(shared);
+        XEN_CLOCK_OFFSET.store(xen_now.wrapping_sub(before.clock_ns), Ordering::Relaxed);
+        bind_port(port, timer_event);
+        if let Some(hz) = tsc_hz(shared) {
+            crate::time::set_tsc_hz(hz, crate::time::TscSource::XenPvclock);
+        }
+    }
+    set_timer(clock_ns() + 1_000_000);
+    Ok(())
+}
+
+/// Moves clock, timer and stolen time to Xen's (events must run).
+/// `retire` stops the timer the backend used until now, with interrupts
+/// masked, before the first Xen timer is armed.
+pub fn start(retire: fn()) -> Result<(), XenError> {
+    let shared = shared_info().ok_or(XenError::EINVAL)?;
+    let port = bind_vcpu_time()?;
     let was_enabled = cpu::irq_save();
     let now = crate::time::tsc_clock_ns();
     XEN_CLOCK_OFFSET.store(system_time(shared).wrapping_sub(now), Ordering::Relaxed);

@@ -181,6 +181,16 @@ pub fn upcall(_frame: &mut crate::arch::traps::TrapFrame) {
     }
 }
 
+/// After a resume in a new domain: every port of the old one is gone, so
+/// every handler is forgotten and every port masked (the subsystems bind
+/// their new ports again).
+pub fn forget_ports() {
+    for slot in &PORT_HANDLERS {
+        slot.store(0, Ordering::Release);
+    }
+    mask_all_ports();
+}
+
 /// Masks every port: a port delivers only once [`bind_port`] gave it a
 /// handler and unmasked it.
 pub fn mask_all_ports() {
@@ -203,6 +213,18 @@ pub fn map_shared_info_hvm() -> Result<(), XenError> {
     unsafe { calls::add_to_physmap(XENMAPSPACE_shared_info, 0, frame.pfn())? };
     set_shared_info(crate::mm::xlate::phys_to_virt(frame.start_address()).as_u64());
     Ok(())
+}
+
+/// PVH, after a resume: maps shared_info again over the frame it had (a
+/// new domain has it nowhere; the same domain keeps it, and mapping it
+/// again is harmless, as Linux does in both cases).
+pub fn remap_shared_info_hvm() -> Result<(), XenError> {
+    let virt = SHARED_INFO.load(Ordering::Acquire);
+    let phys =
+        crate::mm::xlate::virt_to_phys(x86_64::VirtAddr::new(virt)).ok_or(XenError::EINVAL)?;
+    // SAFETY: the frame Xen's shared_info was mapped over at boot, which
+    // nothing else uses.
+    unsafe { calls::add_to_physmap(XENMAPSPACE_shared_info, 0, phys.as_u64() >> 12) }
 }
 
 /// PVH: starts event delivery through the callback vector (bind the ports

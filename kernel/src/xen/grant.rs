@@ -138,6 +138,18 @@ pub fn end_access(reference: GrantRef) -> Result<(), GrantError> {
     Ok(())
 }
 
+/// The table's first entry and its frames, for a suspend: the backend
+/// hands the frames back before it (PV: no mapping of Xen's frames may be
+/// left for the save) and maps them again after it at the same address
+/// ([`super::SuspendParts`]). A new domain's table is empty: every grant
+/// of the old one ended with it, and its owners grant again (the entries
+/// they still hold end at once, their flags being clear).
+pub fn table_frames() -> Option<(*mut grant_entry_v1, u32)> {
+    let table = TABLE.get()?.lock();
+    let per_frame = (crate::mm::PAGE_SIZE as usize / core::mem::size_of::<grant_entry_v1>()) as u32;
+    Some((table.entries, table.count / per_frame))
+}
+
 /// (flags, domid, frame) of an entry, for tests and diagnostics.
 pub fn entry(reference: GrantRef) -> Option<(u16, u16, u32)> {
     let table = TABLE.get()?.lock();

@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod events;
 pub mod grant;
+pub mod suspend;
 pub mod xencons;
 pub mod xenstore;
 
@@ -68,12 +69,39 @@ pub struct GuestParts {
     pub store: fn() -> Result<(u64, u32), XenError>,
     /// Maps `frames` grant-table frames; returns the first entry.
     pub map_grant_frames: fn(u32) -> Result<*mut grant_entry_v1, grant::GrantError>,
+    /// How this kind of guest suspends and resumes.
+    pub suspend: SuspendParts,
+}
+
+/// The parts of a suspend that differ between PV and PVH (see
+/// [`suspend`] for the order). All run with events masked.
+pub struct SuspendParts {
+    /// Makes the domain ready to be saved; returns the third argument of
+    /// `SHUTDOWN_suspend` (PV: the start info's machine frame).
+    pub prepare: fn() -> Result<u64, &'static str>,
+    /// Right after the call returned: shared_info mapped again, the
+    /// event delivery set up again, the pieces of a new domain found.
+    pub restore: fn(hv::xen::calls::Resumed) -> Result<(), &'static str>,
+    /// Gives the grant-table frames (first entry, count) back before the
+    /// call, where the save needs it.
+    pub release_grant_frames: fn(*mut grant_entry_v1, u32),
+    /// Maps the grant-table frames again at the same address.
+    pub remap_grant_frames: fn(*mut grant_entry_v1, u32) -> Result<(), grant::GrantError>,
+    /// The xenstore and console event channels of the domain now.
+    pub ports: fn() -> Result<(u32, u32), XenError>,
+}
+
+static PARTS: spin::Once<&'static GuestParts> = spin::Once::new();
+
+/// The parts the bus was started with (a Xen domU).
+pub fn guest_parts() -> Option<&'static GuestParts> {
+    PARTS.get().copied()
 }
 
 /// Once events run: console input, xenstore with the watch that lets `xl
 /// shutdown` and `xl reboot` reach the kernel, and grant tables (a domU);
 /// console input only for dom0, which starts before xenstored.
-pub fn start_bus(parts: &GuestParts) {
+pub fn start_bus(parts: &'static GuestParts) {
     xencons::start_input();
     if let Some((seconds, _)) = clock::wallclock() {
         log::info!("xen: wallclock {}", pure::time::civil::from_unix(seconds));
@@ -89,6 +117,8 @@ pub fn start_bus(parts: &GuestParts) {
     if let Err(error) = grant::init(parts.map_grant_frames) {
         log::error!("xen: no grant table: {error:?}");
     }
+    PARTS.call_once(|| parts);
+    suspend::start();
 }
 
 mod tests {

@@ -141,3 +141,15 @@ pub fn start_input() {
         bind_port(RING_PORT.load(Ordering::Relaxed), ring_event);
     }
 }
+
+/// After a resume in a new domain: the ring is the same page, its event
+/// channel a new port; output and input go through that from now on.
+pub fn resume(port: u32) {
+    if is_dom0() {
+        return;
+    }
+    RING_PORT.store(port, Ordering::Relaxed);
+    bind_port(port, ring_event);
+    // What was written while the port was gone waits in the ring.
+    notify_port(port);
+}

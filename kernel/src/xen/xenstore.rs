@@ -25,7 +25,9 @@ const REPLY_TIMEOUT_NS: u64 = 5_000_000_000;
 
 struct Store {
     ring: *mut xenstore_domain_interface,
-    port: u32,
+    /// The store's event channel (a new one after a resume in a new
+    /// domain).
+    port: AtomicU32,
     /// One request at a time.
     lock: Mutex,
     /// Set by the event channel: the ring moved.
@@ -71,7 +73,7 @@ pub fn start(ring: u64, port: u32) {
     let ring = ring as *mut xenstore_domain_interface;
     STORE.call_once(|| Store {
         ring,
-        port,
+        port: AtomicU32::new(port),
         lock: Mutex::new(),
         wake: Event::new(false, false),
         watch_wake: Event::new(false, false),
@@ -114,7 +116,7 @@ impl Store {
             fence(Ordering::Release);
             // SAFETY: publishing the new producer index.
             unsafe { (&raw mut (*self.ring).req_prod).write_volatile(prod.wrapping_add(n as u32)) };
-            events::notify_port(self.port);
+            events::notify_port(self.port.load(Ordering::Relaxed));
             bytes = &bytes[n..];
             if n == 0 {
                 if ops::clock_ns() > deadline {
@@ -144,7 +146,7 @@ impl Store {
             // SAFETY: publishing the new consumer index.
             unsafe { (&raw mut (*self.ring).rsp_cons).write_volatile(cons.wrapping_add(n as u32)) };
             if n > 0 {
-                events::notify_port(self.port);
+                events::notify_port(self.port.load(Ordering::Relaxed));
             }
             filled += n;
             if filled < out.len() {
@@ -334,6 +336,67 @@ fn dispatch(path: &str, token: &str) {
     }
 }
 
+/// The store held still across a suspend: no request is in flight while
+/// it lives (it holds the request lock).
+pub struct Quiesced(&'static Store);
+
+/// Waits for the request in flight, if any, and keeps the next one from
+/// starting until [`Quiesced::resume`]. `None` where no store runs.
+pub fn suspend() -> Option<Quiesced> {
+    let store = STORE.get()?;
+    store.lock.lock(None);
+    Some(Quiesced(store))
+}
+
+impl Quiesced {
+    /// After a resume. In a new domain the store comes through `port`
+    /// (the ring page is the same): replies left on the ring answer
+    /// nobody and are skipped, as Linux's `xb_init_comms` does, and the
+    /// port is bound. Then requests may start again; call [`rewatch`]
+    /// next (a new domain has no watches).
+    pub fn resume(self, new_port: Option<u32>) {
+        let store = self.0;
+        if let Some(port) = new_port {
+            let (req_prod, req_cons, rsp_prod, rsp_cons) = store.indices();
+            if req_prod != req_cons {
+                log::warn!("xenstore: request ring not quiescent ({req_cons}:{req_prod})");
+            }
+            if rsp_prod != rsp_cons {
+                log::warn!("xenstore: stale replies on the ring ({rsp_cons}:{rsp_prod}); skipped");
+                // SAFETY: the consumer index is the guest's to write.
+                unsafe { (&raw mut (*store.ring).rsp_cons).write_volatile(rsp_prod) };
+            }
+            store.port.store(port, Ordering::Relaxed);
+            events::bind_port(port, store_event);
+        }
+        let _ = store.lock.unlock();
+        // Whatever was waiting looks at the ring again.
+        store.wake.set();
+        store.watch_wake.set();
+    }
+}
+
+/// Registers every watch again (a new domain has none); each fires once,
+/// as a new watch does. Returns how many the store refused.
+pub fn rewatch() -> usize {
+    let Ok(store) = store() else { return 0 };
+    let watches: Vec<(u32, String)> = WATCHES
+        .lock()
+        .iter()
+        .map(|(&id, watch)| (id, watch.path.clone()))
+        .collect();
+    let mut refused = 0;
+    for (id, path) in watches {
+        let token = token(id);
+        if let Err(error) = store.request(XS_WATCH, 0, &[path.as_bytes(), token.as_bytes()], false)
+        {
+            log::error!("xenstore: watch on {path} not registered again: {error}");
+            refused += 1;
+        }
+    }
+    refused
+}
+
 /// Starts a transaction; returns its id.
 pub fn transaction_start() -> Result<u32, XsError> {
     let body = store()?.request(XS_TRANSACTION_START, 0, &[b""], false)?;
@@ -402,6 +465,15 @@ fn shutdown_requested(_context: usize, _path: &str) {
     };
     let reason = match request.as_str() {
         "" => return,
+        "suspend" => {
+            // Acknowledged as Linux does: the node written back empty,
+            // which tells the toolstack the guest is suspending.
+            if let Err(error) = write("control/shutdown", "") {
+                log::warn!("xenstore: acknowledging the suspend request: {error}");
+            }
+            super::suspend::request();
+            return;
+        }
         "poweroff" | "halt" => ShutdownReason::PowerOff,
         "reboot" => ShutdownReason::Reboot,
         other => {

@@ -32,6 +32,7 @@
 //!   5426), the port defaulting to [`DEFAULT_SYSLOG_PORT`]. See
 //!   [`parse_host_port`].
 //! - `ntp=<host>`: the NTP server to set the clock from (RFC 5905).
+//! - `heartbeat=<ms>`: print the monotonic clock every `<ms>` ms.
 //!
 //! A host is a dotted-quad IPv4 address or a DNS name (RFC 1123 2.1:
 //! letters, digits and hyphens, labels of 1-63 characters not starting or
@@ -99,6 +100,11 @@ pub struct Options<'a> {
     /// `mount=<path>[,<path>...]`: more writable tmpfs mounts for the
     /// program (besides `/tmp`), each an absolute path.
     pub mounts: Option<&'a str>,
+    /// `heartbeat=<ms>`: print `heartbeat <seconds>` (the monotonic clock,
+    /// microseconds) on the console every `<ms>` milliseconds, 10-60000:
+    /// a liveness and clock trace for tests of suspend, pause and
+    /// migration.
+    pub heartbeat_ms: Option<u32>,
     /// Everything after a lone `--`, trimmed; empty if there is none.
     pub app_args: &'a str,
 }
@@ -119,6 +125,7 @@ impl Options<'_> {
         init: None,
         init_restart: false,
         mounts: None,
+        heartbeat_ms: None,
         app_args: "",
     };
 }
@@ -524,6 +531,10 @@ const OPTIONS: &[OptionSpec] = &[
         name: "mount",
         apply: apply_mount,
     },
+    OptionSpec {
+        name: "heartbeat",
+        apply: apply_heartbeat,
+    },
 ];
 
 // Which options have been seen is tracked in a u64, one bit per entry.
@@ -693,6 +704,24 @@ fn apply_init_restart<'a>(
         Some("no") => false,
         Some(_) => return Err(ValueError::Invalid { expected: "yes|no" }),
     };
+    Ok(())
+}
+
+fn apply_heartbeat<'a>(
+    options: &mut Options<'a>,
+    value: Option<&'a str>,
+) -> Result<(), ValueError> {
+    let value = required(value)?;
+    let ms = value
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| value.parse::<u32>().ok())
+        .flatten()
+        .filter(|ms| (10..=60_000).contains(ms))
+        .ok_or(ValueError::Invalid {
+            expected: "milliseconds, 10-60000",
+        })?;
+    options.heartbeat_ms = Some(ms);
     Ok(())
 }
 
@@ -1479,6 +1508,24 @@ mod tests {
             "h:", "h:0", "h:65536", "h:0514", "h:+1", "h:1:2", ":514", "h:port", "h: 1", "::1",
         ] {
             assert_eq!(parse_host_port(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn heartbeat_option() {
+        assert_eq!(clean("heartbeat=100").heartbeat_ms, Some(100));
+        assert_eq!(clean("heartbeat=60000").heartbeat_ms, Some(60_000));
+        assert_eq!(clean("").heartbeat_ms, None);
+        for bad in [
+            "heartbeat=9",
+            "heartbeat=60001",
+            "heartbeat=+50",
+            "heartbeat=1e3",
+            "heartbeat",
+        ] {
+            let (options, diags) = parse_all(bad);
+            assert_eq!(options.heartbeat_ms, None, "{bad}");
+            assert_eq!(diags.len(), 1, "{bad}");
         }
     }
 
