@@ -103,7 +103,11 @@ test-boot: kernel rom user
 # HTTP as PV and PVH (sanos-http.cfg), fetched from dom0 over the bridge
 # and checked by md5; a seventh and eighth run images/user/server.c as
 # init (PV: in ring 3 beside the kernel, PVH: ring 3 under a ring-0
-# kernel) and dom0 fetches a file from it. Then Debian's Linux with a busybox
+# kernel) and dom0 fetches a file from it; a ninth and tenth serve HTTP
+# while they are saved and restored, saved with -c (cancelled), migrated
+# to the same host (PVH only: Debian's Xen has no log-dirty mode for PV)
+# and paused, their monotonic heartbeat checked across each cycle
+# (sanos-suspend-pv/pvh). Then Debian's Linux with a busybox
 # initrd as a PV and a PVH domU, for the table of `xl create` to banner
 # times. Packages are cached under build/xen.
 # The site the Xen HTTP guests serve: images/site and a 1.5 MiB file of
@@ -126,6 +130,8 @@ test-xen: kernel user
 	    --guest sanos-user-pv=images/xen/sanos-user.cfg:build/sanos.elf:build/user.cpio \
 	    --guest sanos-user-pvh=images/xen/sanos-user.cfg:build/sanos.elf:build/user.cpio \
 	    --xl 'sanos-user-pvh=type="pvh"' \
+	    --guest sanos-suspend-pv=images/xen/sanos-suspend-pv.cfg:build/sanos.elf:build/xen-site.cpio \
+	    --guest sanos-suspend-pvh=images/xen/sanos-suspend-pvh.cfg:build/sanos.elf:build/xen-site.cpio \
 	    --linux
 
 clean:

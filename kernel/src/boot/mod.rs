@@ -123,6 +123,7 @@ fn kernel_main(boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
     if let Some(ms) = options.heartbeat_ms {
         let period = u64::from(ms) * 1_000_000;
         let beat = move || -> u64 {
+            let mut stolen_before = crate::vmops::ops::steal_ns();
             loop {
                 let now = crate::vmops::ops::clock_ns();
                 crate::kprintln!(
@@ -130,6 +131,17 @@ fn kernel_main(boot: &BootInfo<'_>, options: &Options<'_>) -> ! {
                     now / 1_000_000_000,
                     now % 1_000_000_000 / 1000
                 );
+                // A stop the hypervisor charged (xl pause, a busy host).
+                let stolen = crate::vmops::ops::steal_ns();
+                let delta = stolen.saturating_sub(stolen_before);
+                if delta >= 1_000_000_000 {
+                    crate::kprintln!(
+                        "heartbeat: {}.{} s stolen since the last beat",
+                        delta / 1_000_000_000,
+                        delta % 1_000_000_000 / 100_000_000
+                    );
+                }
+                stolen_before = stolen;
                 sched::sleep_ns(period - now % period);
             }
         };
