@@ -27,7 +27,7 @@ RUN_FLAGS := $(if $(KVM),--kvm) $(if $(ISO),--iso) $(if $(APPEND),--append "$(AP
              $(if $(VMI),--option-rom $(BUILD)/vmi.rom) \
              $(if $(INIT),--init "$(INIT)" $(if $(ARGS),--args "$(ARGS)") $(if $(FILES),--files "$(FILES)"))
 
-.PHONY: all kernel site rom user iso run test test-host test-boot test-xen lint setup toolchain clean bench
+.PHONY: all kernel site rom user iso run test test-host test-boot test-xen lint setup toolchain clean bench bench-xen xen-site
 
 all: kernel site rom user
 
@@ -113,10 +113,12 @@ test-boot: kernel rom user
 # The site the Xen HTTP guests serve: images/site and a 1.5 MiB file of
 # one repeated line (its md5 is in images/xen/sanos-http.expect).
 XEN_SITE := $(BUILD)/xen-site
-test-xen: kernel user
+xen-site:
 	rm -rf $(XEN_SITE) && mkdir -p $(XEN_SITE) && cp images/site/* $(XEN_SITE)/
 	yes "sanos serves a large file over netfront" | head -c 1572871 > $(XEN_SITE)/big.bin
 	$(RIG) cpio $(XEN_SITE) $(BUILD)/xen-site.cpio
+
+test-xen: kernel user xen-site
 	bash images/xen/xl-test.sh \
 	    --guest sanos-pv=images/sanos.cfg:build/sanos.elf \
 	    --xl 'sanos-pv=type="pv"' --xl 'sanos-pv=cmdline="test test.wait"' \
@@ -142,3 +144,9 @@ clean:
 bench: kernel rom user
 	$(RIG) bench
 	bash images/net-bench/run.sh
+	$(MAKE) bench-xen
+
+# Suspend/resume times of sanos and Debian's Linux under the Xen rig
+# (xl save/restore, save -c, migrate, pause), the same memory each.
+bench-xen: kernel xen-site
+	bash images/xen/bench.sh

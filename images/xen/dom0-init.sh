@@ -51,6 +51,13 @@
 #                                        fixed string) must come on the
 #                                        console within 30 s of the cycle's
 #                                        end, and fetch=/echo= run again
+#                   hold=PATH MD5        every cycle runs with a TCP
+#                                        connection to the guest's port 80
+#                                        opened before it and left idle;
+#                                        after it, a GET of PATH on that
+#                                        connection must answer 200 with
+#                                        the body's MD5 (the connection
+#                                        survived the cycle)
 #                   ticks=PREFIX         the guest prints "PREFIX <seconds>"
 #                                        lines (a monotonic clock, e.g. every
 #                                        0.2 s): they must never go back, one
@@ -263,9 +270,52 @@ guest_checks() {
     return 0
 }
 
+# hold_open: opens a connection to the guest's port 80 that stays idle
+# through the cycle (hold=): nc sends what it reads from a FIFO that fd 7
+# keeps open until hold_check writes the request. Returns 1 if it could
+# not connect.
+hold_open() {
+    rm -f /tmp/hold.fifo && mkfifo /tmp/hold.fifo
+    nc -w 20 169.254.77.2 80 < /tmp/hold.fifo > /tmp/hold.out 2> /tmp/hold.err &
+    hold_pid=$!
+    exec 7> /tmp/hold.fifo
+    # Connected before the cycle starts (nc has nothing to send yet); a
+    # connection that failed has ended nc by now.
+    sleep 1
+    kill -0 "$hold_pid" 2>/dev/null
+}
+
+# hold_drop: ends the held connection, if there is one.
+hold_drop() {
+    [ -n "$hold_pid" ] || return 0
+    exec 7>&-
+    kill "$hold_pid" 2>/dev/null
+    wait "$hold_pid" 2>/dev/null
+    hold_pid=
+}
+
+# hold_check: sends hold='s request on the connection held through the
+# cycle; returns 0 if the answer is 200 with hold='s md5 (the guest's TCP
+# connection survived).
+hold_check() {
+    hpath=${hold%% *} hwant=${hold#* }
+    printf 'GET %s HTTP/1.0\r\nHost: 169.254.77.2\r\n\r\n' "$hpath" >&7
+    exec 7>&-
+    # nc ends when the server closes (HTTP/1.0), at most 25 s from now.
+    waited=0
+    while kill -0 "$hold_pid" 2>/dev/null && [ $waited -lt 250 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    hold_drop
+    head -n 1 /tmp/hold.out | grep -q '^HTTP/1.1 200 ' &&
+        [ "$(sed '1,/^\r$/d' /tmp/hold.out | md5sum | cut -d' ' -f1)" = "$hwant" ]
+}
+
 # cycle_fail WHY: says why cycle $kind failed, with the xl commands' output
 # and Xen's latest lines, and "failed a check".
 cycle_fail() {
+    hold_drop
     say "guest $name cycle $kind failed: $*"
     sed "s/^/RIG: guest $name xl: /" "/tmp/cycle-$name.log"
     if ! pidof xenstored >/dev/null; then
@@ -307,6 +357,10 @@ run_cycle() {
     [ -f "$incoming" ] && incoming_n=$(wc -l < "$incoming")
     id0=$(xl domid "$name" 2>/dev/null)
     save=/tmp/$name.save newlog= newn=0
+    if [ -n "$hold" ] && ! hold_open; then
+        cycle_fail "no connection to hold through the cycle: $(cat /tmp/hold.err)"
+        return 1
+    fi
     case $kind in
         save|save-cancel)
             # The save file is as big as the guest's memory, and in RAM.
@@ -415,6 +469,13 @@ run_cycle() {
         ??----) ;;
         *) cycle_fail "the domain is not running (state ${state:-gone})"; return 1 ;;
     esac
+    if [ -n "$hold" ]; then
+        if ! hold_check; then
+            cycle_fail "the connection opened before the cycle got no good answer after it: $(head -n 1 /tmp/hold.out 2>/dev/null) $(tr '\n' ' ' < /tmp/hold.err)"
+            return 1
+        fi
+        what="$what, a connection held through it answered"
+    fi
     if [ -n "$ticks" ] && [ "$k" -gt 0 ]; then
         # The last tick before the cycle and the first after it: the
         # longest step from the last tick read before the cycle on (the
@@ -435,7 +496,7 @@ run_cycle() {
 run_guest() {
     name=$1
     cfg=/guests/$name.cfg
-    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown fetches= syslog= after_stop= echo= ticks=
+    match= fixed= banner= input= timeout=120 stimeout=30 stop=shutdown fetches= syslog= after_stop= echo= ticks= hold= hold_pid=
     unmonitored=0
     : > "/tmp/cycles-$name"
     : > "/tmp/ticks-$name"
@@ -454,6 +515,7 @@ run_guest() {
                 syslog=*) syslog=${kv#syslog=} ;;
                 after_stop=*) after_stop=${kv#after_stop=} ;;
                 echo=*) echo=${kv#echo=} ;;
+                hold=*) hold=${kv#hold=} ;;
                 cycle=*) printf '%s\n' "${kv#cycle=}" >> "/tmp/cycles-$name" ;;
                 ticks=*) ticks=${kv#ticks=} ;;
             esac
