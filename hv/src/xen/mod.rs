@@ -42,6 +42,7 @@ pub mod calls;
 pub mod console;
 pub mod evtchn;
 pub mod hypercall;
+pub mod p2m;
 pub mod xenstore;
 
 /// Sizes, alignments, offsets and numbers as the C compiler sees them: every

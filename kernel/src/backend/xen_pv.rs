@@ -38,6 +38,7 @@ use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use hv::xen::bindings::*;
 use hv::xen::calls;
 use hv::xen::hypercall::{self, XenError};
+use hv::xen::p2m;
 use hv::xen_pv::*;
 use pure::boot::bootinfo::{BootInfo, XenPvStart};
 use spin::Once;
@@ -514,9 +515,6 @@ struct P2mFrameList {
 
 static P2M_FRAME_LIST: spin::Mutex<Option<P2mFrameList>> = spin::Mutex::new(None);
 
-/// Machine frame numbers per page.
-const FRAMES_PER_PAGE: u64 = PAGE_SIZE / 8;
-
 fn machine_frame_of(phys: PhysAddr) -> Option<u64> {
     xlate::phys_to_machine(phys).map(MachineAddr::frame_number)
 }
@@ -524,14 +522,18 @@ fn machine_frame_of(phys: PhysAddr) -> Option<u64> {
 /// Fills the frame lists from the P2M and publishes them in shared_info.
 fn publish_p2m(list: &P2mFrameList) -> Result<(), &'static str> {
     let si = start_info();
-    let p2m_pages = si.nr_pages.div_ceil(FRAMES_PER_PAGE);
+    let (p2m_pages, _) = p2m::frame_list_pages(si.nr_pages).ok_or("too many pages")?;
     for page in 0..p2m_pages {
         let virt = VirtAddr::new(si.mfn_list + page * PAGE_SIZE);
         let mfn = xlate::virt_to_phys(virt)
             .and_then(machine_frame_of)
             .ok_or("a P2M page without a machine frame")?;
-        let holder = list.lists[(page / FRAMES_PER_PAGE) as usize];
-        let slot = xlate::phys_to_virt(holder.start_address()) + (page % FRAMES_PER_PAGE) * 8;
+        let (list_page, slot) = p2m::frame_list_slot(page);
+        let holder = *list
+            .lists
+            .get(list_page)
+            .ok_or("a frame-list page missing")?;
+        let slot = xlate::phys_to_virt(holder.start_address()) + slot as u64 * 8;
         // SAFETY: a slot of a frame-list page this module allocated and
         // alone writes.
         unsafe { slot.as_mut_ptr::<u64>().write_volatile(mfn) };
@@ -558,15 +560,13 @@ fn publish_p2m(list: &P2mFrameList) -> Result<(), &'static str> {
 /// Allocates the frame lists and publishes them (once memory is up).
 fn start_p2m_frame_list() {
     let si = start_info();
-    let p2m_pages = si.nr_pages.div_ceil(FRAMES_PER_PAGE);
-    let list_pages = p2m_pages.div_ceil(FRAMES_PER_PAGE);
-    if list_pages > FRAMES_PER_PAGE {
+    let Some((_, list_pages)) = p2m::frame_list_pages(si.nr_pages) else {
         log::error!(
             "xen-pv: {} pages are too many for one frame-list page; the domain cannot be saved",
             si.nr_pages
         );
         return;
-    }
+    };
     let mut frames = alloc::vec::Vec::new();
     for _ in 0..=list_pages {
         match crate::mm::frames::alloc() {
@@ -605,13 +605,14 @@ fn prepare_suspend() -> Result<u64, &'static str> {
         .ok_or("the shared_info page has no frame of its own")?;
     let to_pfn =
         |mfn: u64| xlate::machine_to_phys(MachineAddr::from_frame_number(mfn)).as_u64() / PAGE_SIZE;
-    // SAFETY: the start info lies in the bootstrap mapping; only this
-    // vCPU, with events masked, touches it now; map_at's page is the one
-    // reserved for shared_info.
+    // SAFETY: map_at's page is the one reserved for shared_info; the
+    // start info lies in the bootstrap mapping, and only this vCPU, with
+    // events masked, touches it now. Nothing is changed if the first step
+    // fails.
     unsafe {
+        map_at(shared_info_address(), own).map_err(|_| "shared_info not unmapped")?;
         (*si).store_mfn = to_pfn((*si).store_mfn);
         (*si).console.domU.mfn = to_pfn((*si).console.domU.mfn);
-        map_at(shared_info_address(), own).map_err(|_| "shared_info not unmapped")?;
     }
     event_mask().store(1, Ordering::Release);
     Ok(info_mfn)

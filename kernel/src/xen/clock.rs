@@ -177,11 +177,12 @@ pub fn resume(before: &Suspended, new_domain: bool) -> Result<(), XenError> {
     }
     let shared = shared_info().ok_or(XenError::EINVAL)?;
     if new_domain {
+        // The clock first: it must continue even if what follows fails.
+        let xen_now = system_time(shared);
+        XEN_CLOCK_OFFSET.store(xen_now.wrapping_sub(before.clock_ns), Ordering::Relaxed);
         RUNSTATE.store(0, Ordering::Release);
         STEAL_BASE.store(before.steal_ns, Ordering::Release);
         let port = bind_vcpu_time()?;
-        let xen_now = system_time(shared);
-        XEN_CLOCK_OFFSET.store(xen_now.wrapping_sub(before.clock_ns), Ordering::Relaxed);
         bind_port(port, timer_event);
         if let Some(hz) = tsc_hz(shared) {
             crate::time::set_tsc_hz(hz, crate::time::TscSource::XenPvclock);
