@@ -42,7 +42,11 @@
 #                                        and the fetch=/echo= checks passed;
 #                                        repeatable, run in file order. KIND:
 #                                        save (xl save to /tmp/NAME.save,
-#                                        xl restore), save-cancel (xl save
+#                                        xl restore), save-xenstore (the
+#                                        same, the guest's suspend event
+#                                        channel node removed first, so
+#                                        libxl asks through control/
+#                                        shutdown), save-cancel (xl save
 #                                        -c: the same domain goes on),
 #                                        migrate (xl migrate to this host:
 #                                        a new domid under NAME), pause (xl
@@ -362,7 +366,7 @@ run_cycle() {
         return 1
     fi
     case $kind in
-        save|save-cancel)
+        save|save-xenstore|save-cancel)
             # The save file is as big as the guest's memory, and in RAM.
             mem=$(xl list "$name" 2>/dev/null | awk 'NR == 2 { print $3 }')
             room=$(save_room)
@@ -370,8 +374,15 @@ run_cycle() {
                 cycle_fail "no room for the save file: the guest has ${mem:-?} MB, dom0 ${room} MB free (DOM0_MEM?)"
                 return 1
             fi
+            if [ "$kind" = save-xenstore ]; then
+                # Without the guest's suspend event channel, libxl asks
+                # through xenstore: "suspend" in control/shutdown, which
+                # the guest must clear (acknowledge) within 60 s.
+                xenstore-rm "/local/domain/$id0/device/suspend/event-channel" 2>>"/tmp/cycle-$name.log" || {
+                    cycle_fail "cannot remove the suspend event channel's node"; return 1; }
+            fi
             t1=$(now)
-            if [ "$kind" = save ]; then
+            if [ "$kind" != save-cancel ]; then
                 if ! timeout 180 xl save "$name" "$save" >>"/tmp/cycle-$name.log" 2>&1; then
                     rm -f "$save"; cycle_fail "xl save failed"; return 1
                 fi
@@ -431,7 +442,7 @@ run_cycle() {
             fi
             what="paused $(fmt $(($(now) - t1))) s" ;;
         *)
-            cycle_fail "unknown cycle kind (save, save-cancel, migrate, pause)"
+            cycle_fail "unknown cycle kind (save, save-xenstore, save-cancel, migrate, pause)"
             return 1 ;;
     esac
     # A new domain: xenconsoled appends its console to guest-<the domain's

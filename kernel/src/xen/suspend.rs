@@ -37,12 +37,15 @@ use crate::sched::sync::Event;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use hv::xen::calls::{self, Resumed};
 use spin::Once;
 
 /// Set by the toolstack's request; the suspend thread waits on it.
 static REQUEST: Once<Event> = Once::new();
+/// How the last request came: 1 through control/shutdown, 2 through the
+/// suspend event channel.
+static ASKED_BY: AtomicU8 = AtomicU8::new(0);
 /// This guest's end of the suspend event channel (0: none).
 static SUSPEND_PORT: AtomicU32 = AtomicU32::new(0);
 /// Suspends that resumed in a new domain, and cancelled ones.
@@ -53,13 +56,16 @@ fn request_event() -> &'static Event {
     REQUEST.call_once(|| Event::new(false, false))
 }
 
-/// The toolstack asked for a suspend (the control/shutdown watch).
+/// The toolstack asked for a suspend through control/shutdown (the
+/// watch acknowledged it).
 pub fn request() {
+    ASKED_BY.store(1, Ordering::Relaxed);
     request_event().set();
 }
 
 fn suspend_event(_port: u32, _context: usize) {
-    request();
+    ASKED_BY.store(2, Ordering::Relaxed);
+    request_event().set();
 }
 
 /// Allocates the suspend event channel for the toolstack (domain 0) and
@@ -125,6 +131,10 @@ fn suspend_and_resume() {
         log::error!("xen: suspend requested, but the bus never started");
         return;
     };
+    let asked_by = match ASKED_BY.swap(0, Ordering::Relaxed) {
+        1 => "control/shutdown",
+        _ => "the suspend event channel",
+    };
     log::info!("xen: suspending");
     let wall_before = clock::wallclock_ns();
     let clock_before = crate::vmops::ops::clock_ns();
@@ -154,13 +164,13 @@ fn suspend_and_resume() {
         crate::time::clock_skipped(uncounted);
         let domid = xenstore::read("domid").unwrap_or_else(|_| String::from("?"));
         log::info!(
-            "xen: resumed in a new domain (domid {domid}, #{count}), stopped for {} ms",
+            "xen: resumed in a new domain after a request through {asked_by} (domid {domid}, #{count}), stopped for {} ms",
             uncounted / 1_000_000
         );
     } else {
         let count = RESUMED_SAME.fetch_add(1, Ordering::Relaxed) + 1;
         log::info!(
-            "xen: suspend cancelled (#{count}), running on in the same domain after {} ms",
+            "xen: suspend cancelled after a request through {asked_by} (#{count}), running on in the same domain after {} ms",
             wall_ran / 1_000_000
         );
     }
