@@ -1,9 +1,10 @@
 //! The Xen bus services both Xen backends share (`xen/include/public/`):
 //! [`events`] (event channels), [`time`] (pvclock, the single-shot timer,
 //! stolen time, the wall clock), [`console`] (console_io and the console
-//! ring), [`xenstore`] (the store client and the shutdown watch) and
-//! [`grant`] (grant tables). Device front ends (netfront, blkfront) reach
-//! them through the driver model's Xen bus.
+//! ring), [`xenstore`] (the store client and the shutdown watch),
+//! [`grant`] (grant tables) and [`suspend`] (`xl save`, `xl restore`,
+//! `xl migrate`). Device front ends (netfront) reach them through the
+//! driver model's Xen bus.
 //!
 //! What differs between PV and PVH (how shared_info, the store ring and the
 //! grant-table frames are mapped, how events are delivered) is the
