@@ -113,7 +113,8 @@ test-boot: kernel rom user
 # The site the Xen HTTP guests serve: images/site and a 1.5 MiB file of
 # one repeated line (its md5 is in images/xen/sanos-http.expect).
 XEN_SITE := $(BUILD)/xen-site
-xen-site:
+xen-site: $(BUILD)/xen-site.cpio
+$(BUILD)/xen-site.cpio: $(wildcard images/site/*)
 	rm -rf $(XEN_SITE) && mkdir -p $(XEN_SITE) && cp images/site/* $(XEN_SITE)/
 	yes "sanos serves a large file over netfront" | head -c 1572871 > $(XEN_SITE)/big.bin
 	$(RIG) cpio $(XEN_SITE) $(BUILD)/xen-site.cpio
@@ -141,10 +142,10 @@ clean:
 	rm -rf $(BUILD)
 
 # Benchmarks: tables, never pass/fail on timing.
-bench: kernel rom user
+bench: kernel rom user xen-site
 	$(RIG) bench
 	bash images/net-bench/run.sh
-	$(MAKE) bench-xen
+	bash images/xen/bench.sh
 
 # Suspend/resume times of sanos and Debian's Linux under the Xen rig
 # (xl save/restore, save -c, migrate, pause), the same memory each.

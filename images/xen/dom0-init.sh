@@ -99,7 +99,7 @@ mount -t tmpfs tmpfs /var/run
 # no room there for a save file (cycle=save) as big as a guest's memory.
 mkdir -p /tmp
 mount -t tmpfs -o size=90% tmpfs /tmp
-mkdir -p /var/log/xen/console /var/lib/xen /var/lock /var/run/xen /var/run/xenstored /tmp
+mkdir -p /var/log/xen /var/lib/xen /var/lock /var/run/xen /var/run/xenstored
 mount -t tmpfs tmpfs /var/log/xen
 mkdir -p /var/log/xen/console
 say "dom0 init at $(fmt "$(now)") s uptime"
@@ -382,12 +382,15 @@ run_cycle() {
                     cycle_fail "cannot remove the suspend event channel's node"; return 1; }
             fi
             t1=$(now)
+            # -c: the domain goes on running (its suspend is cancelled).
+            opt=
+            [ "$kind" = save-cancel ] && opt=-c
+            if ! timeout 180 xl save $opt "$name" "$save" >>"/tmp/cycle-$name.log" 2>&1; then
+                rm -f "$save"; cycle_fail "xl save${opt:+ $opt} failed"; return 1
+            fi
+            t2=$(now)
+            mb=$(($(wc -c < "$save") / 1048576))
             if [ "$kind" != save-cancel ]; then
-                if ! timeout 180 xl save "$name" "$save" >>"/tmp/cycle-$name.log" 2>&1; then
-                    rm -f "$save"; cycle_fail "xl save failed"; return 1
-                fi
-                t2=$(now)
-                mb=$(($(wc -c < "$save") / 1048576))
                 if ! timeout 180 xl restore "$save" >>"/tmp/cycle-$name.log" 2>&1; then
                     rm -f "$save"; cycle_fail "xl restore failed"; return 1
                 fi
@@ -396,12 +399,6 @@ run_cycle() {
                 newlog=$plain newn=$plain_n unmonitored=0
                 what="save $(fmt $((t2 - t1))) s, restore $(fmt $((t3 - t2))) s ($mb MB)"
             else
-                # -c: the domain goes on running (its suspend is cancelled).
-                if ! timeout 180 xl save -c "$name" "$save" >>"/tmp/cycle-$name.log" 2>&1; then
-                    rm -f "$save"; cycle_fail "xl save -c failed"; return 1
-                fi
-                t2=$(now)
-                mb=$(($(wc -c < "$save") / 1048576))
                 rm -f "$save"
                 id1=$(xl domid "$name" 2>/dev/null)
                 if [ "$id1" != "$id0" ]; then

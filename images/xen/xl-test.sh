@@ -53,17 +53,17 @@ done
 
 bash "$here/fetch.sh"
 
-if [ ${#names[@]} -eq 0 ] || [ $linux = 1 ]; then
-    # Self-test guests: a busybox initrd whose init prints the marker and
-    # waits; xl shutdown makes the kernel run /sbin/poweroff.
-    initrd=$out/linux-domu-initrd.cpio.gz
-    if [ ! -f "$initrd" ] || [ "$here/xl-test.sh" -nt "$initrd" ]; then
-        g=$(mktemp -d)
-        mkdir -p "$g"/{bin,sbin,proc,dev}
-        cp "$out/pkgs/busybox-static/bin/busybox" "$g/bin/"
-        for a in sh mount sleep echo; do ln -s busybox "$g/bin/$a"; done
-        printf '#!/bin/sh\nexec /bin/busybox poweroff -f\n' > "$g/sbin/poweroff"
-        cat > "$g/init" <<'EOF'
+# The Linux guests' busybox initrd (the self-test's, and bench.sh's
+# reference guests'): init prints the marker and waits; xl shutdown makes
+# the kernel run /sbin/poweroff. Built once, cached.
+initrd=$out/linux-domu-initrd.cpio.gz
+if [ ! -f "$initrd" ] || [ "$here/xl-test.sh" -nt "$initrd" ]; then
+    g=$(mktemp -d)
+    mkdir -p "$g"/{bin,sbin,proc,dev}
+    cp "$out/pkgs/busybox-static/bin/busybox" "$g/bin/"
+    for a in sh mount sleep echo; do ln -s busybox "$g/bin/$a"; done
+    printf '#!/bin/sh\nexec /bin/busybox poweroff -f\n' > "$g/sbin/poweroff"
+    cat > "$g/init" <<'EOF'
 #!/bin/sh
 mount -t proc proc /proc
 echo LINUX-DOMU-UP
@@ -80,11 +80,13 @@ case " $cmdline " in
 esac
 while :; do sleep 1; done
 EOF
-        chmod 755 "$g/init" "$g/sbin/poweroff"
-        (cd "$g" && find . -mindepth 1 | sort |
-            "$out/pkgs/busybox-static/bin/busybox" cpio -o -H newc 2>/dev/null) | gzip -9 > "$initrd"
-        rm -rf "$g"
-    fi
+    chmod 755 "$g/init" "$g/sbin/poweroff"
+    (cd "$g" && find . -mindepth 1 | sort |
+        "$out/pkgs/busybox-static/bin/busybox" cpio -o -H newc 2>/dev/null) | gzip -9 > "$initrd"
+    rm -rf "$g"
+fi
+
+if [ ${#names[@]} -eq 0 ] || [ $linux = 1 ]; then
     cfg=$here/linux-domu.cfg
     gk=${GUEST_KERNEL:-$out/vmlinux}
     args+=(--guest "linux-pv=$cfg:$gk:$initrd"

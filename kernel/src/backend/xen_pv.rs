@@ -308,9 +308,16 @@ fn install_translation(si: &start_info) {
     }
     // SAFETY: as above, now with the measured extent.
     unsafe { xlate::set_xen_pv(p2m, si.nr_pages as usize, early_limit) };
+    set_software_cr3(root);
+}
+
+/// The software copy of CR3 that `read_cr3` returns: the machine address
+/// of the root at `root` (at entry, and after a resume, when Xen restored
+/// the same pseudo-physical root in another machine frame).
+fn set_software_cr3(root: PhysAddr) {
     let l4 = xlate::phys_to_machine(root).map_or(0, MachineAddr::as_u64);
-    // SAFETY: the software copy of the page-table base; one aligned store,
-    // before anything reads it.
+    // SAFETY: one aligned store to the software copy, made while nothing
+    // else reads it (at entry, or with events masked).
     unsafe { (&raw mut xen_pv_cr3).write_volatile(l4) };
 }
 
@@ -457,9 +464,7 @@ const MAX_GRANT_FRAMES: usize = 4;
 /// Xen lists the grant table's machine frames (it does not translate a PV
 /// guest's physical space); map them one after another.
 fn map_grant_frames(frames: u32) -> Result<*mut grant_entry_v1, grant::GrantError> {
-    let frames = (frames as usize).min(MAX_GRANT_FRAMES);
-    let mut list = [0 as xen_pfn_t; MAX_GRANT_FRAMES];
-    calls::gnttab_setup_table(&mut list[..frames]).map_err(grant::GrantError::Table)?;
+    let (list, frames) = grant_table_frames(frames)?;
     let mut first = VirtAddr::zero();
     for (i, &mfn) in list[..frames].iter().enumerate() {
         let frame = MachineAddr::from_frame_number(mfn);
@@ -477,6 +482,17 @@ fn map_grant_frames(frames: u32) -> Result<*mut grant_entry_v1, grant::GrantErro
     Ok(first.as_mut_ptr())
 }
 
+/// The grant table's machine frames Xen lists (`GNTTABOP_setup_table`),
+/// at most [`MAX_GRANT_FRAMES`] of them, and how many.
+fn grant_table_frames(
+    frames: u32,
+) -> Result<([xen_pfn_t; MAX_GRANT_FRAMES], usize), grant::GrantError> {
+    let frames = (frames as usize).min(MAX_GRANT_FRAMES);
+    let mut list = [0 as xen_pfn_t; MAX_GRANT_FRAMES];
+    calls::gnttab_setup_table(&mut list[..frames]).map_err(grant::GrantError::Table)?;
+    Ok((list, frames))
+}
+
 /// Before a suspend: the grant-table frames (Xen's) unmapped.
 fn release_grant_frames(entries: *mut grant_entry_v1, frames: u32) {
     for i in 0..frames.min(MAX_GRANT_FRAMES as u32) {
@@ -490,9 +506,7 @@ fn release_grant_frames(entries: *mut grant_entry_v1, frames: u32) {
 /// After a resume: the table's frames (new ones in a new domain) mapped at
 /// the same addresses.
 fn remap_grant_frames(entries: *mut grant_entry_v1, frames: u32) -> Result<(), grant::GrantError> {
-    let frames = (frames as usize).min(MAX_GRANT_FRAMES);
-    let mut list = [0 as xen_pfn_t; MAX_GRANT_FRAMES];
-    calls::gnttab_setup_table(&mut list[..frames]).map_err(grant::GrantError::Table)?;
+    let (list, frames) = grant_table_frames(frames)?;
     for (i, &mfn) in list[..frames].iter().enumerate() {
         let virt = VirtAddr::from_ptr(entries) + i as u64 * PAGE_SIZE;
         crate::mm::paging::remap_machine_frame(virt, Some(MachineAddr::from_frame_number(mfn)))
@@ -519,15 +533,18 @@ fn machine_frame_of(phys: PhysAddr) -> Option<u64> {
     xlate::phys_to_machine(phys).map(MachineAddr::frame_number)
 }
 
+/// The machine frame behind a direct-map or image address.
+fn machine_frame_at(virt: VirtAddr) -> Option<u64> {
+    xlate::virt_to_phys(virt).and_then(machine_frame_of)
+}
+
 /// Fills the frame lists from the P2M and publishes them in shared_info.
 fn publish_p2m(list: &P2mFrameList) -> Result<(), &'static str> {
     let si = start_info();
     let (p2m_pages, _) = p2m::frame_list_pages(si.nr_pages).ok_or("too many pages")?;
     for page in 0..p2m_pages {
         let virt = VirtAddr::new(si.mfn_list + page * PAGE_SIZE);
-        let mfn = xlate::virt_to_phys(virt)
-            .and_then(machine_frame_of)
-            .ok_or("a P2M page without a machine frame")?;
+        let mfn = machine_frame_at(virt).ok_or("a P2M page without a machine frame")?;
         let (list_page, slot) = p2m::frame_list_slot(page);
         let holder = *list
             .lists
@@ -597,14 +614,12 @@ fn start_info_mut() -> *mut start_info {
 /// the third argument of `SHUTDOWN_suspend`.
 fn prepare_suspend() -> Result<u64, &'static str> {
     let si = start_info_mut();
-    let info_mfn = xlate::virt_to_phys(VirtAddr::new(si as u64))
-        .and_then(machine_frame_of)
-        .ok_or("the start info has no machine frame")?;
+    let info_mfn =
+        machine_frame_at(VirtAddr::new(si as u64)).ok_or("the start info has no machine frame")?;
     let own = xlate::virt_to_phys(VirtAddr::new(shared_info_address()))
         .and_then(xlate::phys_to_machine)
         .ok_or("the shared_info page has no frame of its own")?;
-    let to_pfn =
-        |mfn: u64| xlate::machine_to_phys(MachineAddr::from_frame_number(mfn)).as_u64() / PAGE_SIZE;
+    let to_pfn = |mfn: u64| mfn_to_frame(mfn).pfn();
     // SAFETY: map_at's page is the one reserved for shared_info; the
     // start info lies in the bootstrap mapping, and only this vCPU, with
     // events masked, touches it now. Nothing is changed if the first step
@@ -635,10 +650,7 @@ fn restore_after_suspend(resumed: calls::Resumed) -> Result<(), &'static str> {
         map_at(shared_info_address(), MachineAddr::new((*si).shared_info))
             .map_err(|_| "shared_info not mapped again")?;
     }
-    let root = xlate::phys_to_machine(bootstrap_root(start_info())).map_or(0, MachineAddr::as_u64);
-    // SAFETY: the software copy of the page-table base Xen restored (the
-    // same pseudo-physical root, another machine frame).
-    unsafe { (&raw mut xen_pv_cr3).write_volatile(root) };
+    set_software_cr3(bootstrap_root(start_info()));
     match P2M_FRAME_LIST.lock().as_ref() {
         Some(list) => publish_p2m(list),
         None => Err("no P2M frame list: the next save will fail"),

@@ -54,6 +54,16 @@ pub fn shutdown() {
     crate::net::shutdown(&hal::KernelHal, xen);
 }
 
+/// Runs `suspend` (a Xen suspend) with the network interface held still,
+/// and has it reconnect if the machine came back in a new domain
+/// (`net::suspend_around`).
+pub fn suspend_around<R: crate::net::SuspendOutcome>(
+    suspend: impl FnOnce() -> Result<R, &'static str>,
+) -> Result<R, &'static str> {
+    let xen = xen_bus().map(|bus| bus as &dyn drivers::hal::XenBus);
+    crate::net::suspend_around(suspend, &hal::KernelHal, xen)
+}
+
 /// The PCI functions, where the kernel can reach configuration space.
 fn probe_pci(config: Option<&pci::Config>) -> Vec<PciFunction> {
     let Some(config) = config else {

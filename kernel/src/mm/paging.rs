@@ -674,11 +674,7 @@ pub fn map_phys(phys: PhysAddr, size: u64, cached: bool) -> VirtAddr {
 /// only, where such frames have no pseudo-physical address.
 pub fn map_machine_frame(frame: MachineAddr) -> Result<VirtAddr, MapError> {
     let virt = VirtAddr::new(NEXT_MMIO.fetch_add(PAGE_SIZE, Ordering::Relaxed));
-    let mut guard = KERNEL_PAGE_TABLE.lock();
-    let tables = guard.as_mut().ok_or(MapError::OutOfFrames)?;
-    let entry = tables.entry(virt, PageTableLevel::One, true)?;
-    let flags = no_exec(Flags::PRESENT | Flags::WRITABLE);
-    write_entry(entry, frame.as_u64() & ADDR_MASK | flags.bits())?;
+    write_machine_entry(virt, Some(frame), true)?;
     Ok(virt)
 }
 
@@ -687,16 +683,26 @@ pub fn map_machine_frame(frame: MachineAddr) -> Result<VirtAddr, MapError> {
 /// entry may point at a frame the domain does not own while it is saved,
 /// and a grant-table frame is Xen's.
 pub fn remap_machine_frame(virt: VirtAddr, frame: Option<MachineAddr>) -> Result<(), MapError> {
+    write_machine_entry(virt, frame, false)?;
+    ops::flush_tlb_page(virt.as_u64());
+    Ok(())
+}
+
+/// Writes the leaf entry of `virt` (its tables made if `create`): machine
+/// frame `frame` read-write, not executable, or nothing.
+fn write_machine_entry(
+    virt: VirtAddr,
+    frame: Option<MachineAddr>,
+    create: bool,
+) -> Result<(), MapError> {
     let mut guard = KERNEL_PAGE_TABLE.lock();
     let tables = guard.as_mut().ok_or(MapError::OutOfFrames)?;
-    let entry = tables.entry(virt, PageTableLevel::One, false)?;
+    let entry = tables.entry(virt, PageTableLevel::One, create)?;
     let flags = no_exec(Flags::PRESENT | Flags::WRITABLE);
     write_entry(
         entry,
         frame.map_or(0, |frame| frame.as_u64() & ADDR_MASK | flags.bits()),
-    )?;
-    ops::flush_tlb_page(virt.as_u64());
-    Ok(())
+    )
 }
 
 /// One past the highest user address: the lower half of the address space

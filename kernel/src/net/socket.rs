@@ -241,10 +241,7 @@ impl TcpListener {
             if let Some(handle) = taken {
                 // The backlog has room again: let the thread listen anew.
                 wake();
-                return Ok(TcpStream {
-                    handle,
-                    event: Event::new(false, false),
-                });
+                return Ok(TcpStream { handle });
             }
             wait(&event, deadline)?;
         }
@@ -275,7 +272,6 @@ impl Drop for TcpListener {
 /// An established TCP connection.
 pub struct TcpStream {
     handle: SocketHandle,
-    event: Event,
 }
 
 /// Receive and send buffers of a connection a kernel thread opens.
@@ -310,15 +306,13 @@ impl TcpStream {
         .ok_or(SocketError::NoInterface)??;
         wake();
         // From here a failure drops the stream, which closes the socket.
-        let stream = TcpStream {
-            handle,
-            event: Event::new(false, false),
-        };
+        let stream = TcpStream { handle };
+        let event = Event::new(false, false);
         loop {
             let state = with_stack(|stack| {
                 let state = stack.sockets.get::<tcp::Socket>(handle).state();
                 if state == tcp::State::SynSent || state == tcp::State::SynReceived {
-                    stack.wait_for_change(&stream.event);
+                    stack.wait_for_change(&event);
                 }
                 state
             })
@@ -328,7 +322,7 @@ impl TcpStream {
                     if let Deadline::NonBlocking = deadline {
                         return Ok(stream);
                     }
-                    wait(&stream.event, deadline)?;
+                    wait(&event, deadline)?;
                 }
                 tcp::State::Closed => return Err(SocketError::Refused),
                 _ => return Ok(stream),

@@ -148,7 +148,7 @@ struct ThreadSched {
     rsp: u64,
     /// The thread's stack, freed with the thread (`None` for the boot
     /// thread, which runs on the boot stack).
-    _stack: Option<KernelStack>,
+    stack: Option<KernelStack>,
     fpu: Option<Box<FpuArea>>,
     tls: [usize; TLS_SLOTS],
     wait: Option<Wait>,
@@ -412,17 +412,17 @@ impl Scheduler {
         if let Some(fpu) = self.thread(current).fpu.as_mut() {
             switch::fpu_save(fpu);
         }
-        if let Some(fpu) = self.thread(next).fpu.as_ref() {
-            switch::fpu_restore(fpu);
-        }
-        {
+        let new_rsp = {
             let incoming = self.thread(next);
-            if let (Some(user), Some(stack)) = (incoming.user, incoming._stack.as_ref()) {
+            if let Some(fpu) = incoming.fpu.as_ref() {
+                switch::fpu_restore(fpu);
+            }
+            if let (Some(user), Some(stack)) = (incoming.user, incoming.stack.as_ref()) {
                 crate::user::entry::switch_in(stack.top().as_u64(), user.fs_base);
             }
-        }
+            incoming.rsp
+        };
         let old_rsp: *mut u64 = &mut self.thread(current).rsp;
-        let new_rsp = self.thread(next).rsp;
         // SAFETY: interrupts are off (the lock); `new_rsp` was saved by a
         // switch or built by `initial_stack`; the old thread's box stays in
         // the map until it is reaped, which happens only after a switch
@@ -442,7 +442,7 @@ impl Scheduler {
             } else if let Some(mut thread) = self.threads.remove(&id) {
                 // Its stack serves the next thread: mapping and unmapping
                 // 16 pages per thread is most of what creating one costs.
-                if let Some(stack) = thread._stack.take() {
+                if let Some(stack) = thread.stack.take() {
                     if self.stacks.len() < STACK_CACHE {
                         self.stacks.push(stack);
                     }
@@ -475,8 +475,8 @@ impl Scheduler {
             priority: AtomicU8::new(priority),
             base_priority: AtomicU8::new(priority),
         });
-        // SAFETY: the stack was just mapped for this thread alone; its top
-        // is page aligned.
+        // SAFETY: the stack is this thread's alone (fresh, or the cached
+        // stack of a thread that was reaped); its top is page aligned.
         let rsp = unsafe { switch::initial_stack(stack.top().as_u64(), id) };
         self.threads.insert(
             id,
@@ -486,7 +486,7 @@ impl Scheduler {
                 base_priority: priority,
                 priority,
                 rsp,
-                _stack: Some(stack),
+                stack: Some(stack),
                 fpu: fpu.then(|| Box::new(FpuArea::new())),
                 tls: [0; TLS_SLOTS],
                 wait: None,
@@ -595,7 +595,7 @@ pub fn set_user_context(context: UserContext) -> bool {
     let s = guard.sched();
     let id = s.current;
     let thread = s.thread(id);
-    let Some(stack) = thread._stack.as_ref() else {
+    let Some(stack) = thread.stack.as_ref() else {
         return false;
     };
     thread.user = Some(context);
@@ -813,7 +813,7 @@ pub fn init() {
                 base_priority: PRIORITY_NORMAL,
                 priority: PRIORITY_NORMAL,
                 rsp: 0,
-                _stack: None,
+                stack: None,
                 fpu: None,
                 tls: [0; TLS_SLOTS],
                 wait: None,

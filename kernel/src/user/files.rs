@@ -335,9 +335,14 @@ fn read_file(file: &OpenFile, buffer: u64, count: u64, offset: Option<u64>) -> R
     if !file.readable() {
         return Err(Errno::EBADF);
     }
-    if file.node.metadata().kind == FileType::Directory {
+    let kind = file.node.metadata().kind;
+    if kind == FileType::Directory {
         return Err(Errno::EISDIR);
     }
+    // A short read (end of file, a pipe's or the console's available
+    // bytes) ends the call; so does any read of a stream or device: more
+    // may only come after the caller answers.
+    let stream = !matches!(file.special, Special::None) || kind == FileType::CharDevice;
     let count = count.min(MAX_IO) as usize;
     uaccess::check(buffer, count, true)?;
     let mut chunk = vec![0u8; count.min(64 << 10)];
@@ -353,11 +358,6 @@ fn read_file(file: &OpenFile, buffer: u64, count: u64, offset: Option<u64>) -> R
         copy_to_user(buffer + done as u64, &chunk[..n])?;
         done += n;
         position += n as u64;
-        // A short read (end of file, a pipe's or the console's available
-        // bytes) ends the call; so does any read of a stream or device:
-        // more may only come after the caller answers.
-        let stream = !matches!(file.special, Special::None)
-            || file.node.metadata().kind == FileType::CharDevice;
         if n < want || stream {
             break;
         }

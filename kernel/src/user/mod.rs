@@ -52,9 +52,6 @@ pub struct Running {
     /// Signalled when the last thread ends.
     done: Event,
     status: AtomicI32,
-    /// Set by `exit_group` or a fatal fault: every thread ends at its next
-    /// kernel entry or exit.
-    exiting: AtomicBool,
     threads: AtomicUsize,
     /// The `AT_*` vector given to the program (`/proc/self/auxv`).
     pub auxv: alloc::vec::Vec<u8>,
@@ -67,6 +64,10 @@ pub struct Running {
 }
 
 static RUNNING: spin::Mutex<Option<Arc<Running>>> = spin::Mutex::new(None);
+/// Set by `exit_group` or a fatal fault of the running program: every
+/// thread ends at its next kernel entry or exit. A static (one program
+/// runs at a time), so the check on every return to user mode is a load.
+static EXITING: AtomicBool = AtomicBool::new(false);
 
 /// The running program, if any.
 pub fn running() -> Option<Arc<Running>> {
@@ -168,13 +169,13 @@ pub fn run(
         path: String::from(path),
         done: Event::new(true, false),
         status: AtomicI32::new(0),
-        exiting: AtomicBool::new(false),
         threads: AtomicUsize::new(0),
         auxv: loader::stack::auxv_bytes(&stack),
         members: spin::Mutex::new(alloc::vec::Vec::new()),
         names: spin::Mutex::new(alloc::collections::BTreeMap::new()),
         ending: Event::new(true, false),
     });
+    EXITING.store(false, Ordering::Release);
     crate::arch::cpu::without_interrupts(|| *RUNNING.lock() = Some(running.clone()));
     files::start(namespace);
     signal::reset();
@@ -211,6 +212,7 @@ fn finish(_running: &Arc<Running>) {
     files::finish();
     with_vm(|vm| vm.clear());
     crate::arch::cpu::without_interrupts(|| *RUNNING.lock() = None);
+    EXITING.store(false, Ordering::Release);
 }
 
 /// A user frame with every register zero (RDX = 0 is the ABI's "no
@@ -372,7 +374,7 @@ fn auxv(program: &Program, base: u64) -> loader::stack::Auxv {
 
 /// Whether the program is ending (the caller's thread must end too).
 pub fn exiting() -> bool {
-    running().is_some_and(|r| r.exiting.load(Ordering::Acquire))
+    EXITING.load(Ordering::Acquire)
 }
 
 /// Ends the calling user thread; the last one ends the program. The
@@ -387,7 +389,7 @@ pub fn exit_thread(code: i32) -> ! {
     }
     if let Some(running) = running() {
         if running.threads.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if !running.exiting.swap(true, Ordering::AcqRel) {
+            if !EXITING.swap(true, Ordering::AcqRel) {
                 running.status.store(code, Ordering::Release);
             }
             running.done.set();
@@ -400,7 +402,7 @@ pub fn exit_thread(code: i32) -> ! {
 /// every thread ends.
 pub fn exit_program(status: i32) -> ! {
     if let Some(running) = running() {
-        if !running.exiting.swap(true, Ordering::AcqRel) {
+        if !EXITING.swap(true, Ordering::AcqRel) {
             running.status.store(status, Ordering::Release);
         }
         running.ending.set();

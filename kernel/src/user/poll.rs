@@ -86,27 +86,29 @@ fn revents(ready: Readiness, asked: u16) -> u16 {
 /// monotonic clock; `None` never) passes; returns what it last reported.
 fn wait_until<T: Default + PartialEq>(deadline: Option<u64>, mut check: impl FnMut() -> T) -> T {
     loop {
+        // Registered before the check, so a change between the two is not
+        // lost; taken off again whichever way this pass ends.
         let event = Event::new(true, false);
         crate::arch::cpu::without_interrupts(|| WAITERS.lock().push(event.clone()));
         crate::net::socket::notify_on_change(&event);
         let found = check();
-        if found != T::default() {
-            return found;
-        }
         let now = crate::time::since_boot_ns();
         let timeout = match deadline {
-            Some(at) if at <= now => return found,
-            Some(at) => at - now,
-            None => u64::MAX,
+            _ if found != T::default() || super::exiting() => None,
+            Some(at) if at <= now => None,
+            Some(at) => Some(at - now),
+            None => Some(u64::MAX),
         };
-        if super::exiting() {
-            return found;
+        if let Some(timeout) = timeout {
+            // Console input sets nothing: look again every 20 ms.
+            event.wait(Some(timeout.min(20_000_000)));
         }
-        // Console input sets nothing: look again every 20 ms.
-        event.wait(Some(timeout.min(20_000_000)));
         crate::arch::cpu::without_interrupts(|| {
             WAITERS.lock().retain(|e| !Event::same(e, &event));
         });
+        if timeout.is_none() {
+            return found;
+        }
     }
 }
 

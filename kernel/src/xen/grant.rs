@@ -53,6 +53,10 @@ unsafe impl Send for Table {}
 
 static TABLE: Once<Mutex<Table>> = Once::new();
 
+/// v1 entries in one table frame.
+const ENTRIES_PER_FRAME: u32 =
+    (crate::mm::PAGE_SIZE as usize / core::mem::size_of::<grant_entry_v1>()) as u32;
+
 /// Maps the grant table's frames (as many as Xen gives now) with the
 /// backend's `map_frames`. Call once on a Xen domU, after memory is up.
 pub fn init(
@@ -65,8 +69,7 @@ pub fn init(
         return Err(GrantError::Unavailable);
     }
     let entries = map_frames(frames)?;
-    let per_frame = (crate::mm::PAGE_SIZE as usize / core::mem::size_of::<grant_entry_v1>()) as u32;
-    let count = frames * per_frame;
+    let count = frames * ENTRIES_PER_FRAME;
     let free = (GNTTAB_NR_RESERVED_ENTRIES..count).rev().collect();
     TABLE.call_once(|| {
         Mutex::new(Table {
@@ -146,8 +149,7 @@ pub fn end_access(reference: GrantRef) -> Result<(), GrantError> {
 /// they still hold end at once, their flags being clear).
 pub fn table_frames() -> Option<(*mut grant_entry_v1, u32)> {
     let table = TABLE.get()?.lock();
-    let per_frame = (crate::mm::PAGE_SIZE as usize / core::mem::size_of::<grant_entry_v1>()) as u32;
-    Some((table.entries, table.count / per_frame))
+    Some((table.entries, table.count / ENTRIES_PER_FRAME))
 }
 
 /// (flags, domid, frame) of an entry, for tests and diagnostics.

@@ -92,13 +92,6 @@ pub struct SuspendParts {
     pub ports: fn() -> Result<(u32, u32), XenError>,
 }
 
-static PARTS: spin::Once<&'static GuestParts> = spin::Once::new();
-
-/// The parts the bus was started with (a Xen domU).
-pub fn guest_parts() -> Option<&'static GuestParts> {
-    PARTS.get().copied()
-}
-
 /// Once events run: console input, xenstore with the watch that lets `xl
 /// shutdown` and `xl reboot` reach the kernel, and grant tables (a domU);
 /// console input only for dom0, which starts before xenstored.
@@ -118,8 +111,7 @@ pub fn start_bus(parts: &'static GuestParts) {
     if let Err(error) = grant::init(parts.map_grant_frames) {
         log::error!("xen: no grant table: {error:?}");
     }
-    PARTS.call_once(|| parts);
-    suspend::start();
+    suspend::start(&parts.suspend);
 }
 
 mod tests {

@@ -31,7 +31,7 @@
 //! TCP connections survive when their peers wait: the interface's MAC and
 //! address do not change, and smoltcp retransmits what was lost.
 
-use super::{clock, events, grant, xencons, xenstore};
+use super::{clock, events, grant, xencons, xenstore, SuspendParts};
 use crate::arch::cpu;
 use crate::sched::sync::Event;
 use alloc::format;
@@ -91,24 +91,24 @@ fn publish_suspend_channel() {
     }
 }
 
-/// Starts the suspend thread (a domU once the bus runs).
-pub fn start() {
+/// Starts the suspend thread (a domU once the bus runs), with the
+/// backend's parts.
+pub fn start(parts: &'static SuspendParts) {
     if !xenstore::running() {
         return;
     }
-    request_event();
-    if let Err(error) = crate::sched::spawn("xen-suspend", run) {
+    if let Err(error) = crate::sched::spawn("xen-suspend", move || run(parts)) {
         log::error!("xen: cannot start the suspend thread: {error:?}; the guest cannot be saved");
         return;
     }
     publish_suspend_channel();
 }
 
-fn run() -> u64 {
+fn run(parts: &'static SuspendParts) -> u64 {
     let request = request_event().clone();
     loop {
         request.wait(None);
-        suspend_and_resume();
+        suspend_and_resume(parts);
     }
 }
 
@@ -126,11 +126,7 @@ impl crate::net::SuspendOutcome for Outcome {
 }
 
 /// One suspend: see the module documentation.
-fn suspend_and_resume() {
-    let Some(parts) = super::guest_parts() else {
-        log::error!("xen: suspend requested, but the bus never started");
-        return;
-    };
+fn suspend_and_resume(parts: &SuspendParts) {
     let asked_by = match ASKED_BY.swap(0, Ordering::Relaxed) {
         1 => "control/shutdown",
         _ => "the suspend event channel",
@@ -138,9 +134,7 @@ fn suspend_and_resume() {
     log::info!("xen: suspending");
     let wall_before = clock::wallclock_ns();
     let clock_before = crate::vmops::ops::clock_ns();
-    let xen = crate::dev::xen_bus().map(|bus| bus as &dyn drivers::hal::XenBus);
-    let outcome =
-        crate::net::suspend_around(|| suspend_masked(parts), &crate::dev::hal::KernelHal, xen);
+    let outcome = crate::dev::suspend_around(|| suspend_masked(parts));
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(why) => {
@@ -177,9 +171,8 @@ fn suspend_and_resume() {
 }
 
 /// The part with events masked, around the hypercall; `Err` if the domain
-/// could not be prepared (then nothing happened).
-fn suspend_masked(parts: &super::GuestParts) -> Result<Outcome, &'static str> {
-    let suspend = &parts.suspend;
+/// could not be prepared (then it did not stop, and runs on as before).
+fn suspend_masked(suspend: &SuspendParts) -> Result<Outcome, &'static str> {
     let store = xenstore::suspend();
     let was_enabled = cpu::irq_save();
     let clock = clock::suspend();
@@ -188,36 +181,23 @@ fn suspend_masked(parts: &super::GuestParts) -> Result<Outcome, &'static str> {
         (suspend.release_grant_frames)(first, frames);
     }
     let mut notes = Vec::new();
-    let argument = match (suspend.prepare)() {
-        Ok(argument) => argument,
-        Err(why) => {
-            if let Some((first, frames)) = grant_frames {
-                if (suspend.remap_grant_frames)(first, frames).is_err() {
-                    notes.push(String::from("grant table lost"));
-                }
+    let prepared = (suspend.prepare)();
+    let mut resumed = Resumed::Cancelled;
+    let mut store_port = None;
+    if let Ok(argument) = prepared {
+        // SAFETY: prepared above, events masked; what a new domain lacks
+        // is redone below.
+        resumed = match unsafe { calls::sched_suspend(argument) } {
+            Ok(resumed) => resumed,
+            Err(error) => {
+                // Xen refused: the domain never stopped.
+                notes.push(format!("SHUTDOWN_suspend refused: {error}"));
+                Resumed::Cancelled
             }
-            cpu::irq_restore(was_enabled);
-            if let Some(store) = store {
-                store.resume(None);
-            }
-            for note in notes {
-                log::error!("xen: {note}");
-            }
-            return Err(why);
+        };
+        if let Err(why) = (suspend.restore)(resumed) {
+            notes.push(String::from(why));
         }
-    };
-    // SAFETY: prepared above, events masked; what a new domain lacks is
-    // redone below.
-    let resumed = match unsafe { calls::sched_suspend(argument) } {
-        Ok(resumed) => resumed,
-        Err(error) => {
-            // Xen refused: the domain never stopped.
-            notes.push(format!("SHUTDOWN_suspend refused: {error}"));
-            Resumed::Cancelled
-        }
-    };
-    if let Err(why) = (suspend.restore)(resumed) {
-        notes.push(String::from(why));
     }
     let new_domain = resumed == Resumed::NewDomain;
     if new_domain {
@@ -230,10 +210,11 @@ fn suspend_masked(parts: &super::GuestParts) -> Result<Outcome, &'static str> {
             notes.push(format!("grant table not mapped again: {error:?}"));
         }
     }
-    if let Err(error) = clock::resume(&clock, new_domain) {
-        notes.push(format!("Xen time not started again: {error}"));
+    if prepared.is_ok() {
+        if let Err(error) = clock::resume(&clock, new_domain) {
+            notes.push(format!("Xen time not started again: {error}"));
+        }
     }
-    let mut store_port = None;
     if new_domain {
         match (suspend.ports)() {
             Ok((store, console)) => {
@@ -246,6 +227,12 @@ fn suspend_masked(parts: &super::GuestParts) -> Result<Outcome, &'static str> {
     cpu::irq_restore(was_enabled);
     if let Some(store) = store {
         store.resume(store_port);
+    }
+    if let Err(why) = prepared {
+        for note in notes {
+            log::error!("xen: {note}");
+        }
+        return Err(why);
     }
     if new_domain {
         let refused = xenstore::rewatch();

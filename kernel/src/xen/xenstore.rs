@@ -298,14 +298,21 @@ pub fn watch(path: &str, handler: WatchFn, context: usize) -> Result<u32, XsErro
             context,
         },
     );
-    let token = token(id);
-    match store.request(XS_WATCH, 0, &[path.as_bytes(), token.as_bytes()], false) {
-        Ok(_) => Ok(id),
+    match register_watch(store, id, path) {
+        Ok(()) => Ok(id),
         Err(error) => {
             WATCHES.lock().remove(&id);
             Err(error)
         }
     }
+}
+
+/// Asks the store for watch `id` on `path` (its token names the id).
+fn register_watch(store: &Store, id: u32, path: &str) -> Result<(), XsError> {
+    let token = token(id);
+    store
+        .request(XS_WATCH, 0, &[path.as_bytes(), token.as_bytes()], false)
+        .map(|_| ())
 }
 
 /// Removes watch `id`.
@@ -387,9 +394,7 @@ pub fn rewatch() -> usize {
         .collect();
     let mut refused = 0;
     for (id, path) in watches {
-        let token = token(id);
-        if let Err(error) = store.request(XS_WATCH, 0, &[path.as_bytes(), token.as_bytes()], false)
-        {
+        if let Err(error) = register_watch(store, id, &path) {
             log::error!("xenstore: watch on {path} not registered again: {error}");
             refused += 1;
         }
@@ -465,27 +470,24 @@ fn shutdown_requested(_context: usize, _path: &str) {
     };
     let reason = match request.as_str() {
         "" => return,
-        "suspend" => {
-            // Acknowledged as Linux does: the node written back empty,
-            // which tells the toolstack the guest is suspending.
-            if let Err(error) = write("control/shutdown", "") {
-                log::warn!("xenstore: acknowledging the suspend request: {error}");
-            }
-            super::suspend::request();
-            return;
-        }
-        "poweroff" | "halt" => ShutdownReason::PowerOff,
-        "reboot" => ShutdownReason::Reboot,
+        "suspend" => None,
+        "poweroff" | "halt" => Some(ShutdownReason::PowerOff),
+        "reboot" => Some(ShutdownReason::Reboot),
         other => {
             log::warn!("xenstore: control/shutdown asks for '{other}', which sanos does not do");
             return;
         }
     };
-    // Acknowledge, as the protocol asks, then go; a failed acknowledgement
-    // only leaves the node for the toolstack to clear.
+    // Acknowledge, as the protocol asks (Linux too): the node written back
+    // empty, which tells the toolstack the guest is on it; a failed
+    // acknowledgement only leaves the node for the toolstack to clear.
     if let Err(error) = write("control/shutdown", "") {
         log::warn!("xenstore: acknowledging control/shutdown: {error}");
     }
+    let Some(reason) = reason else {
+        super::suspend::request();
+        return;
+    };
     crate::kprintln!("sanos: {reason:?} requested by the toolstack");
     crate::dev::shutdown();
     ops::shutdown(reason.encode());
